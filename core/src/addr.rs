@@ -1,0 +1,167 @@
+//! Listening addresses as they travel in `LISTEN:` and `PEERS:` lines.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+
+use serde::Serialize;
+
+use crate::error::ProtocolError;
+
+/// A normalised `host:port` listening address.
+///
+/// Normalisation makes aliases compare equal where that is possible without
+/// DNS: the host is lowercased, `localhost` becomes `127.0.0.1`, IPv6 hosts
+/// are bracketed and written in canonical form. (The reference treats
+/// `localhost:9300` and `127.0.0.1:9300` as two peers.)
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(transparent)]
+pub struct Addr(String);
+
+impl Addr {
+    /// Longest address text we accept from the wire.
+    pub const MAX_LEN: usize = 262;
+
+    /// Parses and normalises `host:port` (IPv6 as `[v6]:port`).
+    pub fn parse(s: &str) -> Result<Addr, ProtocolError> {
+        let bad = || ProtocolError::InvalidAddr {
+            addr: crate::truncate_for_report(s),
+        };
+        let s = s.trim();
+        if s.is_empty() || s.len() > Self::MAX_LEN {
+            return Err(bad());
+        }
+        if let Ok(sa) = s.parse::<SocketAddr>() {
+            if sa.port() == 0 {
+                return Err(bad());
+            }
+            return Ok(Addr::from_socket(sa));
+        }
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let port: u16 = port.parse().map_err(|_| bad())?;
+        if port == 0 || host.is_empty() {
+            return Err(bad());
+        }
+        let host = host.to_ascii_lowercase();
+        let valid_host = host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.' || b == b'_');
+        if !valid_host {
+            return Err(bad());
+        }
+        if host == "localhost" {
+            return Ok(Addr(format!("127.0.0.1:{port}")));
+        }
+        Ok(Addr(format!("{host}:{port}")))
+    }
+
+    /// The address of a socket.
+    pub fn from_socket(sa: SocketAddr) -> Addr {
+        match sa.ip() {
+            IpAddr::V4(ip) => Addr(format!("{ip}:{}", sa.port())),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => Addr(format!("{v4}:{}", sa.port())),
+                None => Addr(format!("[{ip}]:{}", sa.port())),
+            },
+        }
+    }
+
+    /// Builds `host:port` from parts.
+    pub fn from_host_port(host: &str, port: u16) -> Result<Addr, ProtocolError> {
+        if host.contains(':') && !host.starts_with('[') {
+            Addr::parse(&format!("[{host}]:{port}"))
+        } else {
+            Addr::parse(&format!("{host}:{port}"))
+        }
+    }
+
+    /// The text form, `host:port`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The host part (with brackets for IPv6).
+    pub fn host(&self) -> &str {
+        // Invariant: every Addr is built with a `:port` suffix.
+        self.0.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.0)
+    }
+
+    /// The port.
+    pub fn port(&self) -> u16 {
+        self.0
+            .rsplit_once(':')
+            .and_then(|(_, p)| p.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// The host as an IP address, when it is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        let h = self.host();
+        let h = h
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h);
+        h.parse().ok()
+    }
+
+    /// Loopback or unspecified host: useless to anyone on another machine.
+    pub fn is_local_only(&self) -> bool {
+        self.ip()
+            .map(|ip| ip.is_loopback() || ip.is_unspecified())
+            .unwrap_or(false)
+    }
+
+    /// `[::1]:` addresses, which the reference never shares.
+    pub fn is_ipv6_loopback(&self) -> bool {
+        matches!(self.ip(), Some(IpAddr::V6(ip)) if ip.is_loopback())
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_aliases() {
+        assert_eq!(
+            Addr::parse("localhost:9300").unwrap().as_str(),
+            "127.0.0.1:9300"
+        );
+        assert_eq!(
+            Addr::parse("LocalHost:9300").unwrap(),
+            Addr::parse("127.0.0.1:9300").unwrap()
+        );
+        assert_eq!(Addr::parse("[::1]:80").unwrap().as_str(), "[::1]:80");
+        assert_eq!(
+            Addr::parse("[::ffff:10.0.0.1]:80").unwrap().as_str(),
+            "10.0.0.1:80"
+        );
+        assert_eq!(Addr::parse("Node-3:8001").unwrap().as_str(), "node-3:8001");
+        assert!(Addr::parse("[::1]:80").unwrap().is_ipv6_loopback());
+        assert!(Addr::parse("0.0.0.0:1").unwrap().is_local_only());
+        assert!(!Addr::parse("10.1.2.3:1").unwrap().is_local_only());
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        for bad in [
+            "",
+            ":80",
+            "host",
+            "host:0",
+            "host:70000",
+            "ho st:1",
+            "a/b:1",
+            "h:-1",
+            "x:1:2",
+        ] {
+            assert!(Addr::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(Addr::parse(&format!("{}:1", "a".repeat(300))).is_err());
+    }
+}

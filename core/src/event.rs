@@ -1,0 +1,372 @@
+//! What the node tells the application and the driver.
+
+use bytes::Bytes;
+use serde::{Serialize, Serializer};
+
+use crate::{Addr, ConnId, PeerId, ProtocolError, TransferId};
+
+/// Something the application should know about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A handshake completed: the peer is established.
+    PeerConnected {
+        /// Its id.
+        peer: PeerId,
+        /// Its display name.
+        name: String,
+        /// Its listening address, if known.
+        addr: Option<Addr>,
+        /// Whether we dialed it.
+        outbound: bool,
+        /// Established peers now.
+        peers: usize,
+    },
+    /// An established peer went away.
+    PeerDisconnected {
+        /// Its id.
+        peer: PeerId,
+        /// Its display name.
+        name: String,
+        /// Why.
+        reason: DisconnectReason,
+        /// Established peers now.
+        peers: usize,
+    },
+    /// A connection was refused during the handshake (by us or by them).
+    Rejected {
+        /// The connection.
+        conn: ConnId,
+        /// The address we dialed, or the remote's advertised address.
+        addr: Option<Addr>,
+        /// The peer, if its hello arrived.
+        peer: Option<PeerId>,
+        /// Whether the remote refused us (`true`) or we refused it.
+        by_remote: bool,
+        /// Why.
+        reason: RejectReason,
+    },
+    /// A dial failed or its handshake did not complete.
+    DialFailed {
+        /// The address.
+        addr: Addr,
+        /// What the driver or the handshake reported.
+        reason: String,
+        /// Consecutive failures of this address.
+        failures: u32,
+    },
+    /// A bootstrap address accepted us.
+    BootstrapSucceeded {
+        /// The address.
+        addr: Addr,
+        /// Which try it was (1-based).
+        attempt: u32,
+    },
+    /// Every bootstrap try failed.
+    BootstrapFailed {
+        /// The address.
+        addr: Addr,
+        /// Tries made.
+        attempts: u32,
+    },
+    /// A `PEERS` line taught us addresses we did not know.
+    PeersDiscovered {
+        /// Who sent it (`None`: a node that refused us with `MAX_PEERS`
+        /// and pointed us elsewhere).
+        from: Option<PeerId>,
+        /// The new addresses.
+        new: Vec<Addr>,
+        /// Addresses known now.
+        known: usize,
+    },
+    /// A chat line from a peer.
+    Chat {
+        /// Sender id.
+        from: PeerId,
+        /// Sender name.
+        name: String,
+        /// The text.
+        text: String,
+    },
+    /// A binary message that is not a file frame.
+    Bytes {
+        /// Sender id.
+        from: PeerId,
+        /// The payload; shown as its length in JSON.
+        #[serde(serialize_with = "ser_len")]
+        data: Bytes,
+    },
+    /// A peer started sending us a file.
+    FileStarted {
+        /// The transfer.
+        transfer: TransferId,
+        /// Sender.
+        from: PeerId,
+        /// Sanitised file name.
+        name: String,
+        /// Declared size.
+        size: u64,
+    },
+    /// Bytes of an incoming file arrived (at most one event per percent).
+    FileProgress {
+        /// The transfer.
+        transfer: TransferId,
+        /// Sender.
+        from: PeerId,
+        /// File name.
+        name: String,
+        /// Bytes received so far.
+        received: u64,
+        /// Declared size.
+        size: u64,
+    },
+    /// An incoming file was verified and committed.
+    FileReceived {
+        /// The transfer.
+        transfer: TransferId,
+        /// Sender.
+        from: PeerId,
+        /// File name as sent.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Lowercase hex SHA-256.
+        sha256: String,
+        /// Where the driver stored it.
+        saved_as: String,
+    },
+    /// An incoming file was aborted; its part file is discarded.
+    FileFailed {
+        /// The transfer, if one was started.
+        transfer: Option<TransferId>,
+        /// Sender.
+        from: PeerId,
+        /// File name (shortened if hostile).
+        name: String,
+        /// Why.
+        failure: FileFailure,
+    },
+    /// A connection broke the protocol and was closed.
+    ProtocolError {
+        /// The connection.
+        conn: ConnId,
+        /// The peer, if handshaked.
+        peer: Option<PeerId>,
+        /// Its address, if known.
+        addr: Option<Addr>,
+        /// What it did.
+        error: ProtocolError,
+    },
+    /// Debug: we sent `PING`.
+    PingSent {
+        /// To whom.
+        peer: PeerId,
+    },
+    /// Debug: a `PONG` arrived.
+    PongReceived {
+        /// From whom.
+        peer: PeerId,
+    },
+    /// Debug: a peer asked for addresses.
+    PeersRequested {
+        /// Who.
+        peer: PeerId,
+    },
+    /// Debug: a `PEERS` line was received.
+    PeersReceived {
+        /// From whom.
+        peer: PeerId,
+        /// The addresses as listed.
+        addrs: Vec<String>,
+    },
+}
+
+fn ser_len<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(b.len() as u64)
+}
+
+impl Event {
+    /// Debug-level events (heartbeats and peer-list traffic).
+    pub fn is_debug(&self) -> bool {
+        matches!(
+            self,
+            Event::PingSent { .. }
+                | Event::PongReceived { .. }
+                | Event::PeersRequested { .. }
+                | Event::PeersReceived { .. }
+        )
+    }
+}
+
+/// Why an established peer went away.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DisconnectReason {
+    /// The connection closed under us.
+    Closed {
+        /// What the driver saw.
+        reason: CloseReason,
+    },
+    /// No frame for longer than the peer timeout.
+    Timeout {
+        /// How long it was silent.
+        silent_ms: u64,
+    },
+    /// It broke the protocol.
+    Protocol {
+        /// How.
+        error: ProtocolError,
+    },
+    /// We are shutting down.
+    Shutdown,
+}
+
+/// Why the driver reports a connection closed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum CloseReason {
+    /// The remote closed it.
+    Eof,
+    /// A read or write failed.
+    Io {
+        /// The error text.
+        error: String,
+    },
+    /// The peer did not drain its send queue in time.
+    SlowReader {
+        /// Bytes queued when we gave up.
+        queued: u64,
+    },
+    /// We asked for the close (see [`Output::Close`](crate::Output::Close)).
+    Local,
+}
+
+/// Why a handshake was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// That id is already an established peer.
+    Duplicate,
+    /// The node is at `max_peers`.
+    MaxPeers,
+    /// The remote is this node itself.
+    SelfConnection,
+}
+
+/// Why an incoming file transfer failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum FileFailure {
+    /// The name is not a plain file name.
+    InvalidName {
+        /// Why.
+        why: &'static str,
+    },
+    /// The frame could not be parsed.
+    Malformed {
+        /// Why.
+        why: String,
+    },
+    /// The declared size exceeds `max_file_size`.
+    TooLarge {
+        /// Declared size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The peer already has `max_transfers_per_peer` transfers running.
+    TooManyTransfers {
+        /// The limit.
+        limit: usize,
+    },
+    /// A chunk or end for a transfer that is not running.
+    UnknownTransfer,
+    /// More bytes than declared.
+    Overflow {
+        /// Declared size.
+        size: u64,
+        /// Bytes it would have reached.
+        received: u64,
+    },
+    /// `FILEEND` arrived before all declared bytes.
+    SizeMismatch {
+        /// Declared size.
+        size: u64,
+        /// Bytes received.
+        received: u64,
+    },
+    /// The content does not hash to the declared checksum.
+    HashMismatch {
+        /// Declared checksum.
+        expected: String,
+        /// Checksum of what arrived.
+        actual: String,
+    },
+    /// A new `FILESTART` for the same name replaced this transfer.
+    Restarted,
+    /// No chunk for longer than the peer timeout.
+    Idle {
+        /// How long it was idle.
+        idle_ms: u64,
+    },
+    /// The sender disconnected mid-transfer.
+    PeerGone,
+    /// The driver could not write or commit it.
+    Storage {
+        /// The error text.
+        error: String,
+    },
+    /// The node shut down mid-transfer.
+    Shutdown,
+}
+
+/// What the driver must do on disk for incoming transfers. Ops for one
+/// transfer come in order: `Create`, any number of `Write`s, then exactly
+/// one of `Commit` or `Discard`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageOp {
+    /// Create (truncate) the part file `part` inside the downloads directory.
+    /// `part` is a plain file name, already validated.
+    Create {
+        /// The transfer.
+        transfer: TransferId,
+        /// Part file name.
+        part: String,
+    },
+    /// Append `data` to the transfer's part file.
+    Write {
+        /// The transfer.
+        transfer: TransferId,
+        /// The bytes, shared with the received frame.
+        data: Bytes,
+    },
+    /// The content is verified: rename the part file to `name`, or to
+    /// `name-(1).ext`, `name-(2).ext`, ... without ever overwriting, then
+    /// report [`Input::Committed`](crate::Input::Committed).
+    Commit {
+        /// The transfer.
+        transfer: TransferId,
+        /// Final file name, a plain validated name.
+        name: String,
+    },
+    /// Delete the part file.
+    Discard {
+        /// The transfer.
+        transfer: TransferId,
+    },
+}
+
+/// A snapshot of one established peer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PeerInfo {
+    /// Its id.
+    pub id: PeerId,
+    /// Its display name.
+    pub name: String,
+    /// Its listening address, if known.
+    pub addr: Option<Addr>,
+    /// Whether we dialed it.
+    pub outbound: bool,
+    /// The connection carrying it.
+    pub conn: ConnId,
+}

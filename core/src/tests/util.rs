@@ -1,0 +1,505 @@
+//! A discrete-event harness in the spirit of quinn-proto's `tests/util.rs`:
+//! several nodes exchange their `Transmit`s through in-memory links on one
+//! shared virtual clock. Links can be delayed or cut, nodes frozen (alive
+//! but silent) or crashed, and raw scripted peers can inject any bytes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output, StorageOp, TransferId};
+
+/// One end of an in-memory connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum End {
+    Node(usize, ConnId),
+    Raw(usize),
+}
+
+#[derive(Debug)]
+enum Delivery {
+    Data(End, Bytes),
+    Eof(End),
+    Accept {
+        node: usize,
+        dialer: usize,
+        conn: ConnId,
+        remote: Option<SocketAddr>,
+    },
+    DialFailed(usize, ConnId, &'static str),
+}
+
+/// In-memory downloads directory of one node.
+#[derive(Debug, Default)]
+pub struct MemStorage {
+    pub parts: BTreeMap<TransferId, (String, Vec<u8>)>,
+    pub files: BTreeMap<String, Vec<u8>>,
+    /// Every name ever created or committed, to check confinement.
+    pub touched: Vec<String>,
+}
+
+pub struct TestNode {
+    pub node: Node,
+    pub events: Vec<(Instant, Event)>,
+    pub storage: MemStorage,
+    /// Alive but neither sending nor receiving (a hung process).
+    pub frozen: bool,
+    pub crashed: bool,
+}
+
+/// A raw scripted peer: its received bytes are kept for inspection.
+#[derive(Debug, Default)]
+pub struct RawPeer {
+    pub peer: Option<End>,
+    pub received: BytesMut,
+    pub closed: bool,
+}
+
+pub struct Mesh {
+    pub start: Instant,
+    pub now: Instant,
+    pub nodes: Vec<TestNode>,
+    pub raws: Vec<RawPeer>,
+    pub latency: Duration,
+    /// Extra one-way latency per unordered node pair.
+    pub extra_latency: BTreeMap<(usize, usize), Duration>,
+    /// Cut pairs: traffic silently vanishes, dials fail.
+    pub cut: BTreeSet<(usize, usize)>,
+    queue: BTreeMap<(Instant, u64), Delivery>,
+    seq: u64,
+    /// Connection ends and their other side.
+    wires: BTreeMap<End, End>,
+    /// Latest delivery time per direction, so that a link never reorders.
+    fifo: BTreeMap<End, Instant>,
+    /// Everything every node output, in order: the replay fingerprint.
+    pub trace: String,
+}
+
+pub const BASE_PORT: u16 = 7000;
+
+pub fn addr_of(i: usize) -> String {
+    format!("127.0.0.1:{}", BASE_PORT as usize + i)
+}
+
+fn pair(a: usize, b: usize) -> (usize, usize) {
+    (a.min(b), a.max(b))
+}
+
+impl Mesh {
+    pub fn new(n: usize, tweak: impl Fn(usize, &mut Config)) -> Mesh {
+        let start = Instant::now();
+        let mut m = Mesh {
+            start,
+            now: start,
+            nodes: Vec::new(),
+            raws: Vec::new(),
+            latency: Duration::from_millis(5),
+            extra_latency: BTreeMap::new(),
+            cut: BTreeSet::new(),
+            queue: BTreeMap::new(),
+            seq: 0,
+            wires: BTreeMap::new(),
+            fifo: BTreeMap::new(),
+            trace: String::new(),
+        };
+        for _ in 0..n {
+            m.add_node(&tweak);
+        }
+        m
+    }
+
+    pub fn add_node(&mut self, tweak: &dyn Fn(usize, &mut Config)) -> usize {
+        let i = self.nodes.len();
+        let port = BASE_PORT + i as u16;
+        let mut cfg = Config::new(port);
+        cfg.name = Some(format!("n{i}"));
+        tweak(i, &mut cfg);
+        let node = Node::new(cfg, 1000 + i as u64, self.now);
+        self.nodes.push(TestNode {
+            node,
+            events: Vec::new(),
+            storage: MemStorage::default(),
+            frozen: false,
+            crashed: false,
+        });
+        i
+    }
+
+    pub fn elapsed(&self) -> Duration {
+        self.now - self.start
+    }
+
+    fn push(&mut self, at: Instant, d: Delivery) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), d);
+    }
+
+    fn node_of(&self, end: End) -> Option<usize> {
+        match end {
+            End::Node(i, _) => Some(i),
+            End::Raw(_) => None,
+        }
+    }
+
+    fn one_way(&self, from: End, to: End) -> Option<Duration> {
+        match (self.node_of(from), self.node_of(to)) {
+            (Some(a), Some(b)) => {
+                if self.cut.contains(&pair(a, b)) {
+                    return None;
+                }
+                Some(
+                    self.latency
+                        + self
+                            .extra_latency
+                            .get(&pair(a, b))
+                            .copied()
+                            .unwrap_or_default(),
+                )
+            }
+            _ => Some(self.latency),
+        }
+    }
+
+    /// Sends along a wire, keeping per-direction order.
+    fn send(&mut self, from: End, d: impl FnOnce(End) -> Delivery) {
+        let Some(&to) = self.wires.get(&from) else {
+            return;
+        };
+        let Some(lat) = self.one_way(from, to) else {
+            return;
+        };
+        let at = (self.now + lat).max(self.fifo.get(&from).copied().unwrap_or(self.now));
+        self.fifo.insert(from, at);
+        self.push(at, d(to));
+    }
+
+    /// Moves every node's outputs onto the wires.
+    pub fn flush(&mut self) {
+        loop {
+            let mut any = false;
+            for i in 0..self.nodes.len() {
+                while let Some(out) = self.nodes[i].node.poll_output() {
+                    any = true;
+                    self.on_output(i, out);
+                }
+            }
+            if !any {
+                return;
+            }
+        }
+    }
+
+    fn on_output(&mut self, i: usize, out: Output) {
+        let now = self.now;
+        match &out {
+            Output::Transmit { conn, data } => {
+                let _ = writeln!(self.trace, "{i} tx {conn} {:?}", data);
+            }
+            Output::Event(e) => {
+                let _ = writeln!(self.trace, "{i} ev {e:?}");
+            }
+            other => {
+                let _ = writeln!(self.trace, "{i} {other:?}");
+            }
+        }
+        if self.nodes[i].frozen || self.nodes[i].crashed {
+            if let Output::Event(e) = out {
+                self.nodes[i].events.push((now, e));
+            }
+            return;
+        }
+        match out {
+            Output::Transmit { conn, data } => {
+                self.send(End::Node(i, conn), |to| Delivery::Data(to, data))
+            }
+            Output::Close { conn } => self.send(End::Node(i, conn), Delivery::Eof),
+            Output::Dial { conn, addr } => {
+                let target = (addr.port() as usize).checked_sub(BASE_PORT as usize);
+                let lat = self.latency;
+                match target.filter(|&j| j < self.nodes.len() && addr.host() == "127.0.0.1") {
+                    Some(j) if !self.nodes[j].crashed && !self.cut.contains(&pair(i, j)) => {
+                        let remote = None;
+                        self.push(
+                            now + lat,
+                            Delivery::Accept {
+                                node: j,
+                                dialer: i,
+                                conn,
+                                remote,
+                            },
+                        );
+                    }
+                    _ => self.push(
+                        now + lat,
+                        Delivery::DialFailed(i, conn, "connection refused"),
+                    ),
+                }
+            }
+            Output::Storage(op) => self.on_storage(i, op),
+            Output::Event(e) => self.nodes[i].events.push((now, e)),
+        }
+    }
+
+    fn on_storage(&mut self, i: usize, op: StorageOp) {
+        let now = self.now;
+        let st = &mut self.nodes[i].storage;
+        match op {
+            StorageOp::Create { transfer, part } => {
+                st.touched.push(part.clone());
+                st.parts.insert(transfer, (part, Vec::new()));
+            }
+            StorageOp::Write { transfer, data } => {
+                if let Some((_, buf)) = st.parts.get_mut(&transfer) {
+                    buf.extend_from_slice(&data);
+                }
+            }
+            StorageOp::Commit { transfer, name } => {
+                let Some((_, buf)) = st.parts.remove(&transfer) else {
+                    return;
+                };
+                let mut saved = name.clone();
+                let mut k = 1;
+                while st.files.contains_key(&saved) {
+                    saved = match name.rsplit_once('.') {
+                        Some((stem, ext)) if !stem.is_empty() => format!("{stem}-({k}).{ext}"),
+                        _ => format!("{name}-({k})"),
+                    };
+                    k += 1;
+                }
+                st.touched.push(saved.clone());
+                st.files.insert(saved.clone(), buf);
+                self.nodes[i].node.handle_input(
+                    now,
+                    Input::Committed {
+                        transfer,
+                        saved_as: saved,
+                    },
+                );
+            }
+            StorageOp::Discard { transfer } => {
+                st.parts.remove(&transfer);
+            }
+        }
+    }
+
+    fn deliver(&mut self, d: Delivery) {
+        let now = self.now;
+        match d {
+            Delivery::Data(End::Node(i, conn), data) => {
+                if !self.nodes[i].frozen && !self.nodes[i].crashed {
+                    self.nodes[i]
+                        .node
+                        .handle_input(now, Input::Received { conn, data });
+                }
+            }
+            Delivery::Data(End::Raw(r), data) => self.raws[r].received.extend_from_slice(&data),
+            Delivery::Eof(End::Node(i, conn)) => {
+                if self.nodes[i].crashed {
+                    return;
+                }
+                self.nodes[i].node.handle_input(
+                    now,
+                    Input::Closed {
+                        conn,
+                        reason: CloseReason::Eof,
+                    },
+                );
+                self.close_end(End::Node(i, conn));
+            }
+            Delivery::Eof(End::Raw(r)) => {
+                self.raws[r].closed = true;
+                self.close_end(End::Raw(r));
+            }
+            Delivery::Accept {
+                node,
+                dialer,
+                conn,
+                remote,
+            } => {
+                if self.nodes[node].crashed {
+                    let lat = self.latency;
+                    self.push(
+                        now + lat,
+                        Delivery::DialFailed(dialer, conn, "connection refused"),
+                    );
+                    return;
+                }
+                let accepted = self.nodes[node].node.handle_accept(now, remote);
+                let a = End::Node(dialer, conn);
+                let b = End::Node(node, accepted);
+                self.wires.insert(a, b);
+                self.wires.insert(b, a);
+                let _ = writeln!(self.trace, "{node} accept {accepted} from {dialer}/{conn}");
+                self.nodes[dialer]
+                    .node
+                    .handle_input(now, Input::Connected { conn, local: None });
+            }
+            Delivery::DialFailed(i, conn, why) => {
+                if !self.nodes[i].crashed {
+                    self.nodes[i].node.handle_input(
+                        now,
+                        Input::DialFailed {
+                            conn,
+                            reason: why.into(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+
+    /// The remote closed `end`: its driver closes its side too, so the
+    /// other end sees EOF unless it closed first.
+    fn close_end(&mut self, end: End) {
+        if let Some(&other) = self.wires.get(&end) {
+            if self.wires.contains_key(&other) {
+                self.send(end, Delivery::Eof);
+            }
+            self.wires.remove(&end);
+        }
+    }
+
+    /// The next instant anything happens.
+    fn next_time(&self) -> Option<Instant> {
+        let q = self.queue.keys().next().map(|(t, _)| *t);
+        let timers = self
+            .nodes
+            .iter()
+            .filter(|n| !n.crashed && !n.frozen)
+            .filter_map(|n| n.node.poll_timeout())
+            .min();
+        match (q, timers) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One step: advance to the next event time, deliver, fire timers.
+    pub fn step(&mut self) -> bool {
+        self.flush();
+        let Some(t) = self.next_time() else {
+            return false;
+        };
+        self.now = self.now.max(t);
+        while let Some(entry) = self.queue.first_entry() {
+            if entry.key().0 > self.now {
+                break;
+            }
+            let d = entry.remove();
+            self.deliver(d);
+            self.flush();
+        }
+        let now = self.now;
+        for n in self.nodes.iter_mut().filter(|n| !n.crashed && !n.frozen) {
+            if n.node.poll_timeout().is_some_and(|t| t <= now) {
+                n.node.handle_timeout(now);
+            }
+        }
+        self.flush();
+        true
+    }
+
+    /// Runs for `d` of simulated time.
+    pub fn run_for(&mut self, d: Duration) {
+        self.flush();
+        let end = self.now + d;
+        while self.next_time().is_some_and(|t| t <= end) {
+            self.step();
+        }
+        self.now = self.now.max(end);
+    }
+
+    /// Runs until `done` holds (checked after each step), at most `limit`
+    /// of simulated time; returns the simulated time it took.
+    pub fn run_until(&mut self, limit: Duration, done: impl Fn(&Mesh) -> bool) -> Option<Duration> {
+        let end = self.now + limit;
+        loop {
+            self.flush();
+            if done(self) {
+                return Some(self.elapsed());
+            }
+            match self.next_time() {
+                Some(t) if t <= end => {
+                    self.step();
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    pub fn bootstrap(&mut self, i: usize, j: usize) {
+        let now = self.now;
+        self.nodes[i]
+            .node
+            .bootstrap(now, &addr_of(j))
+            .expect("valid bootstrap address");
+        self.flush();
+    }
+
+    /// Every live node is connected to every other live node, once.
+    pub fn full_mesh(&self) -> bool {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| !self.nodes[i].crashed)
+            .collect();
+        live.iter().all(|&i| {
+            let ids: BTreeSet<_> = self.nodes[i].node.peers().map(|p| p.id).collect();
+            ids.len() == live.len() - 1
+                && live
+                    .iter()
+                    .filter(|&&j| j != i)
+                    .all(|&j| ids.contains(self.nodes[j].node.id()))
+        })
+    }
+
+    /// Opens a raw scripted connection to node `j`; returns its index.
+    pub fn raw_connect(&mut self, j: usize, remote: Option<SocketAddr>) -> usize {
+        let r = self.raws.len();
+        self.raws.push(RawPeer::default());
+        let conn = self.nodes[j].node.handle_accept(self.now, remote);
+        let a = End::Raw(r);
+        let b = End::Node(j, conn);
+        self.wires.insert(a, b);
+        self.wires.insert(b, a);
+        self.raws[r].peer = Some(b);
+        r
+    }
+
+    pub fn raw_send(&mut self, r: usize, data: &[u8]) {
+        let data = Bytes::copy_from_slice(data);
+        self.send(End::Raw(r), |to| Delivery::Data(to, data));
+    }
+
+    pub fn raw_close(&mut self, r: usize) {
+        self.send(End::Raw(r), Delivery::Eof);
+    }
+
+    /// The lines a raw peer received so far.
+    pub fn raw_lines(&self, r: usize) -> Vec<String> {
+        String::from_utf8_lossy(&self.raws[r].received)
+            .lines()
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    /// Crashes a node: every connection resets.
+    pub fn crash(&mut self, i: usize) {
+        self.nodes[i].crashed = true;
+        let ends: Vec<End> = self
+            .wires
+            .keys()
+            .copied()
+            .filter(|e| self.node_of(*e) == Some(i))
+            .collect();
+        for e in ends {
+            self.send(e, Delivery::Eof);
+            self.wires.remove(&e);
+        }
+    }
+
+    pub fn events(&self, i: usize) -> impl Iterator<Item = &Event> {
+        self.nodes[i].events.iter().map(|(_, e)| e)
+    }
+}

@@ -1,0 +1,159 @@
+//! One connection's socket tasks: a reader that hands received bytes to the
+//! driver (awaiting when the driver is busy, so TCP pushes back instead of
+//! frames being dropped), and a writer draining a send queue whose size the
+//! driver watches.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use p2p_core::{CloseReason, ConnId};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::AbortHandle;
+
+/// What socket tasks tell the driver.
+#[derive(Debug)]
+pub(crate) enum SocketEvent {
+    Received(ConnId, Bytes),
+    Closed(ConnId, CloseReason),
+}
+
+/// The driver's side of one live connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    /// `None` once a close was requested: the writer flushes and shuts down.
+    tx: Option<mpsc::UnboundedSender<Bytes>>,
+    queued: Arc<AtomicUsize>,
+    reader: AbortHandle,
+    writer: AbortHandle,
+    /// When the queue first went over the limit, if it still is.
+    pub(crate) over_since: Option<tokio::time::Instant>,
+    /// When a close was requested.
+    pub(crate) closing_since: Option<tokio::time::Instant>,
+}
+
+const READ_SIZE: usize = 64 * 1024;
+
+impl ConnHandle {
+    /// Starts the reader and writer tasks of a connected stream.
+    pub(crate) fn spawn<S, E>(
+        conn: ConnId,
+        stream: S,
+        events: mpsc::Sender<E>,
+        drained: Arc<Notify>,
+    ) -> ConnHandle
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+        E: From<SocketEvent> + Send + 'static,
+    {
+        let (mut rd, wr) = tokio::io::split(stream);
+        let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
+        let queued = Arc::new(AtomicUsize::new(0));
+
+        let ev = events.clone();
+        let reader = tokio::spawn(async move {
+            let mut buf = BytesMut::with_capacity(READ_SIZE);
+            let reason = loop {
+                if buf.capacity() < READ_SIZE / 4 {
+                    buf.reserve(READ_SIZE);
+                }
+                match rd.read_buf(&mut buf).await {
+                    Ok(0) => break CloseReason::Eof,
+                    Ok(_) => {
+                        let data = buf.split().freeze();
+                        if ev
+                            .send(SocketEvent::Received(conn, data).into())
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        break CloseReason::Io {
+                            error: e.to_string(),
+                        }
+                    }
+                }
+            };
+            let _ = ev.send(SocketEvent::Closed(conn, reason).into()).await;
+        })
+        .abort_handle();
+
+        let q = queued.clone();
+        let writer = tokio::spawn(async move {
+            let mut w = BufWriter::with_capacity(64 * 1024, wr);
+            let result: std::io::Result<()> = async {
+                while let Some(data) = rx.recv().await {
+                    let mut n = data.len();
+                    w.write_all(&data).await?;
+                    // Batch whatever else is queued before one flush.
+                    while let Ok(more) = rx.try_recv() {
+                        n += more.len();
+                        w.write_all(&more).await?;
+                    }
+                    w.flush().await?;
+                    q.fetch_sub(n, Ordering::AcqRel);
+                    drained.notify_one();
+                }
+                w.shutdown().await
+            }
+            .await;
+            if let Err(e) = result {
+                let _ = events
+                    .send(
+                        SocketEvent::Closed(
+                            conn,
+                            CloseReason::Io {
+                                error: e.to_string(),
+                            },
+                        )
+                        .into(),
+                    )
+                    .await;
+            }
+        })
+        .abort_handle();
+
+        ConnHandle {
+            tx: Some(tx),
+            queued,
+            reader,
+            writer,
+            over_since: None,
+            closing_since: None,
+        }
+    }
+
+    /// Queues bytes; never drops them while the connection lives.
+    pub(crate) fn send(&self, data: Bytes) {
+        if let Some(tx) = &self.tx {
+            self.queued.fetch_add(data.len(), Ordering::AcqRel);
+            if tx.send(data).is_err() {
+                // The writer is gone (the socket broke); the reader reports it.
+            }
+        }
+    }
+
+    /// Bytes queued and not yet written to the socket.
+    pub(crate) fn queued(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
+    }
+
+    /// Flush what is queued, then shut the write side; reading goes on.
+    pub(crate) fn close(&mut self, now: tokio::time::Instant) {
+        self.tx = None;
+        self.closing_since.get_or_insert(now);
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.tx.is_none()
+    }
+
+    /// Drops the socket at once (slow reader, shutdown deadline).
+    pub(crate) fn abort(&self) {
+        self.reader.abort();
+        self.writer.abort();
+    }
+}
