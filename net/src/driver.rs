@@ -15,7 +15,7 @@ use crate::conn::{ConnHandle, SocketEvent};
 use crate::handle::{Command, NetEvent};
 use crate::storage::Storage;
 use crate::transport::{Listener, Transport};
-use crate::NetConfig;
+use crate::{NetConfig, TapEvent};
 
 /// Things that happen on sockets, funnelled into one bounded channel: when
 /// the driver is busy, readers wait and TCP pushes back on the senders.
@@ -129,12 +129,23 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         }
     }
 
+    /// Hands an input to the core, showing it to the tap first.
+    pub(crate) fn input(&mut self, now: Instant, input: Input) {
+        if let Some(tap) = &self.config.tap {
+            tap(&TapEvent::Input(&input));
+        }
+        self.node.handle_input(now_std(now), input);
+    }
+
     pub(crate) fn emit(&self, e: NetEvent) {
         let _ = self.events.send(e);
     }
 
     pub(crate) fn drain_outputs(&mut self) {
         while let Some(out) = self.node.poll_output() {
+            if let Some(tap) = &self.config.tap {
+                tap(&TapEvent::Output(&out));
+            }
             match out {
                 Output::Transmit { conn, data } => {
                     if let Some(c) = self.conns.get(&conn) {
@@ -178,6 +189,9 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         match inc {
             Incoming::Accepted(stream, remote) => {
                 let conn = self.node.handle_accept(now_std(now), Some(remote));
+                if let Some(tap) = &self.config.tap {
+                    tap(&TapEvent::Accepted { conn, remote });
+                }
                 self.attach(conn, stream);
             }
             Incoming::Dialed(conn, result) => {
@@ -187,11 +201,10 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 match result {
                     Ok((stream, local)) => {
                         self.attach(conn, stream);
-                        self.node
-                            .handle_input(now_std(now), Input::Connected { conn, local });
+                        self.input(now, Input::Connected { conn, local });
                     }
-                    Err(e) => self.node.handle_input(
-                        now_std(now),
+                    Err(e) => self.input(
+                        now,
                         Input::DialFailed {
                             conn,
                             reason: e.to_string(),
@@ -201,15 +214,13 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             }
             Incoming::Socket(SocketEvent::Received(conn, data)) => {
                 if self.conns.contains_key(&conn) {
-                    self.node
-                        .handle_input(now_std(now), Input::Received { conn, data });
+                    self.input(now, Input::Received { conn, data });
                 }
             }
             Incoming::Socket(SocketEvent::Closed(conn, reason)) => {
                 // Dropping the handle lets the writer flush and shut down.
                 if self.conns.remove(&conn).is_some() {
-                    self.node
-                        .handle_input(now_std(now), Input::Closed { conn, reason });
+                    self.input(now, Input::Closed { conn, reason });
                 }
             }
         }
@@ -222,7 +233,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     }
 
     fn on_storage(&mut self, op: StorageOp) {
-        let now = now_std(Instant::now());
+        let now = Instant::now();
         let (transfer, result) = match op {
             StorageOp::Create { transfer, part } => {
                 self.failed.remove(&transfer);
@@ -253,12 +264,10 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         };
         match result {
             Ok(None) => {}
-            Ok(Some(saved_as)) => self
-                .node
-                .handle_input(now, Input::Committed { transfer, saved_as }),
+            Ok(Some(saved_as)) => self.input(now, Input::Committed { transfer, saved_as }),
             Err(e) => {
                 self.failed.insert(transfer);
-                self.node.handle_input(
+                self.input(
                     now,
                     Input::StorageFailed {
                         transfer,
@@ -296,8 +305,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 let reason = CloseReason::SlowReader {
                     queued: queued as u64,
                 };
-                self.node
-                    .handle_input(now_std(now), Input::Closed { conn, reason });
+                self.input(now, Input::Closed { conn, reason });
             }
         }
         for conn in gone {

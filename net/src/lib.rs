@@ -40,11 +40,31 @@ mod transport;
 use std::time::Duration;
 
 pub use handle::{start, Events, NetEvent, NodeHandle};
+
+/// What a [`Tap`] sees: every input handed to the core and every output it
+/// produced, in order.
+#[derive(Debug)]
+pub enum TapEvent<'a> {
+    /// A socket was accepted as this connection, from `remote`.
+    Accepted {
+        /// The connection.
+        conn: p2p_core::ConnId,
+        /// The remote socket.
+        remote: std::net::SocketAddr,
+    },
+    /// An input handed to the core.
+    Input(&'a p2p_core::Input),
+    /// An output of the core.
+    Output(&'a p2p_core::Output),
+}
+
+/// A hook that observes the driver (the simulator hashes and checks it).
+pub type Tap = std::sync::Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 pub use storage::{numbered, DiskStorage, MemStorage, Source, Storage};
 pub use transport::{Listener, TcpTransport, Transport};
 
 /// Configuration of a running node: the core's, plus the driver's own.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NetConfig {
     /// The protocol core's configuration (`listen_port` 0 picks a free port).
     pub core: p2p_core::Config,
@@ -57,6 +77,21 @@ pub struct NetConfig {
     pub send_queue_limit: usize,
     /// How long a peer may stay over the limit before it is disconnected.
     pub slow_reader_timeout: Duration,
+    /// Observes every core input and output (for simulation and tests).
+    pub tap: Option<Tap>,
+}
+
+impl std::fmt::Debug for NetConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetConfig")
+            .field("core", &self.core)
+            .field("seed", &self.seed)
+            .field("bootstrap", &self.bootstrap)
+            .field("send_queue_limit", &self.send_queue_limit)
+            .field("slow_reader_timeout", &self.slow_reader_timeout)
+            .field("tap", &self.tap.is_some())
+            .finish()
+    }
 }
 
 impl NetConfig {
@@ -68,6 +103,7 @@ impl NetConfig {
             bootstrap: Vec::new(),
             send_queue_limit: 8 * 1024 * 1024,
             slow_reader_timeout: Duration::from_secs(30),
+            tap: None,
         }
     }
 }

@@ -1,1 +1,1 @@
-//! Placeholder.
+//! Deterministic simulator of whole p2p meshes (work in progress).
