@@ -478,12 +478,10 @@ impl Node {
         for conn in conns {
             if let Some(c) = self.conns.remove(&conn) {
                 if let ConnState::Established { peer, .. } = c.state {
-                    if self
-                        .peers
-                        .get(&peer)
-                        .is_some_and(|p| p.conn == conn && p.announced)
-                    {
-                        self.peers.remove(&peer);
+                    // A peer not announced yet (a listener still waiting
+                    // for its LISTEN line) leaves the table silently.
+                    let current = self.peers.get(&peer).is_some_and(|p| p.conn == conn);
+                    if current && self.peers.remove(&peer).is_some_and(|p| p.announced) {
                         let name = self.peer_name_or(&peer, &c.name);
                         self.event(Event::PeerDisconnected {
                             peer,
@@ -1022,7 +1020,10 @@ impl Node {
     /// Dials `addr` after a random delay, unless something already decided
     /// it (connected, in flight, backing off).
     pub(crate) fn schedule_dial(&mut self, now: Instant, addr: &Addr) {
-        if !self.addrs.dialable(addr, now) || self.peers.len() >= self.config.max_peers {
+        if self.shut_down
+            || !self.addrs.dialable(addr, now)
+            || self.peers.len() >= self.config.max_peers
+        {
             return;
         }
         let at = now + self.jitter(self.config.dial_jitter);

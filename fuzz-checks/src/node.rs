@@ -1,0 +1,1082 @@
+//! The `node` target: an arbitrary sequence of inputs against one
+//! [`Node`]: connections accepted, dialed, connected, failing and closing,
+//! arbitrary or protocol-shaped bytes received, time passing by arbitrary
+//! amounts, application commands and storage results.
+//!
+//! A model of the driver follows every connection and what crossed it, and
+//! after every step the check asserts:
+//! - the peer table holds only handshaked peers: each peer's connection is
+//!   live (neither closed by the driver nor by the node), carries that peer
+//!   (`peer_of`), is outbound exactly when we dialed it, the node sent its
+//!   own hello first on it, and the first frame the remote sent on it is a
+//!   hello with that id; the node's own id is never a peer;
+//! - at most one live connection per peer id;
+//! - bounded memory: buffered bytes within the decoder limits per
+//!   connection, connections no more than the driver holds open, known
+//!   addresses within `max_known_addrs`, incoming transfers within the
+//!   per-peer cap (plus commits the driver has not answered);
+//! - outputs are coherent: transmits and closes only on connections the
+//!   node opened, nothing sent after a close, no dial of our own address,
+//!   nothing at all after shutdown, no timer already due after a timeout;
+//! - storage ops follow the [`p2p_core::StorageOp`] contract with plain
+//!   names, and a `Commit` only of content whose size and SHA-256 were
+//!   declared in a `FILESTART` and repeated in a `FILEEND` for that name on
+//!   the wire.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use p2p_core::codec::{Decoder, Frame, Limits};
+use p2p_core::file::{to_hex, FileFrame};
+use p2p_core::{
+    CloseReason, Config, ConnId, Event, Input, Node, Output, PeerId, Target, TransferId,
+};
+
+use crate::common::{content_bytes, pick, pick_str, sha256, Reader, StorageTracker, Writer};
+
+/// Our id; its order relative to [`IDS`] decides simultaneous-connect merges.
+pub(crate) const OUR_ID: &str = "m";
+/// Our listening port.
+pub(crate) const PORT: u16 = 8001;
+/// Ids the remote hellos use: valid ones on both sides of [`OUR_ID`], ours,
+/// and invalid ones.
+const IDS: [&str; 8] = ["a", "b", "x", "z", OUR_ID, "BYTES", "bad id", ""];
+const NAMES: [&str; 4] = ["", "Alice", "  spaced  ", "x:y"];
+/// Addresses for commands, `LISTEN:` and `PEERS:`.
+const ADDRS: [&str; 12] = [
+    "127.0.0.1:9001",
+    "127.0.0.1:9002",
+    "localhost:9003",
+    "10.0.0.7:9004",
+    "[::1]:9005",
+    "127.0.0.1:8001",
+    "0.0.0.0:9006",
+    "host-a:9007",
+    "bad addr",
+    "127.0.0.1:0",
+    "[2001:db8::1]:9008",
+    "10.0.0.8:9009",
+];
+const REMOTES: [Option<&str>; 4] = [
+    None,
+    Some("127.0.0.1:40001"),
+    Some("10.0.0.9:40002"),
+    Some("[::1]:40003"),
+];
+const LOCALS: [Option<&str>; 4] = [
+    None,
+    Some("127.0.0.1:50000"),
+    Some("10.0.0.1:50001"),
+    Some("0.0.0.0:50002"),
+];
+const FILE_NAMES: [&str; 6] = ["a.txt", "b.bin", "../evil.txt", "x.part", "", ".hidden"];
+const CONTROL: [&str; 7] = [
+    "PING",
+    "PONG",
+    "REQUEST_PEERS",
+    "DUPLICATE",
+    "MAX_PEERS",
+    "PEERS:",
+    "",
+];
+
+/// The node's configuration in this target: small limits so that inputs
+/// reach them.
+pub(crate) fn config() -> Config {
+    let mut c = Config::new(PORT);
+    c.id = Some(PeerId::parse(OUR_ID).expect("valid id"));
+    c.name = Some("node m".into());
+    c.max_peers = 3;
+    c.max_line_len = 256;
+    c.max_bytes_per_message = 4096;
+    c.max_known_addrs = 16;
+    c.max_transfers_per_peer = 2;
+    c.max_file_size = 1 << 20;
+    c.max_dials_in_flight = 4;
+    c
+}
+
+fn socket(s: Option<&str>) -> Option<SocketAddr> {
+    s.map(|s| s.parse().expect("valid socket address"))
+}
+
+/// Bytes a remote sends: raw, or shaped like protocol frames so that the
+/// fuzzer reaches established connections and file transfers quickly.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wire {
+    /// Any bytes.
+    Raw(Vec<u8>),
+    /// `<id>:<name>\n` from the lists of ids and names.
+    Hello {
+        /// Id selector.
+        id: u8,
+        /// Name selector.
+        name: u8,
+    },
+    /// `LISTEN:<addr>\n`.
+    Listen {
+        /// Address selector.
+        addr: u8,
+    },
+    /// A control line (`PING`, `PONG`, ...).
+    Control(u8),
+    /// `PEERS:` with the selected addresses.
+    Peers(Vec<u8>),
+    /// A text line.
+    Chat(Vec<u8>),
+    /// A `FILESTART` bytes frame for fixed content `content`.
+    FileStart {
+        /// Name selector.
+        name: u8,
+        /// Content selector.
+        content: u8,
+        /// Declare a wrong checksum.
+        corrupt: bool,
+    },
+    /// A `FILECHUNK` bytes frame with a slice of content `content`.
+    FileChunk {
+        /// Name selector.
+        name: u8,
+        /// Content selector.
+        content: u8,
+        /// Start in the content.
+        offset: u16,
+        /// Length.
+        len: u16,
+    },
+    /// A `FILEEND` bytes frame.
+    FileEnd {
+        /// Name selector.
+        name: u8,
+        /// Content selector.
+        content: u8,
+        /// Send a wrong checksum.
+        corrupt: bool,
+    },
+    /// A bytes frame with any payload.
+    Bytes(Vec<u8>),
+}
+
+impl Wire {
+    fn read(r: &mut Reader) -> Wire {
+        match r.u8() % 10 {
+            0 => Wire::Raw(r.long_bytes()),
+            1 => Wire::Hello {
+                id: r.u8(),
+                name: r.u8(),
+            },
+            2 => Wire::Listen { addr: r.u8() },
+            3 => Wire::Control(r.u8()),
+            4 => Wire::Peers(r.short_bytes()),
+            5 => Wire::Chat(r.short_bytes()),
+            6 => Wire::FileStart {
+                name: r.u8(),
+                content: r.u8(),
+                corrupt: r.bool(),
+            },
+            7 => Wire::FileChunk {
+                name: r.u8(),
+                content: r.u8(),
+                offset: r.u16(),
+                len: r.u16(),
+            },
+            8 => Wire::FileEnd {
+                name: r.u8(),
+                content: r.u8(),
+                corrupt: r.bool(),
+            },
+            _ => Wire::Bytes(r.long_bytes()),
+        }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        match self {
+            Wire::Raw(b) => w.u8(0).long_bytes(b),
+            Wire::Hello { id, name } => w.u8(1).u8(*id).u8(*name),
+            Wire::Listen { addr } => w.u8(2).u8(*addr),
+            Wire::Control(c) => w.u8(3).u8(*c),
+            Wire::Peers(sel) => w.u8(4).short_bytes(sel),
+            Wire::Chat(text) => w.u8(5).short_bytes(text),
+            Wire::FileStart {
+                name,
+                content,
+                corrupt,
+            } => w.u8(6).u8(*name).u8(*content).bool(*corrupt),
+            Wire::FileChunk {
+                name,
+                content,
+                offset,
+                len,
+            } => w.u8(7).u8(*name).u8(*content).u16(*offset).u16(*len),
+            Wire::FileEnd {
+                name,
+                content,
+                corrupt,
+            } => w.u8(8).u8(*name).u8(*content).bool(*corrupt),
+            Wire::Bytes(b) => w.u8(9).long_bytes(b),
+        };
+    }
+
+    /// The bytes on the wire.
+    pub fn bytes(&self) -> Vec<u8> {
+        let frame = |payload: &[u8]| -> Vec<u8> {
+            let mut v = format!("BYTES:{}\n", payload.len()).into_bytes();
+            v.extend_from_slice(payload);
+            v
+        };
+        let sha = |content: u8, corrupt: bool| {
+            let mut s = sha256(content_bytes(content));
+            if corrupt {
+                s[31] ^= 0x80;
+            }
+            s
+        };
+        match self {
+            Wire::Raw(b) => b.clone(),
+            Wire::Hello { id, name } => {
+                format!("{}:{}\n", pick_str(&IDS, *id), pick_str(&NAMES, *name)).into_bytes()
+            }
+            Wire::Listen { addr } => format!("LISTEN:{}\n", pick_str(&ADDRS, *addr)).into_bytes(),
+            Wire::Control(c) => format!("{}\n", pick_str(&CONTROL, *c)).into_bytes(),
+            Wire::Peers(sel) => {
+                let list: Vec<&str> = sel.iter().map(|s| pick_str(&ADDRS, *s)).collect();
+                format!("PEERS:{}\n", list.join(",")).into_bytes()
+            }
+            Wire::Chat(text) => {
+                let mut v = text.clone();
+                v.push(b'\n');
+                v
+            }
+            Wire::FileStart {
+                name,
+                content,
+                corrupt,
+            } => {
+                let body = content_bytes(*content);
+                frame(&FileFrame::start_payload(
+                    pick_str(&FILE_NAMES, *name),
+                    body.len() as u64,
+                    &sha(*content, *corrupt),
+                ))
+            }
+            Wire::FileChunk {
+                name,
+                content,
+                offset,
+                len,
+            } => {
+                let body = content_bytes(*content);
+                let start = usize::from(*offset).min(body.len());
+                let end = (start + usize::from(*len)).min(body.len());
+                let mut payload = FileFrame::chunk_prefix(pick_str(&FILE_NAMES, *name)).to_vec();
+                payload.extend_from_slice(&body[start..end]);
+                frame(&payload)
+            }
+            Wire::FileEnd {
+                name,
+                content,
+                corrupt,
+            } => frame(&FileFrame::end_payload(
+                pick_str(&FILE_NAMES, *name),
+                &sha(*content, *corrupt),
+            )),
+            Wire::Bytes(b) => frame(b),
+        }
+    }
+}
+
+/// An application command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cmd {
+    /// `discover`.
+    Discover,
+    /// `broadcast_chat` with any text.
+    BroadcastChat(Vec<u8>),
+    /// `send_chat` to a peer (selector; past the peers: an unknown id).
+    SendChat {
+        /// Peer selector.
+        peer: u8,
+        /// Text.
+        text: Vec<u8>,
+    },
+    /// `broadcast_bytes`.
+    BroadcastBytes(Vec<u8>),
+    /// `send_bytes` to a peer.
+    SendBytes {
+        /// Peer selector.
+        peer: u8,
+        /// Payload.
+        data: Vec<u8>,
+    },
+    /// `start_file` of fixed content to everyone (`peer` 0) or one peer.
+    StartFile {
+        /// Target selector: 0 all, else a peer.
+        peer: u8,
+        /// Name selector.
+        name: u8,
+        /// Content selector.
+        content: u8,
+    },
+    /// `send_file_chunk` of an outgoing transfer.
+    SendChunk {
+        /// Transfer selector.
+        transfer: u8,
+        /// Chunk length.
+        len: u16,
+    },
+    /// `finish_file`.
+    FinishFile {
+        /// Transfer selector.
+        transfer: u8,
+    },
+    /// `abort_file`.
+    AbortFile {
+        /// Transfer selector.
+        transfer: u8,
+    },
+    /// `shutdown`.
+    Shutdown,
+}
+
+impl Cmd {
+    fn read(r: &mut Reader) -> Cmd {
+        match r.u8() % 16 {
+            0 | 10 => Cmd::Discover,
+            1 => Cmd::BroadcastChat(r.short_bytes()),
+            2 | 11 => Cmd::SendChat {
+                peer: r.u8(),
+                text: r.short_bytes(),
+            },
+            3 => Cmd::BroadcastBytes(r.long_bytes()),
+            4 | 12 => Cmd::SendBytes {
+                peer: r.u8(),
+                data: r.long_bytes(),
+            },
+            5 | 13 => Cmd::StartFile {
+                peer: r.u8(),
+                name: r.u8(),
+                content: r.u8(),
+            },
+            6 | 14 => Cmd::SendChunk {
+                transfer: r.u8(),
+                len: r.u16(),
+            },
+            7 | 15 => Cmd::FinishFile { transfer: r.u8() },
+            8 => Cmd::AbortFile { transfer: r.u8() },
+            _ => Cmd::Shutdown,
+        }
+    }
+
+    fn write(&self, w: &mut Writer) {
+        match self {
+            Cmd::Discover => w.u8(0),
+            Cmd::BroadcastChat(t) => w.u8(1).short_bytes(t),
+            Cmd::SendChat { peer, text } => w.u8(2).u8(*peer).short_bytes(text),
+            Cmd::BroadcastBytes(d) => w.u8(3).long_bytes(d),
+            Cmd::SendBytes { peer, data } => w.u8(4).u8(*peer).long_bytes(data),
+            Cmd::StartFile {
+                peer,
+                name,
+                content,
+            } => w.u8(5).u8(*peer).u8(*name).u8(*content),
+            Cmd::SendChunk { transfer, len } => w.u8(6).u8(*transfer).u16(*len),
+            Cmd::FinishFile { transfer } => w.u8(7).u8(*transfer),
+            Cmd::AbortFile { transfer } => w.u8(8).u8(*transfer),
+            Cmd::Shutdown => w.u8(9),
+        };
+    }
+}
+
+/// One step of a `node` input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NodeOp {
+    /// The listener accepted a socket from a remote (selector).
+    Accept {
+        /// Remote address selector.
+        remote: u8,
+    },
+    /// `connect` command.
+    Connect {
+        /// Address selector.
+        addr: u8,
+    },
+    /// `bootstrap` command.
+    Bootstrap {
+        /// Address selector.
+        addr: u8,
+    },
+    /// A pending dial connected.
+    Connected {
+        /// Selector among pending dials.
+        dial: u8,
+        /// Local address selector.
+        local: u8,
+    },
+    /// A dial failed.
+    DialFailed {
+        /// Selector among outbound connections.
+        dial: u8,
+    },
+    /// Bytes arrive on an open connection.
+    Receive {
+        /// Connection selector.
+        conn: u8,
+        /// What arrives.
+        wire: Wire,
+    },
+    /// The driver reports a connection closed.
+    Close {
+        /// Connection selector.
+        conn: u8,
+        /// Reason selector.
+        reason: u8,
+    },
+    /// Time passes by `centis` hundredths of a second, then the node's
+    /// timeout handler runs.
+    Advance {
+        /// Hundredths of a second.
+        centis: u16,
+    },
+    /// Time jumps to the node's next deadline, and it runs.
+    Tick,
+    /// An application command.
+    Command(Cmd),
+    /// The driver answers a pending `Commit` (or fails any transfer).
+    Storage {
+        /// Transfer selector.
+        pick: u8,
+        /// Success or failure.
+        ok: bool,
+    },
+}
+
+impl NodeOp {
+    fn read(r: &mut Reader) -> NodeOp {
+        match r.u8() % 16 {
+            0 | 11 => NodeOp::Accept { remote: r.u8() },
+            1 => NodeOp::Connect { addr: r.u8() },
+            2 => NodeOp::Bootstrap { addr: r.u8() },
+            3 | 12 => NodeOp::Connected {
+                dial: r.u8(),
+                local: r.u8(),
+            },
+            4 => NodeOp::DialFailed { dial: r.u8() },
+            5 | 13 | 14 => NodeOp::Receive {
+                conn: r.u8(),
+                wire: Wire::read(r),
+            },
+            6 => NodeOp::Close {
+                conn: r.u8(),
+                reason: r.u8(),
+            },
+            7 => NodeOp::Advance { centis: r.u16() },
+            8 => NodeOp::Tick,
+            9 | 15 => NodeOp::Command(Cmd::read(r)),
+            _ => NodeOp::Storage {
+                pick: r.u8(),
+                ok: r.bool(),
+            },
+        }
+    }
+
+    /// Appends the raw form that [`check_node`] reads as this op.
+    pub fn encode(&self, w: &mut Writer) {
+        match self {
+            NodeOp::Accept { remote } => {
+                w.u8(0).u8(*remote);
+            }
+            NodeOp::Connect { addr } => {
+                w.u8(1).u8(*addr);
+            }
+            NodeOp::Bootstrap { addr } => {
+                w.u8(2).u8(*addr);
+            }
+            NodeOp::Connected { dial, local } => {
+                w.u8(3).u8(*dial).u8(*local);
+            }
+            NodeOp::DialFailed { dial } => {
+                w.u8(4).u8(*dial);
+            }
+            NodeOp::Receive { conn, wire } => {
+                w.u8(5).u8(*conn);
+                wire.write(w);
+            }
+            NodeOp::Close { conn, reason } => {
+                w.u8(6).u8(*conn).u8(*reason);
+            }
+            NodeOp::Advance { centis } => {
+                w.u8(7).u16(*centis);
+            }
+            NodeOp::Tick => {
+                w.u8(8);
+            }
+            NodeOp::Command(c) => {
+                w.u8(9);
+                c.write(w);
+            }
+            NodeOp::Storage { pick, ok } => {
+                w.u8(10).u8(*pick).bool(*ok);
+            }
+        }
+    }
+
+    /// The ops [`check_node`] reads from raw bytes (for debugging and for
+    /// writing regression tests from fuzzer findings).
+    pub fn decode_all(data: &[u8]) -> Vec<NodeOp> {
+        let mut r = Reader::new(data);
+        let mut ops = Vec::new();
+        while !r.is_empty() && ops.len() < MAX_OPS {
+            ops.push(NodeOp::read(&mut r));
+        }
+        ops
+    }
+
+    /// The raw form of a whole sequence.
+    pub fn encode_all(ops: &[NodeOp]) -> Vec<u8> {
+        let mut w = Writer::new();
+        for op in ops {
+            op.encode(&mut w);
+        }
+        w.out
+    }
+}
+
+/// Most ops read from one input: longer inputs are not more interesting.
+const MAX_OPS: usize = 1000;
+
+/// What a `node` input reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeSummary {
+    /// Most established peers at once.
+    pub max_peers: usize,
+    /// `PeerConnected` events.
+    pub connected: usize,
+    /// Files committed.
+    pub committed: usize,
+    /// `ProtocolError` events.
+    pub protocol_errors: usize,
+    /// Chat events.
+    pub chats: usize,
+    /// Dials asked for.
+    pub dials: usize,
+}
+
+/// The driver's view of one connection.
+#[derive(Debug)]
+struct ConnModel {
+    /// The address we dialed (outbound), if any.
+    dialed: bool,
+    /// Outbound: the driver reported `Connected`.
+    connected: bool,
+    /// The driver reported `Closed` or `DialFailed`: the node forgot it.
+    driver_closed: bool,
+    /// The node asked to close it.
+    node_closed: bool,
+    /// The start of what the node sent on it.
+    sent: Vec<u8>,
+    /// Decodes what the remote sent, independently of the node.
+    shadow: Decoder,
+    shadow_failed: bool,
+    /// The first frame the remote sent.
+    first_frame: Option<Frame>,
+}
+
+impl ConnModel {
+    fn new(dialed: bool, limits: Limits) -> ConnModel {
+        ConnModel {
+            dialed,
+            connected: !dialed,
+            driver_closed: false,
+            node_closed: false,
+            sent: Vec::new(),
+            shadow: Decoder::new(limits),
+            shadow_failed: false,
+            first_frame: None,
+        }
+    }
+
+    fn live(&self) -> bool {
+        !self.driver_closed && !self.node_closed
+    }
+}
+
+/// How much of what the node sends on a connection is kept: enough for
+/// the hello and `LISTEN:` lines.
+const SENT_KEPT: usize = 1024;
+
+struct Harness {
+    node: Node,
+    config: Config,
+    now: Instant,
+    conns: BTreeMap<ConnId, ConnModel>,
+    storage: StorageTracker,
+    /// `(name, size, sha)` of every `FILESTART` any remote sent.
+    declared: BTreeSet<(String, u64, [u8; 32])>,
+    /// `(name, sha)` of every `FILEEND` any remote sent.
+    ended: BTreeSet<(String, [u8; 32])>,
+    /// Outgoing transfers the node started.
+    outgoing: Vec<(TransferId, u8)>,
+    shut_down: bool,
+    summary: NodeSummary,
+}
+
+impl Harness {
+    fn new() -> Harness {
+        let config = config();
+        let now = Instant::now();
+        Harness {
+            node: Node::new(config.clone(), 7, now),
+            config,
+            now,
+            conns: BTreeMap::new(),
+            storage: StorageTracker::default(),
+            declared: BTreeSet::new(),
+            ended: BTreeSet::new(),
+            outgoing: Vec::new(),
+            shut_down: false,
+            summary: NodeSummary::default(),
+        }
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            max_line_len: self.config.max_line_len,
+            max_bytes_per_message: self.config.max_bytes_per_message,
+        }
+    }
+
+    /// Connections matching `f`, in id order.
+    fn select(&self, f: impl Fn(&ConnModel) -> bool) -> Vec<ConnId> {
+        self.conns
+            .iter()
+            .filter(|(_, c)| f(c))
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn peer_ids(&self) -> Vec<PeerId> {
+        self.node.peers().map(|p| p.id).collect()
+    }
+
+    /// A peer by selector; past the peers, an id that is not one.
+    fn peer(&self, sel: u8) -> PeerId {
+        let mut ids = self.peer_ids();
+        ids.push(PeerId::parse("nobody").expect("valid id"));
+        pick(&ids, sel).clone()
+    }
+
+    fn step(&mut self, op: NodeOp) {
+        match op {
+            NodeOp::Accept { remote } => {
+                let conn = self
+                    .node
+                    .handle_accept(self.now, socket(*pick(&REMOTES, remote)));
+                assert!(!self.conns.contains_key(&conn), "{conn} handed out twice");
+                self.conns
+                    .insert(conn, ConnModel::new(false, self.limits()));
+            }
+            NodeOp::Connect { addr } => {
+                let _ = self.node.connect(self.now, pick_str(&ADDRS, addr));
+            }
+            NodeOp::Bootstrap { addr } => {
+                let _ = self.node.bootstrap(self.now, pick_str(&ADDRS, addr));
+            }
+            NodeOp::Connected { dial, local } => {
+                let pending = self.select(|c| c.dialed && !c.connected && !c.driver_closed);
+                if !pending.is_empty() {
+                    let conn = *pick(&pending, dial);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.connected = true;
+                    }
+                    let local = socket(*pick(&LOCALS, local));
+                    self.node
+                        .handle_input(self.now, Input::Connected { conn, local });
+                }
+            }
+            NodeOp::DialFailed { dial } => {
+                // The driver reports DialFailed only before Connected; a
+                // connected socket ends with Closed.
+                let dials = self.select(|c| c.dialed && !c.connected && !c.driver_closed);
+                if !dials.is_empty() {
+                    let conn = *pick(&dials, dial);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.driver_closed = true;
+                    }
+                    let reason = "connection refused".into();
+                    self.node
+                        .handle_input(self.now, Input::DialFailed { conn, reason });
+                }
+            }
+            NodeOp::Receive { conn, wire } => {
+                // A driver keeps feeding what arrives after the node asked
+                // to close, until the remote closes too.
+                let open = self.select(|c| !c.driver_closed);
+                if !open.is_empty() {
+                    let conn = *pick(&open, conn);
+                    let data = Bytes::from(wire.bytes());
+                    self.shadow(conn, &data);
+                    self.node
+                        .handle_input(self.now, Input::Received { conn, data });
+                }
+            }
+            NodeOp::Close { conn, reason } => {
+                let open = self.select(|c| !c.driver_closed);
+                if !open.is_empty() {
+                    let conn = *pick(&open, conn);
+                    if let Some(c) = self.conns.get_mut(&conn) {
+                        c.driver_closed = true;
+                    }
+                    let reason = match reason % 4 {
+                        0 => CloseReason::Eof,
+                        1 => CloseReason::Io {
+                            error: "reset".into(),
+                        },
+                        2 => CloseReason::SlowReader { queued: 1 << 20 },
+                        _ => CloseReason::Local,
+                    };
+                    self.node
+                        .handle_input(self.now, Input::Closed { conn, reason });
+                }
+            }
+            NodeOp::Advance { centis } => {
+                self.now += Duration::from_millis(u64::from(centis) * 10);
+                self.timeout();
+            }
+            NodeOp::Tick => {
+                if let Some(t) = self.node.poll_timeout() {
+                    self.now = self.now.max(t);
+                }
+                self.timeout();
+            }
+            NodeOp::Command(cmd) => self.command(cmd),
+            NodeOp::Storage { pick: sel, ok } => {
+                let pending = self.storage.committing();
+                if ok && !pending.is_empty() {
+                    let transfer = *pick(&pending, sel);
+                    let saved_as = format!("downloads/{}", transfer.0);
+                    self.node
+                        .handle_input(self.now, Input::Committed { transfer, saved_as });
+                    self.after_committed(transfer);
+                } else {
+                    let mut live = self.storage.open();
+                    live.extend(pending);
+                    live.push(TransferId(u64::from(sel)));
+                    let transfer = *pick(&live, sel);
+                    self.storage.storage_failed(transfer);
+                    let error = "no space left on device".into();
+                    self.node
+                        .handle_input(self.now, Input::StorageFailed { transfer, error });
+                }
+            }
+        }
+    }
+
+    fn timeout(&mut self) {
+        self.node.handle_timeout(self.now);
+        if let Some(t) = self.node.poll_timeout() {
+            assert!(
+                t > self.now,
+                "a deadline at or before now survived handle_timeout"
+            );
+        }
+    }
+
+    fn command(&mut self, cmd: Cmd) {
+        let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+        match cmd {
+            Cmd::Discover => self.node.discover(self.now),
+            Cmd::BroadcastChat(t) => {
+                let _ = self.node.broadcast_chat(&text(&t));
+            }
+            Cmd::SendChat { peer, text: t } => {
+                let peer = self.peer(peer);
+                let _ = self.node.send_chat(&peer, &text(&t));
+            }
+            Cmd::BroadcastBytes(d) => {
+                let _ = self.node.broadcast_bytes(Bytes::from(d));
+            }
+            Cmd::SendBytes { peer, data } => {
+                let peer = self.peer(peer);
+                let _ = self.node.send_bytes(&peer, Bytes::from(data));
+            }
+            Cmd::StartFile {
+                peer,
+                name,
+                content,
+            } => {
+                let target = if peer == 0 {
+                    Target::All
+                } else {
+                    Target::Peer(self.peer(peer - 1))
+                };
+                let body = content_bytes(content);
+                let started = self.node.start_file(
+                    target,
+                    pick_str(&FILE_NAMES, name),
+                    body.len() as u64,
+                    sha256(body),
+                );
+                if let Ok(id) = started {
+                    self.outgoing.push((id, content));
+                }
+            }
+            Cmd::SendChunk { transfer, len } => {
+                if let Some(&(id, content)) = self.outgoing_pick(transfer) {
+                    let body = content_bytes(content);
+                    let len = usize::from(len).min(body.len());
+                    let _ = self
+                        .node
+                        .send_file_chunk(id, Bytes::copy_from_slice(&body[..len]));
+                }
+            }
+            Cmd::FinishFile { transfer } => {
+                if let Some(&(id, _)) = self.outgoing_pick(transfer) {
+                    let _ = self.node.finish_file(id);
+                }
+            }
+            Cmd::AbortFile { transfer } => {
+                if let Some(&(id, _)) = self.outgoing_pick(transfer) {
+                    let _ = self.node.abort_file(id);
+                }
+            }
+            Cmd::Shutdown => {
+                self.node.shutdown(self.now);
+                self.shut_down = true;
+            }
+        }
+    }
+
+    fn outgoing_pick(&self, sel: u8) -> Option<&(TransferId, u8)> {
+        (!self.outgoing.is_empty()).then(|| pick(&self.outgoing, sel))
+    }
+
+    /// Decodes what a remote sent, independently of the node: its first
+    /// frame (its hello, if any) and the file frames it declared.
+    fn shadow(&mut self, conn: ConnId, data: &Bytes) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        // The node ignores bytes on a dial not yet connected (a driver bug)
+        // and stops at a framing error; so does the shadow.
+        if c.shadow_failed || !c.connected {
+            return;
+        }
+        c.shadow.feed(data.clone());
+        loop {
+            match c.shadow.next_frame() {
+                Ok(Some(frame)) => {
+                    if let Frame::Bytes(payload) = &frame {
+                        match FileFrame::parse(payload) {
+                            Some(Ok(FileFrame::Start { name, size, sha256 })) => {
+                                self.declared.insert((name, size, sha256));
+                            }
+                            Some(Ok(FileFrame::End { name, sha256 })) => {
+                                self.ended.insert((name, sha256));
+                            }
+                            _ => {}
+                        }
+                    }
+                    c.first_frame.get_or_insert(frame);
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    c.shadow_failed = true;
+                    return;
+                }
+            }
+        }
+    }
+
+    fn after_committed(&mut self, transfer: TransferId) {
+        let written = self.storage.committed(transfer);
+        let events = self.drain();
+        if let Some(w) = written {
+            let ok = events.iter().any(|e| {
+                matches!(e, Event::FileReceived { transfer: t, size, sha256, .. }
+                    if *t == transfer && *size == w.len && *sha256 == to_hex(&w.sha))
+            });
+            assert!(ok, "no FileReceived matching what {transfer} wrote");
+        }
+    }
+
+    /// Drains the node's outputs, checking each; returns the events.
+    fn drain(&mut self) -> Vec<Event> {
+        let mut events = Vec::new();
+        while let Some(out) = self.node.poll_output() {
+            match out {
+                Output::Transmit { conn, data } => {
+                    assert!(!self.shut_down, "Transmit after shutdown");
+                    let c = self
+                        .conns
+                        .get_mut(&conn)
+                        .unwrap_or_else(|| panic!("Transmit on unknown {conn}"));
+                    assert!(
+                        !c.node_closed,
+                        "Transmit on {conn} after the node closed it"
+                    );
+                    let room = SENT_KEPT.saturating_sub(c.sent.len());
+                    c.sent.extend_from_slice(&data[..data.len().min(room)]);
+                }
+                Output::Dial { conn, addr } => {
+                    assert!(!self.shut_down, "Dial after shutdown");
+                    assert!(!self.conns.contains_key(&conn), "Dial reuses {conn}");
+                    let ours = [
+                        format!("127.0.0.1:{PORT}"),
+                        format!("0.0.0.0:{PORT}"),
+                        format!("[::1]:{PORT}"),
+                    ];
+                    assert!(
+                        !ours.contains(&addr.to_string()),
+                        "the node dials its own address {addr}"
+                    );
+                    self.conns.insert(conn, ConnModel::new(true, self.limits()));
+                    self.summary.dials += 1;
+                }
+                Output::Close { conn } => {
+                    let c = self
+                        .conns
+                        .get_mut(&conn)
+                        .unwrap_or_else(|| panic!("Close of unknown {conn}"));
+                    // A second Close of a draining duplicate is harmless.
+                    c.node_closed = true;
+                }
+                Output::Storage(op) => {
+                    if let Some((transfer, w)) = self.storage.apply(&op) {
+                        assert!(
+                            self.declared.contains(&(w.name.clone(), w.len, w.sha)),
+                            "Commit of {transfer} ({:?}, {} bytes): no FILESTART declared that content",
+                            w.name,
+                            w.len
+                        );
+                        assert!(
+                            self.ended.contains(&(w.name.clone(), w.sha)),
+                            "Commit of {transfer} ({:?}): no FILEEND confirmed that checksum",
+                            w.name
+                        );
+                        self.summary.committed += 1;
+                    }
+                }
+                Output::Event(e) => {
+                    match &e {
+                        Event::PeerConnected { .. } => self.summary.connected += 1,
+                        Event::ProtocolError { .. } => self.summary.protocol_errors += 1,
+                        Event::Chat { .. } => self.summary.chats += 1,
+                        _ => {}
+                    }
+                    events.push(e);
+                }
+            }
+        }
+        events
+    }
+
+    /// Invariants that hold between steps.
+    fn check_state(&mut self) {
+        let peers: Vec<_> = self.node.peers().collect();
+        self.summary.max_peers = self.summary.max_peers.max(peers.len());
+        assert_eq!(peers.len(), self.node.peer_count());
+        assert!(
+            peers.len() <= self.config.max_peers,
+            "{} peers with max_peers {}",
+            peers.len(),
+            self.config.max_peers
+        );
+        let our_hello = format!("{OUR_ID}:");
+        let mut conns_used = BTreeSet::new();
+        for p in &peers {
+            let id = p.id.as_str();
+            assert_ne!(id, OUR_ID, "the node is its own peer");
+            assert!(conns_used.insert(p.conn), "{} carries two peers", p.conn);
+            let c = self
+                .conns
+                .get(&p.conn)
+                .unwrap_or_else(|| panic!("peer {id} on unknown {}", p.conn));
+            assert!(c.live(), "peer {id} on {} which is closed", p.conn);
+            assert_eq!(
+                self.node.peer_of(p.conn),
+                Some(&p.id),
+                "peer_of({})",
+                p.conn
+            );
+            assert_eq!(p.outbound, c.dialed, "peer {id}: outbound flag");
+            assert!(
+                c.sent.starts_with(our_hello.as_bytes()),
+                "peer {id}: the node did not send its hello first on {}",
+                p.conn
+            );
+            let hello = match &c.first_frame {
+                Some(Frame::Line(l)) => l.split_once(':').map(|(h, _)| h),
+                _ => None,
+            };
+            assert_eq!(
+                hello,
+                Some(id),
+                "peer {id} on {}: the remote's first frame was {:?}",
+                p.conn,
+                c.first_frame
+            );
+        }
+        // At most one live connection per peer id.
+        let mut carried = BTreeMap::new();
+        for (&conn, c) in &self.conns {
+            if !c.live() {
+                continue;
+            }
+            if let Some(id) = self.node.peer_of(conn) {
+                if let Some(other) = carried.insert(id.clone(), conn) {
+                    panic!("peer {id} on two live connections {other} and {conn}");
+                }
+            }
+        }
+        // Bounded memory.
+        let open = self.conns.values().filter(|c| !c.driver_closed).count();
+        assert!(
+            self.node.conn_count() <= open,
+            "the node holds {} connections, the driver {open}",
+            self.node.conn_count()
+        );
+        let per_conn = self
+            .config
+            .max_line_len
+            .max(self.config.max_bytes_per_message);
+        assert!(
+            self.node.buffered_bytes() <= self.node.conn_count() * per_conn,
+            "{} bytes buffered on {} connections",
+            self.node.buffered_bytes(),
+            self.node.conn_count()
+        );
+        assert!(self.node.known_addrs() <= self.config.max_known_addrs);
+        let cap =
+            self.config.max_transfers_per_peer * peers.len() + self.storage.committing().len();
+        assert!(
+            self.node.incoming_transfers() <= cap,
+            "{} incoming transfers, at most {cap} expected",
+            self.node.incoming_transfers()
+        );
+        if self.shut_down {
+            assert_eq!(self.node.conn_count(), 0, "connections after shutdown");
+            assert_eq!(self.node.peer_count(), 0, "peers after shutdown");
+            assert_eq!(self.node.poll_timeout(), None, "timers after shutdown");
+        }
+    }
+}
+
+/// Runs the `node` checks on fuzzer bytes. Panics on a broken invariant.
+pub fn check_node(data: &[u8]) -> NodeSummary {
+    let mut r = Reader::new(data);
+    let mut h = Harness::new();
+    h.drain();
+    h.check_state();
+    for _ in 0..MAX_OPS {
+        if r.is_empty() {
+            break;
+        }
+        let op = NodeOp::read(&mut r);
+        h.step(op);
+        h.drain();
+        h.check_state();
+    }
+    h.summary
+}

@@ -1,0 +1,488 @@
+//! The hand-made seed corpus: small valid sequences per target, written to
+//! `fuzz/corpus/<target>/seed-<name>` (see the corpus test, which checks
+//! that the committed files match and rewrites them with
+//! `P2P_WRITE_SEEDS=1`).
+
+use crate::decode::DecodeInput;
+use crate::file::{FileOp, Name};
+use crate::handshake::HandshakeInput;
+use crate::node::{Cmd, NodeOp, Wire};
+
+/// One seed file.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    /// Target (corpus directory).
+    pub target: &'static str,
+    /// File name without the `seed-` prefix.
+    pub name: &'static str,
+    /// Contents.
+    pub data: Vec<u8>,
+}
+
+/// Every seed of every target.
+pub fn all() -> Vec<Seed> {
+    let mut v = Vec::new();
+    v.extend(decode());
+    v.extend(node());
+    v.extend(file());
+    v.extend(handshake());
+    v
+}
+
+fn seed(target: &'static str, name: &'static str, data: Vec<u8>) -> Seed {
+    Seed { target, name, data }
+}
+
+fn decode() -> Vec<Seed> {
+    let d = |name, max_line_len, max_bytes, reads: &[u8], data: &[u8]| {
+        let input = DecodeInput {
+            max_line_len,
+            max_bytes,
+            reads: reads.to_vec(),
+            data: data.to_vec(),
+        };
+        seed("decode", name, input.encode())
+    };
+    let mixed: &[u8] = b"PING\r\n  hello there \n\nBYTES:5\nab\ncdPEERS:a:1, b:2\nBYTES:0\nlast";
+    vec![
+        d("frames", 255, 255, &[], mixed),
+        d("split", 64, 32, &[1, 3, 0x85, 0, 7], mixed),
+        d(
+            "handshake_lines",
+            255,
+            255,
+            &[2],
+            b"abc123:my:name\nLISTEN:127.0.0.1:9000\nDUPLICATE\nMAX_PEERS\nREQUEST_PEERS\n",
+        ),
+        d("line_too_long", 8, 8, &[4], b"1234567\n123456789\n"),
+        d("bad_length", 64, 8, &[], b"PING\nBYTES:-1\n"),
+        d("too_large", 64, 1, &[], b"BYTES:9\n123456789"),
+        d(
+            "huge_length",
+            64,
+            8,
+            &[3],
+            b"BYTES:99999999999999999999999999999999\n",
+        ),
+        d("invalid_utf8", 16, 8, &[1], b"\xff\xfe abc\n\xc3\n"),
+        d(
+            "file_frame",
+            255,
+            255,
+            &[9],
+            b"BYTES:18\nFILECHUNK:a.txt\nabcdBYTES:7\nFILEEND",
+        ),
+    ]
+}
+
+fn node() -> Vec<Seed> {
+    use NodeOp::*;
+    let recv = |conn: u8, wire: Wire| Receive { conn, wire };
+    // Selectors into the lists of `node.rs`.
+    let (id_a, id_z, id_m) = (0, 3, 4);
+    let (ping, max_peers, duplicate) = (0, 4, 3);
+    let inbound = |id: u8, conn: u8| {
+        vec![
+            Accept { remote: 1 },
+            recv(conn, Wire::Hello { id, name: 1 }),
+            recv(conn, Wire::Listen { addr: 0 }),
+        ]
+    };
+    let file_ok = |conn: u8| {
+        vec![
+            recv(
+                conn,
+                Wire::FileStart {
+                    name: 0,
+                    content: 2,
+                    corrupt: false,
+                },
+            ),
+            recv(
+                conn,
+                Wire::FileChunk {
+                    name: 0,
+                    content: 2,
+                    offset: 0,
+                    len: 300,
+                },
+            ),
+            recv(
+                conn,
+                Wire::FileChunk {
+                    name: 0,
+                    content: 2,
+                    offset: 300,
+                    len: 400,
+                },
+            ),
+            recv(
+                conn,
+                Wire::FileEnd {
+                    name: 0,
+                    content: 2,
+                    corrupt: false,
+                },
+            ),
+            Storage { pick: 0, ok: true },
+        ]
+    };
+    let n = |name, ops: Vec<NodeOp>| seed("node", name, NodeOp::encode_all(&ops));
+    let mut chatty = inbound(id_a, 0);
+    chatty.extend([
+        recv(0, Wire::Control(ping)),
+        recv(0, Wire::Chat(b"hello mesh".to_vec())),
+        recv(0, Wire::Peers(vec![1, 2, 3, 10])),
+        recv(0, Wire::Bytes(b"opaque".to_vec())),
+        Advance { centis: 2000 },
+        Tick,
+        Tick,
+    ]);
+    let outbound = vec![
+        Connect { addr: 0 },
+        Connected { dial: 0, local: 1 },
+        recv(0, Wire::Hello { id: id_z, name: 0 }),
+        recv(0, Wire::Peers(vec![1, 3])),
+        recv(0, Wire::Control(ping)),
+        Tick,
+        Connected { dial: 0, local: 2 },
+        Tick,
+        DialFailed { dial: 0 },
+        Advance { centis: 6500 },
+    ];
+    let mut transfer = inbound(id_a, 0);
+    transfer.extend(file_ok(0));
+    let mut bad_files = inbound(id_z, 0);
+    bad_files.extend([
+        recv(
+            0,
+            Wire::FileStart {
+                name: 2,
+                content: 1,
+                corrupt: false,
+            },
+        ),
+        recv(
+            0,
+            Wire::FileStart {
+                name: 1,
+                content: 1,
+                corrupt: true,
+            },
+        ),
+        recv(
+            0,
+            Wire::FileChunk {
+                name: 1,
+                content: 1,
+                offset: 0,
+                len: 100,
+            },
+        ),
+        recv(
+            0,
+            Wire::FileEnd {
+                name: 1,
+                content: 1,
+                corrupt: true,
+            },
+        ),
+        recv(
+            0,
+            Wire::FileStart {
+                name: 0,
+                content: 3,
+                corrupt: false,
+            },
+        ),
+        recv(
+            0,
+            Wire::FileChunk {
+                name: 0,
+                content: 3,
+                offset: 0,
+                len: 100,
+            },
+        ),
+        Storage { pick: 0, ok: false },
+        Close { conn: 0, reason: 0 },
+    ]);
+    let mut simultaneous = inbound(id_a, 0);
+    simultaneous.extend(inbound(id_z, 1));
+    simultaneous.extend([
+        Connect { addr: 1 },
+        Connected { dial: 0, local: 1 },
+        recv(2, Wire::Hello { id: id_a, name: 0 }),
+        Connect { addr: 3 },
+        Connected { dial: 1, local: 2 },
+        recv(3, Wire::Hello { id: id_z, name: 0 }),
+        recv(2, Wire::Control(ping)),
+        Close { conn: 0, reason: 3 },
+        Advance { centis: 1100 },
+    ]);
+    let mut full = Vec::new();
+    for (conn, id) in [(0, id_a), (1, 1), (2, 2), (3, id_z)] {
+        full.extend(inbound(id, conn));
+    }
+    full.extend([
+        recv(4, Wire::Hello { id: id_m, name: 0 }),
+        Connect { addr: 10 },
+        Bootstrap { addr: 11 },
+        Connected { dial: 0, local: 0 },
+        recv(4, Wire::Control(max_peers)),
+        recv(4, Wire::Peers(vec![7, 8, 9, 10])),
+        Connected { dial: 0, local: 0 },
+        recv(5, Wire::Control(duplicate)),
+        Advance { centis: 3000 },
+        Tick,
+    ]);
+    let mut commands = inbound(id_a, 0);
+    commands.extend([
+        recv(0, Wire::Control(ping)),
+        Command(Cmd::BroadcastChat(b"hello all".to_vec())),
+        Command(Cmd::SendChat {
+            peer: 0,
+            text: b"hi a".to_vec(),
+        }),
+        Command(Cmd::SendChat {
+            peer: 1,
+            text: b"PING".to_vec(),
+        }),
+        Command(Cmd::BroadcastBytes(vec![1, 2, 3])),
+        Command(Cmd::SendBytes {
+            peer: 0,
+            data: vec![0; 3000],
+        }),
+        Command(Cmd::StartFile {
+            peer: 0,
+            name: 0,
+            content: 1,
+        }),
+        Command(Cmd::SendChunk {
+            transfer: 0,
+            len: 12,
+        }),
+        Command(Cmd::FinishFile { transfer: 0 }),
+        Command(Cmd::StartFile {
+            peer: 1,
+            name: 5,
+            content: 2,
+        }),
+        Command(Cmd::AbortFile { transfer: 1 }),
+        Command(Cmd::Discover),
+        Command(Cmd::Shutdown),
+        Accept { remote: 0 },
+        recv(1, Wire::Hello { id: id_z, name: 0 }),
+        Tick,
+    ]);
+    let mut garbage = inbound(id_a, 0);
+    garbage.extend([
+        Accept { remote: 2 },
+        recv(1, Wire::Raw(b"BYTES:3\nabc".to_vec())),
+        recv(0, Wire::Raw(b"BYTES:-1\n".to_vec())),
+        Accept { remote: 3 },
+        recv(2, Wire::Raw(vec![b'x'; 300])),
+        Advance { centis: 1500 },
+    ]);
+    vec![
+        n("inbound_chat", chatty),
+        n("outbound", outbound),
+        n("file_transfer", transfer),
+        n("bad_files", bad_files),
+        n("simultaneous", simultaneous),
+        n("max_peers", full),
+        n("commands", commands),
+        n("garbage", garbage),
+    ]
+}
+
+fn file() -> Vec<Seed> {
+    use FileOp::*;
+    let f = |name, ops: Vec<FileOp>| seed("file", name, FileOp::encode_all(&ops));
+    let start = |from: u8, name: u8, content: u8| Start {
+        from,
+        name: Name::Listed(name),
+        content,
+        size: 0,
+        sha: 0,
+    };
+    let chunk = |from: u8, name: u8, content: u8, offset: u16, len: u16| Chunk {
+        from,
+        name: Name::Listed(name),
+        content,
+        offset,
+        len,
+    };
+    let end = |from: u8, name: u8, content: u8, corrupt: bool| End {
+        from,
+        name: Name::Listed(name),
+        content,
+        corrupt,
+    };
+    let good = vec![
+        start(0, 0, 2),
+        chunk(0, 0, 2, 0, 350),
+        chunk(0, 0, 2, 350, 350),
+        end(0, 0, 2, false),
+        start(1, 0, 1),
+        chunk(1, 0, 1, 0, 100),
+        end(1, 0, 1, false),
+        start(0, 1, 0),
+        end(0, 1, 0, false),
+        Committed { pick: 0 },
+        Committed { pick: 1 },
+        StorageFailed { pick: 0 },
+    ];
+    let hostile: Vec<FileOp> = (6..24)
+        .map(|i| start(2, i, 1))
+        .chain([Start {
+            from: 2,
+            name: Name::Custom(b"..\\..\\x".to_vec()),
+            content: 1,
+            size: 0,
+            sha: 0,
+        }])
+        .collect();
+    let failures = vec![
+        Start {
+            from: 0,
+            name: Name::Listed(0),
+            content: 1,
+            size: 2,
+            sha: 0,
+        },
+        chunk(0, 0, 1, 0, 100),
+        start(0, 1, 1),
+        chunk(0, 1, 1, 0, 5),
+        end(0, 1, 1, false),
+        start(0, 2, 1),
+        chunk(0, 2, 1, 0, 100),
+        end(0, 2, 1, true),
+        Start {
+            from: 0,
+            name: Name::Listed(3),
+            content: 1,
+            size: 0,
+            sha: 1,
+        },
+        chunk(0, 3, 1, 0, 100),
+        end(0, 3, 1, false),
+        Start {
+            from: 1,
+            name: Name::Listed(0),
+            content: 3,
+            size: 4,
+            sha: 0,
+        },
+        Start {
+            from: 1,
+            name: Name::Listed(0),
+            content: 3,
+            size: 3,
+            sha: 0,
+        },
+        chunk(1, 4, 1, 0, 5),
+        end(1, 4, 1, false),
+    ];
+    let lifecycle = vec![
+        start(0, 0, 2),
+        start(0, 0, 2),
+        start(0, 1, 2),
+        start(0, 2, 2),
+        start(1, 0, 3),
+        chunk(1, 0, 3, 0, 1000),
+        Advance { secs: 30 },
+        chunk(1, 0, 3, 1000, 1000),
+        Advance { secs: 40 },
+        PeerGone { from: 1 },
+        start(2, 0, 1),
+        chunk(2, 0, 1, 0, 100),
+        StorageFailed { pick: 0 },
+        start(2, 1, 1),
+        chunk(2, 1, 1, 0, 100),
+        end(2, 1, 1, false),
+        Shutdown,
+        Committed { pick: 0 },
+        Advance { secs: 255 },
+    ];
+    let raw = vec![
+        Raw {
+            from: 0,
+            tag: 0,
+            payload: b"a.txt|12|zz\n".to_vec(),
+        },
+        Raw {
+            from: 0,
+            tag: 0,
+            payload:
+                b"a.txt|-1|0000000000000000000000000000000000000000000000000000000000000000\r\n"
+                    .to_vec(),
+        },
+        Raw {
+            from: 0,
+            tag: 1,
+            payload: b"no newline".to_vec(),
+        },
+        Raw {
+            from: 0,
+            tag: 1,
+            payload: b"\xff\xfe\nbytes".to_vec(),
+        },
+        Raw {
+            from: 0,
+            tag: 2,
+            payload: b"a.txt".to_vec(),
+        },
+        Raw {
+            from: 0,
+            tag: 3,
+            payload: b"FILESTART".to_vec(),
+        },
+    ];
+    vec![
+        f("good", good),
+        f("hostile_names", hostile),
+        f("failures", failures),
+        f("lifecycle", lifecycle),
+        f("raw", raw),
+    ]
+}
+
+fn handshake() -> Vec<Seed> {
+    // setup = pre | (max_peers - 1) << 2 | remote << 4 | local << 6
+    let h = |name, setup: u8, reads: &[u8], data: &[u8]| {
+        let input = HandshakeInput {
+            setup,
+            reads: reads.to_vec(),
+            data: data.to_vec(),
+        };
+        seed("handshake", name, input.encode())
+    };
+    let full =
+        b"z:Zed\nLISTEN:127.0.0.1:9001\nPING\nhello there\nPEERS:127.0.0.1:9002\nBYTES:3\nabc";
+    vec![
+        h("hello", 2 << 2 | 1 << 6, &[], full),
+        h("hello_split", 2 << 2 | 1 << 4 | 2 << 6, &[1, 2, 5], full),
+        h("hello_only", 2 << 2, &[], b"z:\n"),
+        h("duplicate", 2 << 2, &[], b"DUPLICATE\n"),
+        h(
+            "max_peers",
+            1 | 1 << 2,
+            &[],
+            b"MAX_PEERS\nPEERS:127.0.0.1:9001,10.0.0.2:9002\n",
+        ),
+        h("self", 2 << 2, &[], b"m:node m\nPING\n"),
+        h("known_peer_p", 1 | 2 << 2, &[], b"p:\nPING\nhi\n"),
+        h("known_peer_a", 2 | 2 << 2, &[], b"a:\nPING\nhi\n"),
+        h(
+            "remote_listen_localhost",
+            1 << 4 | 2 << 2,
+            &[],
+            b"z:\nLISTEN:localhost:9001\nPONG\n",
+        ),
+        h("bytes_first", 2 << 2, &[], b"BYTES:3\nabc"),
+        h("bad_hello", 2 << 2, &[], b"no colon here\n"),
+        h("garbage", 2 << 2, &[3], b"z:\n\xff\xfe\nBYTES:x\n"),
+        h("partial", 2 << 2, &[], b"z:half a hello"),
+    ]
+}

@@ -1,0 +1,178 @@
+//! Replays every file of the committed fuzz corpus (`fuzz/corpus/<target>/`)
+//! through the same checks the fuzz targets run, so that CI exercises the
+//! targets without a fuzzer; and keeps the hand-made seeds in sync with
+//! `p2p_fuzz_checks::seeds` (`P2P_WRITE_SEEDS=1 cargo test -p
+//! p2p-fuzz-checks --test corpus` rewrites them).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use p2p_core::RejectReason;
+use p2p_fuzz_checks::handshake::Ending;
+use p2p_fuzz_checks::{
+    check_decode, check_file, check_handshake, check_node, check_target, seeds, TARGETS,
+};
+
+fn corpus_dir(target: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fuzz/corpus")
+        .join(target)
+}
+
+/// The corpus files of a target, in name order (hidden files skipped).
+fn corpus(target: &str) -> Vec<(String, Vec<u8>)> {
+    let dir = corpus_dir(target);
+    let mut files: Vec<(String, Vec<u8>)> = fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|entry| entry.expect("directory entry").path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .map(|p| {
+            let name = p
+                .file_name()
+                .expect("file name")
+                .to_string_lossy()
+                .into_owned();
+            let data = fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            (name, data)
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+fn replay(target: &str) {
+    let files = corpus(target);
+    assert!(!files.is_empty(), "no corpus for {target}");
+    for (name, data) in files {
+        // A failing file names itself before the check's own panic message.
+        eprintln!("replaying {target}/{name}");
+        check_target(target, &data);
+    }
+}
+
+#[test]
+fn replay_decode_corpus() {
+    replay("decode");
+}
+
+#[test]
+fn replay_node_corpus() {
+    replay("node");
+}
+
+#[test]
+fn replay_file_corpus() {
+    replay("file");
+}
+
+#[test]
+fn replay_handshake_corpus() {
+    replay("handshake");
+}
+
+#[test]
+fn committed_seeds_match_their_definitions() {
+    let write = std::env::var_os("P2P_WRITE_SEEDS").is_some();
+    for seed in seeds::all() {
+        assert!(TARGETS.contains(&seed.target));
+        let path = corpus_dir(seed.target).join(format!("seed-{}", seed.name));
+        if write {
+            fs::create_dir_all(corpus_dir(seed.target)).expect("create corpus dir");
+            fs::write(&path, &seed.data).expect("write seed");
+        }
+        let on_disk = fs::read(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (run with P2P_WRITE_SEEDS=1 to write the seeds)",
+                path.display()
+            )
+        });
+        assert_eq!(
+            on_disk,
+            seed.data,
+            "{} is stale (run with P2P_WRITE_SEEDS=1)",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn corpus_files_are_small() {
+    for target in TARGETS {
+        let files = corpus(target);
+        assert!(files.len() <= 40, "{target}: {} corpus files", files.len());
+        for (name, data) in files {
+            assert!(
+                data.len() <= 4096,
+                "{target}/{name} is {} bytes",
+                data.len()
+            );
+        }
+    }
+}
+
+fn seed(target: &str, name: &str) -> Vec<u8> {
+    seeds::all()
+        .into_iter()
+        .find(|s| s.target == target && s.name == name)
+        .unwrap_or_else(|| panic!("no seed {target}/{name}"))
+        .data
+}
+
+/// The seeds reach what they were written for, so that replaying them
+/// exercises the checks on meaningful paths, not only on refusals.
+#[test]
+fn seeds_reach_what_they_are_for() {
+    let d = check_decode(&seed("decode", "frames"));
+    assert_eq!((d.lines, d.bytes_frames, d.error), (4, 2, None));
+    assert!(check_decode(&seed("decode", "line_too_long"))
+        .error
+        .is_some());
+    assert!(check_decode(&seed("decode", "bad_length")).error.is_some());
+
+    let n = check_node(&seed("node", "file_transfer"));
+    assert_eq!(n.committed, 1, "{n:?}");
+    assert!(check_node(&seed("node", "inbound_chat")).chats >= 1);
+    assert!(check_node(&seed("node", "outbound")).connected >= 1);
+    assert_eq!(check_node(&seed("node", "max_peers")).max_peers, 3);
+    assert!(check_node(&seed("node", "garbage")).protocol_errors >= 2);
+
+    let f = check_file(&seed("file", "good"));
+    assert_eq!((f.created, f.committed), (3, 3), "{f:?}");
+    // Every hostile name is refused; the only one created is the longest
+    // valid name (255 bytes).
+    let f = check_file(&seed("file", "hostile_names"));
+    assert_eq!(f.created, 1, "{f:?}");
+    assert!(check_file(&seed("file", "failures")).discarded >= 4);
+
+    let h = |name| check_handshake(&seed("handshake", name));
+    let both = |e| p2p_fuzz_checks::HandshakeSummary {
+        listener: e,
+        dialer: e,
+    };
+    assert_eq!(h("hello"), both(Ending::Established));
+    assert_eq!(h("hello_split"), both(Ending::Established));
+    assert_eq!(h("partial"), both(Ending::Open));
+    assert_eq!(h("bytes_first"), both(Ending::Error));
+    assert_eq!(
+        h("self"),
+        both(Ending::Rejected(RejectReason::SelfConnection))
+    );
+    assert_eq!(
+        h("duplicate").dialer,
+        Ending::Rejected(RejectReason::Duplicate)
+    );
+    assert_eq!(
+        h("max_peers").dialer,
+        Ending::Rejected(RejectReason::MaxPeers)
+    );
+    assert_eq!(
+        h("known_peer_p").listener,
+        Ending::Rejected(RejectReason::Duplicate)
+    );
+    assert_eq!(h("known_peer_p").dialer, Ending::Established);
+    assert_eq!(h("known_peer_a").dialer, Ending::Established);
+}
