@@ -5,7 +5,11 @@ use std::time::Duration;
 use p2p_core::{Event, Target};
 use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, NodeHandle, TcpTransport};
 
-async fn node(name: &str, dir: &std::path::Path, bootstrap: Option<std::net::SocketAddr>) -> (NodeHandle, Events) {
+async fn node(
+    name: &str,
+    dir: &std::path::Path,
+    bootstrap: Option<std::net::SocketAddr>,
+) -> (NodeHandle, Events) {
     let mut cfg = NetConfig::new(0);
     cfg.core.name = Some(name.into());
     cfg.seed = name.bytes().map(u64::from).sum();
@@ -17,7 +21,11 @@ async fn node(name: &str, dir: &std::path::Path, bootstrap: Option<std::net::Soc
 }
 
 /// Waits for an event matching `f`, failing after `secs`.
-async fn wait_for<T>(events: &mut Events, secs: u64, mut f: impl FnMut(&NetEvent) -> Option<T>) -> T {
+async fn wait_for<T>(
+    events: &mut Events,
+    secs: u64,
+    mut f: impl FnMut(&NetEvent) -> Option<T>,
+) -> T {
     tokio::time::timeout(Duration::from_secs(secs), async {
         loop {
             let e = events.next().await.expect("node stopped");
@@ -35,8 +43,14 @@ async fn two_nodes_chat_and_move_a_file() {
     let dir = tempfile::tempdir().unwrap();
     let (a, mut ae) = node("alice", dir.path(), None).await;
     let (b, mut be) = node("bob", dir.path(), Some(a.local_addr())).await;
-    wait_for(&mut be, 10, |e| matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())).await;
-    wait_for(&mut ae, 10, |e| matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())).await;
+    wait_for(&mut be, 10, |e| {
+        matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())
+    })
+    .await;
+    wait_for(&mut ae, 10, |e| {
+        matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())
+    })
+    .await;
 
     b.chat("hi alice").await.unwrap();
     let text = wait_for(&mut ae, 10, |e| match e {
@@ -47,7 +61,9 @@ async fn two_nodes_chat_and_move_a_file() {
     assert_eq!(text, "hi alice");
 
     let path = dir.path().join("payload.bin");
-    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 + i / 1000) as u8).collect();
+    let data: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i * 7 + i / 1000) as u8)
+        .collect();
     std::fs::write(&path, &data).unwrap();
     assert_eq!(a.send_file(&path, Target::All).await.unwrap(), 1);
     let saved = wait_for(&mut be, 20, |e| match e {
@@ -56,10 +72,16 @@ async fn two_nodes_chat_and_move_a_file() {
     })
     .await;
     assert!(saved.ends_with("payload.bin"), "{saved}");
-    assert_eq!(std::fs::read(dir.path().join("bob").join("payload.bin")).unwrap(), data);
+    assert_eq!(
+        std::fs::read(dir.path().join("bob").join("payload.bin")).unwrap(),
+        data
+    );
 
     a.shutdown().await.unwrap();
-    wait_for(&mut be, 10, |e| matches!(e, NetEvent::Core(Event::PeerDisconnected { .. })).then_some(())).await;
+    wait_for(&mut be, 10, |e| {
+        matches!(e, NetEvent::Core(Event::PeerDisconnected { .. })).then_some(())
+    })
+    .await;
     b.shutdown().await.unwrap();
 }
 
@@ -69,8 +91,12 @@ async fn a_port_in_use_is_a_clear_error() {
     let (a, _ae) = node("first", dir.path(), None).await;
     let mut cfg = NetConfig::new(a.local_addr().port());
     cfg.core.name = Some("second".into());
-    let err = start(cfg, TcpTransport::loopback(), DiskStorage::new(dir.path().join("s")).unwrap())
-        .await
-        .unwrap_err();
+    let err = start(
+        cfg,
+        TcpTransport::loopback(),
+        DiskStorage::new(dir.path().join("s")).unwrap(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("cannot listen on port"), "{err}");
 }

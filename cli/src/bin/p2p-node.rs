@@ -1,1 +1,211 @@
-fn main() {}
+//! `p2p-node`: a peer of the mesh for people and scripts.
+//!
+//! `p2p-node 8001 localhost:8000` listens on 8001 and joins through 8000.
+//! Lines typed on stdin are chat; `/help` lists the commands. Works with
+//! stdin closed or piped: the node then runs until SIGINT/SIGTERM.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use p2p_cli::command::{self, Command, HELP};
+use p2p_cli::output::{Console, Style};
+use p2p_core::Target;
+use p2p_net::{start, DiskStorage, NetConfig, NetEvent, NodeHandle, TcpTransport};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+fn main() -> ExitCode {
+    let args = match p2p_cli::args::parse(std::env::args_os()) {
+        Ok(a) => a,
+        Err((msg, code)) => {
+            if code == 0 {
+                print!("{msg}");
+            } else {
+                eprintln!("{msg}");
+            }
+            return ExitCode::from(code as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("p2p-node: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(run(args));
+    // The stdin reader sits in a blocking read that nothing can cancel;
+    // waiting for it would keep the process alive after SIGTERM.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(msg) => {
+            eprintln!("p2p-node: {msg}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// A seed for the node's id and jitter: the core takes randomness only as a
+/// seed, and a process should get a fresh id each start, as the reference does.
+fn fresh_seed() -> u64 {
+    let t = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    (t as u64) ^ ((std::process::id() as u64) << 32) ^ (t >> 64) as u64
+}
+
+async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
+    let _ = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("P2P_LOG"))
+        .try_init();
+    let mut cfg = NetConfig::new(args.port);
+    cfg.seed = fresh_seed();
+    cfg.core.name = args.name.clone();
+    cfg.core.max_peers = args.max_peers as usize;
+    cfg.core.advertise_host = args.advertise.clone();
+    cfg.core.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
+    cfg.bootstrap.extend(args.bootstrap.clone());
+    let storage = DiskStorage::new(&args.downloads).map_err(|e| {
+        format!(
+            "cannot use downloads directory {}: {e}",
+            args.downloads.display()
+        )
+    })?;
+    let transport = TcpTransport { bind_ip: args.bind };
+    let (node, mut events) = start(cfg, transport, storage)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let mut console = Console::new(Style {
+        json: args.json,
+        debug: args.debug,
+        bars: !args.json && std::io::stdout().is_terminal(),
+        max_peers: args.max_peers as usize,
+    });
+
+    let (lines_tx, mut lines) = mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if lines_tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut stdin_open = true;
+    let mut terminate = signal_terminate();
+
+    loop {
+        tokio::select! {
+            biased;
+            _ = tokio::signal::ctrl_c() => break,
+            _ = terminate.recv() => break,
+            ev = events.next() => match ev {
+                Some(ev) => console.event(&ev),
+                None => return Ok(()),
+            },
+            line = lines.recv(), if stdin_open => match line {
+                Some(line) => {
+                    if !handle_line(&node, &console, &line).await {
+                        break;
+                    }
+                }
+                None => stdin_open = false,
+            },
+        }
+    }
+    let _ = node.shutdown().await;
+    while let Some(ev) = events.next().await {
+        let stopped = ev == NetEvent::Stopped;
+        console.event(&ev);
+        if stopped {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// SIGTERM as a channel (scripts stop nodes with it).
+fn signal_terminate() -> mpsc::Receiver<()> {
+    let (tx, rx) = mpsc::channel(1);
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut s) = signal(SignalKind::terminate()) {
+            s.recv().await;
+            let _ = tx.send(()).await;
+        }
+    });
+    #[cfg(not(unix))]
+    drop(tx);
+    rx
+}
+
+/// Carries out one typed line; returns false to quit.
+async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
+    let cmd = match command::parse(line) {
+        Ok(c) => c,
+        Err(e) => {
+            console.error(&e);
+            return true;
+        }
+    };
+    match cmd {
+        Command::Nothing => {}
+        Command::Quit => return false,
+        Command::Help => console.info(HELP),
+        Command::Chat(text) => match node.chat(&text).await {
+            Ok(n) => console.chat_sent(n),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Msg { peer, text } => match find(node, &peer).await {
+            Ok(id) => match node.chat_to(&id, &text).await {
+                Ok(()) => console.chat_sent(1),
+                Err(e) => console.error(&e.to_string()),
+            },
+            Err(e) => console.error(&e),
+        },
+        Command::Peers => match node.peers().await {
+            Ok(p) => console.peers(&p),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Connect(addr) => {
+            if let Err(e) = node.connect(&addr).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Discover => {
+            if let Err(e) = node.discover().await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Send(path) => spawn_send(node, path, Target::All),
+        Command::SendTo { peer, path } => match find(node, &peer).await {
+            Ok(id) => spawn_send(node, path, Target::Peer(id)),
+            Err(e) => console.error(&e),
+        },
+    }
+    true
+}
+
+async fn find(node: &NodeHandle, who: &str) -> Result<p2p_core::PeerId, String> {
+    let peers = node.peers().await.map_err(|e| e.to_string())?;
+    command::resolve_peer(&peers, who).map(|p| p.id.clone())
+}
+
+/// Sends in the background so that the prompt stays responsive; the result
+/// arrives as FileSent or FileSendFailed events.
+fn spawn_send(node: &NodeHandle, path: std::path::PathBuf, target: Target) {
+    let node = node.clone();
+    tokio::spawn(async move {
+        let _ = node.send_file(&path, target).await;
+    });
+}

@@ -1,0 +1,123 @@
+//! `p2p-node` arguments.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+
+/// A peer of the p2p mesh: chat, binary messages and verified file sharing.
+///
+/// Type a line to chat with every peer; `/help` lists the commands.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "p2p-node", version, about, long_about = None)]
+pub struct Args {
+    /// Port to listen on (0 picks a free one).
+    pub port: u16,
+    /// A peer to join through, as host:port.
+    pub bootstrap: Option<String>,
+    /// Display name sent to peers (default: the node's id).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Also show heartbeats and peer-list traffic.
+    #[arg(long)]
+    pub debug: bool,
+    /// Most peers to hold at once.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_peers: u16,
+    /// Where received files go.
+    #[arg(long, default_value = "downloads")]
+    pub downloads: PathBuf,
+    /// Print every event as one JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// Host or IP to advertise to peers (default: the local IP of each
+    /// outgoing connection).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// IP address to listen on.
+    #[arg(long, default_value = "0.0.0.0")]
+    pub bind: IpAddr,
+    /// Seconds without a frame after which a peer is dropped.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub peer_timeout: u64,
+}
+
+/// Parses arguments; on a usage error returns the one line to print and the
+/// exit code (help and version are printed by clap and exit 0).
+pub fn parse<I, T>(args: I) -> Result<Args, (String, i32)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(args) {
+        Ok(a) => {
+            if let Some(b) = &a.bootstrap {
+                if p2p_core::Addr::parse(b).is_err() {
+                    return Err((
+                        format!("p2p-node: bootstrap address {b:?} is not host:port"),
+                        2,
+                    ));
+                }
+            }
+            Ok(a)
+        }
+        Err(e) => {
+            use clap::error::ErrorKind;
+            if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                return Err((e.to_string(), 0));
+            }
+            let text = e.to_string();
+            let first = text
+                .lines()
+                .next()
+                .unwrap_or("invalid arguments")
+                .trim_start_matches("error: ")
+                .to_owned();
+            Err((format!("p2p-node: {first} (see p2p-node --help)"), 2))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_positional_form() {
+        let a = parse(["p2p-node", "8001", "localhost:8000"]).unwrap();
+        assert_eq!(a.port, 8001);
+        assert_eq!(a.bootstrap.as_deref(), Some("localhost:8000"));
+        assert_eq!(a.max_peers, 64);
+        let a = parse([
+            "p2p-node",
+            "--name",
+            "alice",
+            "--json",
+            "--max-peers",
+            "10",
+            "8002",
+        ])
+        .unwrap();
+        assert_eq!(
+            (a.name.as_deref(), a.json, a.max_peers),
+            (Some("alice"), true, 10)
+        );
+    }
+
+    #[test]
+    fn bad_arguments_give_one_line() {
+        for bad in [
+            vec!["p2p-node"],
+            vec!["p2p-node", "70000"],
+            vec!["p2p-node", "abc"],
+            vec!["p2p-node", "8001", "nonsense"],
+            vec!["p2p-node", "--max-peers", "0", "8001"],
+            vec!["p2p-node", "--frobnicate", "8001"],
+        ] {
+            let (msg, code) = parse(bad.clone()).unwrap_err();
+            assert_eq!(code, 2, "{bad:?}");
+            assert_eq!(msg.lines().count(), 1, "{msg}");
+            assert!(msg.starts_with("p2p-node: "), "{msg}");
+        }
+    }
+}

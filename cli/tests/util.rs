@@ -1,0 +1,202 @@
+//! Runs `p2p-node` processes with `--json` and reads their events.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub struct Proc {
+    pub child: Child,
+    pub stdin: Option<ChildStdin>,
+    pub events: mpsc::Receiver<Value>,
+    pub seen: Vec<Value>,
+    pub port: u16,
+    pub id: String,
+    pub downloads: PathBuf,
+}
+
+impl Proc {
+    /// Starts a node on a free loopback port, optionally bootstrapped.
+    pub fn start(name: &str, dir: &Path, bootstrap: Option<u16>, extra: &[&str]) -> Proc {
+        let downloads = dir.join(name);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-node"));
+        cmd.args([
+            "--json",
+            "--bind",
+            "127.0.0.1",
+            "--name",
+            name,
+            "--downloads",
+        ])
+        .arg(&downloads)
+        .args(extra)
+        .arg("0");
+        if let Some(b) = bootstrap {
+            cmd.arg(format!("127.0.0.1:{b}"));
+        }
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("p2p-node starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => panic!("not a JSON line: {line:?}: {e}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut p = Proc {
+            child,
+            stdin,
+            events: rx,
+            seen: Vec::new(),
+            port: 0,
+            id: String::new(),
+            downloads,
+        };
+        let listening = p.wait(10, |e| e["type"] == "listening");
+        let addr = listening["addr"].as_str().expect("addr").to_owned();
+        p.port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|s| s.parse().ok())
+            .expect("port");
+        p.id = listening["id"].as_str().expect("id").to_owned();
+        p
+    }
+
+    /// Types a line on the node's stdin.
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").expect("write to stdin");
+        stdin.flush().expect("flush stdin");
+    }
+
+    /// Waits for the first event (seen before or new) matching `f`.
+    pub fn wait(&mut self, secs: u64, f: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.seen.iter().find(|v| f(v)) {
+            return v.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(v) => {
+                    self.seen.push(v.clone());
+                    if f(&v) {
+                        return v;
+                    }
+                }
+                Err(_) => panic!("timed out after {secs} s; events so far: {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Reads whatever events arrived, for up to `ms`.
+    pub fn drain(&mut self, ms: u64) {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        while let Ok(v) = self
+            .events
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            self.seen.push(v);
+        }
+    }
+
+    pub fn count(&self, f: impl Fn(&Value) -> bool) -> usize {
+        self.seen.iter().filter(|v| f(v)).count()
+    }
+
+    /// Peers currently connected, from connect/disconnect events.
+    pub fn peer_count(&self) -> i64 {
+        self.seen
+            .iter()
+            .rev()
+            .find(|e| e["type"] == "peer_connected" || e["type"] == "peer_disconnected")
+            .and_then(|e| e["peers"].as_i64())
+            .unwrap_or(0)
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        self.child.wait().expect("exits")
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Files in a directory tree, relative names.
+pub fn files_under(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(
+                    files_under(&p)
+                        .into_iter()
+                        .map(|f| format!("{}/{f}", e.file_name().to_string_lossy())),
+                );
+            } else {
+                out.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut f = std::fs::File::open(path).expect("file exists");
+    std::io::copy(&mut f, &mut h).expect("readable");
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Writes `len` pseudo-random bytes.
+pub fn random_file(path: &Path, len: usize, seed: u64) {
+    let mut x = seed | 1;
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).expect("create"));
+    let mut buf = vec![0u8; 1 << 16];
+    let mut left = len;
+    while left > 0 {
+        for b in buf.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = (x >> 32) as u8;
+        }
+        let n = left.min(buf.len());
+        f.write_all(&buf[..n]).expect("write");
+        left -= n;
+    }
+}
