@@ -8,7 +8,8 @@ use crate::codec::DecodeError;
 /// Why a connection was closed for misbehaving. Every one of these closes
 /// exactly that connection; the node and its other peers go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+// Adjacent tagging: `Decode` wraps an enum that is itself tagged by `kind`.
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum ProtocolError {
     /// The byte stream could not be decoded into frames.
     #[error("bad framing: {0}")]
@@ -51,7 +52,7 @@ pub enum ProtocolError {
 
 /// Why an application command was refused. Nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
 pub enum CommandError {
     /// Chat text that the wire cannot carry as chat.
     #[error("cannot send {text:?} as chat: {why}")]
@@ -95,4 +96,35 @@ pub enum CommandError {
     /// The command needs at least one connected peer.
     #[error("no connected peers")]
     NoPeers,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_serialize_to_valid_json_with_one_kind_per_level() {
+        let e = ProtocolError::Decode(DecodeError::BytesTooLarge {
+            len: "9".into(),
+            limit: 1,
+        });
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"kind":"decode","detail":{"kind":"bytes_too_large","len":"9","limit":1}}"#
+        );
+        let e = ProtocolError::HandshakeTimeout { timeout_ms: 10 };
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"kind":"handshake_timeout","detail":{"timeout_ms":10}}"#
+        );
+        let e = CommandError::UnknownPeer("bob".into());
+        assert_eq!(
+            serde_json::to_string(&e).unwrap(),
+            r#"{"kind":"unknown_peer","detail":"bob"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&CommandError::NoPeers).unwrap(),
+            r#"{"kind":"no_peers"}"#
+        );
+    }
 }
