@@ -1151,7 +1151,8 @@ impl Node {
                 });
                 if let Some(attempt) = bootstrap {
                     self.timers.cancel(&Timer::Dial(addr.clone()));
-                    if attempt >= self.config.bootstrap_attempts {
+                    // Retrying an address that answered with our own id is pointless.
+                    if attempt >= self.config.bootstrap_attempts || self.addrs.is_ours(addr) {
                         self.bootstraps.remove(addr);
                         self.event(Event::BootstrapFailed {
                             addr: addr.clone(),

@@ -326,7 +326,10 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         self.drain_outputs();
     }
 
-    /// Whether every peer a file goes to has room in its send queue.
+    /// Whether every peer a file goes to is at or below the high-water mark.
+    /// The next chunk then takes a stalled peer above it, where the slow
+    /// reader check sees it: the two use one threshold so that a stalled
+    /// peer cannot park a send forever in between.
     pub(crate) fn has_capacity(&self, id: TransferId) -> bool {
         let Some(targets) = self.node.file_targets(id) else {
             return true;
@@ -337,7 +340,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             .iter()
             .filter_map(|p| peers.get(p))
             .filter_map(|conn| self.conns.get(conn))
-            .all(|c| c.queued() <= limit / 2)
+            .all(|c| c.queued() <= limit)
     }
 
     fn on_command(&mut self, cmd: Command) {

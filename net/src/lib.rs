@@ -68,12 +68,14 @@ pub use transport::{Listener, TcpTransport, Transport};
 pub struct NetConfig {
     /// The protocol core's configuration (`listen_port` 0 picks a free port).
     pub core: p2p_core::Config,
-    /// Seed of the node's randomness (id, jitter).
+    /// Seed of the node's randomness (id, jitter). [`NetConfig::new`] draws
+    /// a fresh one, so that every node gets its own id; simulations set it.
     pub seed: u64,
     /// Addresses to bootstrap to at start.
     pub bootstrap: Vec<String>,
-    /// Bytes queued for one peer beyond which it counts as slow; file
-    /// sends wait until queues are under half of it.
+    /// High-water mark of one peer's send queue: file sends wait while a
+    /// target is above it, and a peer that stays above it for
+    /// `slow_reader_timeout` is disconnected.
     pub send_queue_limit: usize,
     /// How long a peer may stay over the limit before it is disconnected.
     pub slow_reader_timeout: Duration,
@@ -99,13 +101,30 @@ impl NetConfig {
     pub fn new(port: u16) -> Self {
         NetConfig {
             core: p2p_core::Config::new(port),
-            seed: 0,
+            seed: fresh_seed(),
             bootstrap: Vec::new(),
             send_queue_limit: 8 * 1024 * 1024,
             slow_reader_timeout: Duration::from_secs(30),
             tap: None,
         }
     }
+}
+
+/// A seed that differs per call and per process (the wall clock, the
+/// process id and a counter): the core itself never reads the OS.
+pub fn fresh_seed() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    // splitmix64 of the mix, so that close inputs give unrelated seeds.
+    let mut z = t ^ (u64::from(std::process::id()) << 40) ^ n.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// Errors of the driver and its handle.

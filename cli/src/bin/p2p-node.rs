@@ -6,7 +6,6 @@
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use p2p_cli::command::{self, Command, HELP};
 use p2p_cli::output::{Console, Style};
@@ -67,7 +66,6 @@ async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("P2P_LOG"))
         .try_init();
     let mut cfg = NetConfig::new(args.port);
-    cfg.seed = fresh_seed();
     cfg.core.name = args.name.clone();
     cfg.core.max_peers = args.max_peers as usize;
     cfg.core.advertise_host = args.advertise.clone();

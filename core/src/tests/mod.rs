@@ -742,3 +742,22 @@ fn a_peer_that_closes_is_reported_once_and_redialed() {
         .events(0)
         .any(|e| matches!(e, Event::DialFailed { addr, .. } if addr.as_str() == "127.0.0.1:9999")));
 }
+
+#[test]
+fn bootstrap_to_a_node_with_our_own_id_stops_at_once() {
+    let id = PeerId::parse("same").unwrap();
+    let mut m = Mesh::new(2, |_, c| c.id = Some(id.clone()));
+    m.bootstrap(1, 0);
+    m.run_for(30 * SEC);
+    let dials = m
+        .events(1)
+        .filter(|e| matches!(e, Event::DialFailed { .. }))
+        .count();
+    assert_eq!(dials, 1);
+    assert!(m
+        .events(1)
+        .any(|e| matches!(e, Event::BootstrapFailed { attempts: 1, .. })));
+    // And that address is never dialed again.
+    let now = m.now;
+    assert!(m.nodes[1].node.connect(now, &addr_of(0)).is_err());
+}
