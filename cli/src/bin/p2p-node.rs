@@ -50,16 +50,6 @@ fn main() -> ExitCode {
     }
 }
 
-/// A seed for the node's id and jitter: the core takes randomness only as a
-/// seed, and a process should get a fresh id each start, as the reference does.
-fn fresh_seed() -> u64 {
-    let t = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    (t as u64) ^ ((std::process::id() as u64) << 32) ^ (t >> 64) as u64
-}
-
 async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
