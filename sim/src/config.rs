@@ -1,0 +1,392 @@
+//! What a run is: the scenario, the mesh size, the seed and the knobs, and
+//! everything that is derived from the seed (turmoil's RNG and epoch, node
+//! seeds, start times, bootstrap choices).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// The port every simulated node listens on (each host has its own IP).
+pub const PORT: u16 = 9000;
+
+/// How many hosts act as bootstrap seeds (at most; fewer in tiny meshes).
+pub const SEED_HOSTS: usize = 3;
+
+/// A named scenario (`--scenario NAME`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scenario {
+    /// Peers start at seeded times and bootstrap to a few seeds; the run
+    /// ends when the full mesh holds.
+    Mesh,
+    /// Once meshed, links between two halves are cut one by one, held cut,
+    /// repaired one by one; the full mesh must come back within a bound.
+    Partition,
+    /// Seeded peers crash (some silently, behind a partition) and restart
+    /// with a new id; dead ids must leave every table within the peer
+    /// timeout and the restarted peers must rejoin. One file broadcast's
+    /// sender is crashed while its frames are in flight. `max_peers`
+    /// defaults to `peers - 1` here, so that the stale entry of a crashed
+    /// peer makes nodes refuse its restarted self with `MAX_PEERS` until
+    /// the entry times out.
+    Churn,
+    /// Seeded per-link latency and jitter, plus short link stalls: the mesh
+    /// forms and no heartbeat times out.
+    Latency,
+    /// One peer broadcasts files while links flap (held or cut): everyone
+    /// that stayed connected ends with identical bytes.
+    File,
+    /// Every peer broadcasts chat lines: each reaches every peer connected
+    /// to its sender exactly once.
+    Chat,
+}
+
+impl Scenario {
+    /// Every scenario, in the order the documentation lists them.
+    pub const ALL: [Scenario; 6] = [
+        Scenario::Mesh,
+        Scenario::Partition,
+        Scenario::Churn,
+        Scenario::Latency,
+        Scenario::File,
+        Scenario::Chat,
+    ];
+
+    /// The name used on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Mesh => "mesh",
+            Scenario::Partition => "partition",
+            Scenario::Churn => "churn",
+            Scenario::Latency => "latency",
+            Scenario::File => "file",
+            Scenario::Chat => "chat",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Scenario {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Scenario::ALL
+            .into_iter()
+            .find(|sc| sc.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {s:?} (one of: {})", names.join(", "))
+            })
+    }
+}
+
+/// Deliberate bugs, only for showing that the checks can fail (tests and
+/// `--sabotage`). Never enabled by default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sabotage {
+    /// The storage of one receiver flips a byte of the first file it writes,
+    /// so that a file is committed whose content does not match its hash.
+    CorruptCommit,
+    /// The transport of one host flips a byte of the first chat line it
+    /// writes, so that a frame is received differently from how it was sent.
+    CorruptWire,
+}
+
+impl Sabotage {
+    /// The name used on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Sabotage::CorruptCommit => "corrupt-commit",
+            Sabotage::CorruptWire => "corrupt-wire",
+        }
+    }
+}
+
+impl FromStr for Sabotage {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "corrupt-commit" => Ok(Sabotage::CorruptCommit),
+            "corrupt-wire" => Ok(Sabotage::CorruptWire),
+            _ => Err(format!(
+                "unknown sabotage {s:?} (one of: corrupt-commit, corrupt-wire)"
+            )),
+        }
+    }
+}
+
+/// One run: everything else derives from `seed`.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Number of simulated peers (hosts `n0`, `n1`, ...).
+    pub peers: usize,
+    /// The seed of everything.
+    pub seed: u64,
+    /// Every node timer (heartbeat, peer timeout, discovery, connect
+    /// timeout, backoffs) is divided by this; 1 runs the deployed defaults.
+    pub time_scale: u32,
+    /// turmoil's tick: the granularity of simulated time.
+    pub tick: Duration,
+    /// `max_peers` of every node; `None`: the default (64), raised to
+    /// `peers - 1` for larger meshes so that a full mesh is possible
+    /// (exactly `peers - 1` in the churn scenario).
+    pub max_peers: Option<usize>,
+    /// Size of each file of the `file` and `churn` scenarios.
+    pub file_size: usize,
+    /// Chat lines each peer sends in the `chat` scenario.
+    pub messages: usize,
+    /// Peers start at seeded times within this window.
+    pub start_window: Duration,
+    /// The mesh must form within this long after the last peer started.
+    pub mesh_deadline: Duration,
+    /// Collect per-peer connection counts over time for a plot.
+    pub plot: bool,
+    /// A deliberate bug (tests only).
+    pub sabotage: Option<Sabotage>,
+    /// Print every node event (heartbeats excepted) and fault to stderr.
+    pub log: bool,
+}
+
+impl SimConfig {
+    /// Defaults for `scenario` with `peers` peers and `seed`.
+    pub fn new(scenario: Scenario, peers: usize, seed: u64) -> Self {
+        SimConfig {
+            scenario,
+            peers,
+            seed,
+            time_scale: 6,
+            tick: Duration::from_millis(2),
+            max_peers: None,
+            file_size: 256 * 1024,
+            messages: 3,
+            start_window: Duration::from_millis(1000),
+            mesh_deadline: Duration::from_secs(30),
+            plot: false,
+            sabotage: None,
+            log: false,
+        }
+    }
+
+    /// `max_peers` in force.
+    pub fn effective_max_peers(&self) -> usize {
+        let full = self.peers.saturating_sub(1);
+        self.max_peers.unwrap_or(match self.scenario {
+            Scenario::Churn => full,
+            _ => 64.max(full),
+        })
+    }
+
+    /// The `p2p-sim` arguments that replay this run exactly.
+    pub fn replay_args(&self) -> String {
+        let d = SimConfig::new(self.scenario, self.peers, self.seed);
+        let mut s = format!(
+            "--scenario {} --peers {} --seed {}",
+            self.scenario, self.peers, self.seed
+        );
+        if self.time_scale != d.time_scale {
+            s += &format!(" --time-scale {}", self.time_scale);
+        }
+        if self.tick != d.tick {
+            s += &format!(" --tick-ms {}", self.tick.as_millis());
+        }
+        if let Some(m) = self.max_peers {
+            s += &format!(" --max-peers {m}");
+        }
+        if self.file_size != d.file_size {
+            s += &format!(" --file-size {}", self.file_size);
+        }
+        if self.messages != d.messages {
+            s += &format!(" --messages {}", self.messages);
+        }
+        if self.start_window != d.start_window {
+            s += &format!(" --start-window-ms {}", self.start_window.as_millis());
+        }
+        if self.mesh_deadline != d.mesh_deadline {
+            s += &format!(" --mesh-deadline-ms {}", self.mesh_deadline.as_millis());
+        }
+        if let Some(sab) = self.sabotage {
+            s += &format!(" --sabotage {}", sab.name());
+        }
+        s
+    }
+
+    /// Checks the knobs; returns why they cannot run.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.peers < 2 {
+            return Err("--peers must be at least 2".into());
+        }
+        if self.peers > 2000 {
+            return Err("--peers above 2000 is not supported (turmoil's cost grows with the cube of the host count)".into());
+        }
+        if self.time_scale == 0 {
+            return Err("--time-scale must be at least 1".into());
+        }
+        if self.tick.is_zero() || self.tick > Duration::from_millis(100) {
+            return Err("--tick-ms must be between 1 and 100".into());
+        }
+        if self.effective_max_peers() == 0 {
+            return Err("--max-peers must be at least 1".into());
+        }
+        if self.file_size == 0 {
+            return Err("--file-size must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// A node timer of the deployed defaults, scaled.
+    pub(crate) fn scaled(&self, d: Duration) -> Duration {
+        d / self.time_scale.max(1)
+    }
+
+    /// The protocol configuration of host `idx`.
+    pub(crate) fn node_config(&self, idx: usize) -> p2p_core::Config {
+        let mut c = p2p_core::Config::new(PORT);
+        c.name = Some(host_name(idx));
+        c.max_peers = self.effective_max_peers();
+        c.ping_interval = self.scaled(c.ping_interval);
+        c.peer_timeout = self.scaled(c.peer_timeout);
+        c.discovery_interval = self.scaled(c.discovery_interval);
+        c.connect_timeout = self.scaled(c.connect_timeout);
+        c.bootstrap_backoff = self.scaled(c.bootstrap_backoff);
+        c.dial_backoff = self.scaled(c.dial_backoff);
+        c.dial_backoff_max = self.scaled(c.dial_backoff_max);
+        // Small chunks make a file many frames, so that faults land inside
+        // transfers rather than between them.
+        c.chunk_size = 16 * 1024;
+        c
+    }
+
+    /// The driver configuration of host `idx` in its `boot`-th life.
+    pub(crate) fn net_config(&self, idx: usize, boot: u32) -> p2p_net::NetConfig {
+        let mut c = p2p_net::NetConfig::new(PORT);
+        c.core = self.node_config(idx);
+        c.seed = self.node_seed(idx, boot);
+        c.slow_reader_timeout = self.scaled(c.slow_reader_timeout);
+        c
+    }
+
+    /// Timers every scenario reasons with.
+    pub(crate) fn timers(&self) -> Timers {
+        let c = self.node_config(0);
+        Timers {
+            ping: c.ping_interval,
+            peer_timeout: c.peer_timeout,
+            discovery: c.discovery_interval,
+            connect: c.connect_timeout,
+            backoff_max: c.dial_backoff_max,
+        }
+    }
+
+    // ----- seed derivation: one independent stream per purpose -----
+
+    /// turmoil's RNG (link latencies).
+    pub(crate) fn turmoil_seed(&self) -> u64 {
+        derive(self.seed, &[1])
+    }
+
+    /// turmoil's wall-clock epoch (never the real clock).
+    pub(crate) fn epoch(&self) -> SystemTime {
+        let offset = derive(self.seed, &[2]) % (20 * 365 * 24 * 3600);
+        UNIX_EPOCH + Duration::from_secs(1_500_000_000 + offset)
+    }
+
+    /// Host `idx`'s node seed in its `boot`-th life: a restarted host gets a
+    /// new id, as a restarted real node would.
+    pub(crate) fn node_seed(&self, idx: usize, boot: u32) -> u64 {
+        derive(self.seed, &[3, idx as u64, u64::from(boot)])
+    }
+
+    /// The scenario's own decisions (fault schedule).
+    pub(crate) fn scenario_seed(&self) -> u64 {
+        derive(self.seed, &[4])
+    }
+
+    /// Start times and bootstrap choices.
+    pub(crate) fn layout_seed(&self) -> u64 {
+        derive(self.seed, &[5])
+    }
+
+    /// Content of file `k`.
+    pub(crate) fn file_seed(&self, k: usize) -> u64 {
+        derive(self.seed, &[7, k as u64])
+    }
+}
+
+/// The scaled node timers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Timers {
+    pub(crate) ping: Duration,
+    pub(crate) peer_timeout: Duration,
+    pub(crate) discovery: Duration,
+    pub(crate) connect: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Timers {
+    /// How long after faults stop the mesh may take to re-form: a stalled
+    /// connection times out, the address's backoff runs out, a discovery
+    /// round passes, a dial and handshake complete, with room to spare.
+    pub(crate) fn heal_bound(&self) -> Duration {
+        self.peer_timeout * 2 + self.backoff_max + self.discovery + self.connect * 2
+    }
+}
+
+/// The turmoil host name of host `idx`.
+pub fn host_name(idx: usize) -> String {
+    format!("n{idx}")
+}
+
+/// splitmix64 over the seed and `parts`: independent, well-mixed streams
+/// from one seed without any shared generator state.
+pub(crate) fn derive(seed: u64, parts: &[u64]) -> u64 {
+    let mut x = splitmix(seed ^ 0x5eed_5eed_5eed_5eed);
+    for &p in parts {
+        x = splitmix(x ^ splitmix(p.wrapping_add(0x9e37_79b9_7f4a_7c15)));
+    }
+    x
+}
+
+fn splitmix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn derived_streams_differ_and_repeat() {
+        assert_eq!(derive(7, &[3, 1, 0]), derive(7, &[3, 1, 0]));
+        assert_ne!(derive(7, &[3, 1, 0]), derive(7, &[3, 1, 1]));
+        assert_ne!(derive(7, &[3, 1, 0]), derive(8, &[3, 1, 0]));
+        assert_ne!(derive(7, &[1]), derive(7, &[2]));
+    }
+
+    #[test]
+    fn replay_args_round_trip_the_knobs() {
+        let mut c = SimConfig::new(Scenario::Churn, 12, 99);
+        assert_eq!(c.replay_args(), "--scenario churn --peers 12 --seed 99");
+        c.time_scale = 1;
+        c.sabotage = Some(Sabotage::CorruptWire);
+        assert_eq!(
+            c.replay_args(),
+            "--scenario churn --peers 12 --seed 99 --time-scale 1 --sabotage corrupt-wire"
+        );
+        assert_eq!("file".parse::<Scenario>(), Ok(Scenario::File));
+        assert!("nope".parse::<Scenario>().is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! Coverage counters in the spirit of Antithesis "sometimes" assertions:
+//! interesting situations that a scenario should reach at least sometimes.
+//! The report lists every known counter, zeros included, so that a
+//! scenario that never reaches a situation shows it.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// Every counter the simulator knows, with what it means.
+pub const COUNTERS: &[(&str, &str)] = &[
+    (
+        "simultaneous_connect_resolved",
+        "a node established a second connection to a peer and kept one",
+    ),
+    (
+        "duplicate_refused",
+        "a hello was answered DUPLICATE (the peer was already connected)",
+    ),
+    (
+        "max_peers_refused",
+        "a hello was refused because a node was at max_peers",
+    ),
+    (
+        "self_connection_detected",
+        "a node dialed its own address and recognised itself",
+    ),
+    (
+        "bootstrap_retried",
+        "a bootstrap succeeded after its first try",
+    ),
+    ("bootstrap_failed", "every try of a bootstrap failed"),
+    ("dial_failed", "a dial or its handshake failed"),
+    ("handshake_timeout", "a handshake did not finish in time"),
+    ("peer_timed_out", "a peer was dropped for silence"),
+    (
+        "dead_peer_removed_by_timeout",
+        "a peer whose host had crashed silently was dropped for silence",
+    ),
+    (
+        "peer_connection_closed",
+        "a peer was dropped because its connection closed",
+    ),
+    (
+        "peer_rediscovered_after_partition",
+        "a peer lost in a partition was connected again after the repair",
+    ),
+    (
+        "restarted_peer_rejoined",
+        "a restarted host's new id entered another node's peer table",
+    ),
+    (
+        "slow_reader_disconnected",
+        "a peer was dropped for not reading",
+    ),
+    (
+        "protocol_error",
+        "a connection was closed for breaking the protocol",
+    ),
+    (
+        "file_committed",
+        "a received file was verified and committed",
+    ),
+    (
+        "file_saved_as_numbered_copy",
+        "a received file was saved under a numbered name (never overwriting)",
+    ),
+    ("transfer_aborted", "an incoming transfer was aborted"),
+    (
+        "transfer_aborted_by_crash",
+        "an incoming transfer was aborted because its sender had crashed",
+    ),
+    ("chat_delivered", "a chat line was delivered"),
+    ("link_cut", "the simulator cut a link (partition)"),
+    ("link_held", "the simulator stalled a link (hold)"),
+    (
+        "host_crashed_loudly",
+        "a host's process died; its machine answers with resets",
+    ),
+    (
+        "host_crashed_silently",
+        "a host crashed behind a partition; nobody was told",
+    ),
+    ("host_restarted", "a crashed host was started again"),
+];
+
+/// How often each counter fired.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct Coverage(BTreeMap<String, u64>);
+
+impl Default for Coverage {
+    fn default() -> Self {
+        Coverage(
+            COUNTERS
+                .iter()
+                .map(|(name, _)| ((*name).to_owned(), 0))
+                .collect(),
+        )
+    }
+}
+
+impl Coverage {
+    /// Counts one occurrence of `name`.
+    pub(crate) fn hit(&mut self, name: &'static str) {
+        self.add(name, 1);
+    }
+
+    /// Counts `n` occurrences of `name`.
+    pub(crate) fn add(&mut self, name: &'static str, n: u64) {
+        debug_assert!(
+            COUNTERS.iter().any(|(k, _)| *k == name),
+            "unknown counter {name}"
+        );
+        *self.0.entry(name.to_owned()).or_default() += n;
+    }
+
+    /// How often `name` fired.
+    pub fn get(&self, name: &str) -> u64 {
+        self.0.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every counter and its count, in name order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+}

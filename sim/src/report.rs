@@ -1,0 +1,307 @@
+//! The outcome of a run: a serialisable [`Report`] (what `--json` prints),
+//! its short human summary, and one-line forms for seed sweeps. Nothing in
+//! it depends on the wall clock, so identical seeds print identical output.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::{Scenario, SimConfig};
+use crate::coverage::{Coverage, COUNTERS};
+use crate::faults::{FaultSummary, Faults, Window};
+use crate::invariants::{Violation, CHECKS};
+use crate::world::{Series, World};
+
+/// The knobs a run used (beyond scenario, peers and seed).
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    /// Node timers divided by this.
+    pub time_scale: u32,
+    /// turmoil tick, ms.
+    pub tick_ms: u64,
+    /// `max_peers` of every node.
+    pub max_peers: usize,
+    /// Scaled heartbeat interval, ms.
+    pub ping_interval_ms: u64,
+    /// Scaled peer timeout, ms.
+    pub peer_timeout_ms: u64,
+    /// Scaled discovery interval, ms.
+    pub discovery_interval_ms: u64,
+    /// Scaled connect timeout, ms.
+    pub connect_timeout_ms: u64,
+}
+
+impl Settings {
+    pub(crate) fn of(cfg: &SimConfig) -> Self {
+        let t = cfg.timers();
+        let ms = |d: Duration| d.as_millis() as u64;
+        Settings {
+            time_scale: cfg.time_scale,
+            tick_ms: ms(cfg.tick),
+            max_peers: cfg.effective_max_peers(),
+            ping_interval_ms: ms(t.ping),
+            peer_timeout_ms: ms(t.peer_timeout),
+            discovery_interval_ms: ms(t.discovery),
+            connect_timeout_ms: ms(t.connect),
+        }
+    }
+}
+
+/// Chat totals (chat scenario).
+#[derive(Debug, Clone, Serialize)]
+pub struct ChatSummary {
+    /// Lines broadcast.
+    pub sent: usize,
+    /// Transmissions of those lines to peers.
+    pub transmitted: usize,
+    /// Deliveries to applications.
+    pub delivered: u64,
+}
+
+/// What the per-peer connection plot needs.
+#[derive(Debug, Clone, Default)]
+pub struct PlotData {
+    /// Established peers of each host over simulated time.
+    pub series: Series,
+    /// Fault windows.
+    pub windows: Vec<Window>,
+}
+
+/// The outcome of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// The seed.
+    pub seed: u64,
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Number of peers.
+    pub peers: usize,
+    /// Whether the scenario's final mesh held (formed, or re-formed after
+    /// the faults).
+    pub converged: bool,
+    /// Simulated ms at which the mesh reached that final state.
+    pub converged_at_ms: Option<u64>,
+    /// Simulated ms at which the full mesh first held.
+    pub first_mesh_at_ms: Option<u64>,
+    /// Simulated length of the run, ms.
+    pub sim_duration_ms: u64,
+    /// Writes the nodes asked for (`Output::Transmit`).
+    pub messages: u64,
+    /// Bytes in those writes.
+    pub bytes: u64,
+    /// Failed checks; empty when all held.
+    pub violations: Vec<Violation>,
+    /// How often each coverage counter fired.
+    pub coverage: Coverage,
+    /// SHA-256 of every tap event and fault, in order.
+    pub trace_hash: String,
+    /// Events hashed.
+    pub trace_events: u64,
+    /// Injected faults.
+    pub faults: FaultSummary,
+    /// Chat totals, for the chat scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatSummary>,
+    /// The knobs.
+    pub settings: Settings,
+    /// Arguments of `p2p-sim` that replay this run.
+    pub replay: String,
+    /// Data for `--plot` (not serialised).
+    #[serde(skip)]
+    pub plot: Option<PlotData>,
+}
+
+impl Report {
+    pub(crate) fn build(
+        cfg: &SimConfig,
+        w: &World,
+        converged_at: Option<Duration>,
+        sim_duration: Duration,
+        faults: Faults,
+        settings: Settings,
+    ) -> Report {
+        let ms = |d: Duration| d.as_millis() as u64;
+        let chat = (cfg.scenario == Scenario::Chat).then(|| {
+            let (sent, transmitted, delivered) = w.chat_totals();
+            ChatSummary {
+                sent,
+                transmitted,
+                delivered,
+            }
+        });
+        Report {
+            seed: cfg.seed,
+            scenario: cfg.scenario,
+            peers: cfg.peers,
+            converged: converged_at.is_some(),
+            converged_at_ms: converged_at.map(ms),
+            first_mesh_at_ms: w.first_mesh_at.map(ms),
+            sim_duration_ms: ms(sim_duration),
+            messages: w.messages,
+            bytes: w.bytes,
+            violations: w.violations.clone(),
+            coverage: w.coverage.clone(),
+            trace_hash: w.trace.hex(),
+            trace_events: w.trace.events(),
+            faults: faults.summary.clone(),
+            chat,
+            settings,
+            replay: cfg.replay_args(),
+            plot: w.series.clone().map(|series| PlotData {
+                series,
+                windows: faults.windows,
+            }),
+        }
+    }
+
+    /// Whether every check held and the mesh converged.
+    pub fn passed(&self) -> bool {
+        self.violations.is_empty() && self.converged
+    }
+
+    /// The command that replays this run.
+    pub fn replay_command(&self) -> String {
+        format!("cargo run --release --bin p2p-sim -- {}", self.replay)
+    }
+
+    /// A short human summary (several lines, no trailing newline).
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "p2p-sim: scenario {}, {} peers, seed {}",
+            self.scenario, self.peers, self.seed
+        );
+        let verdict = if self.passed() { "PASS" } else { "FAIL" };
+        let stopped = !self.violations.is_empty() && self.converged_at_ms.is_none();
+        let mesh = match (self.converged_at_ms, self.first_mesh_at_ms) {
+            (None, first) if stopped => match first {
+                Some(f) => {
+                    format!("stopped at the first violation (full mesh had formed at {f} ms)")
+                }
+                None => "stopped at the first violation, before a full mesh formed".to_owned(),
+            },
+            (Some(at), Some(first)) if first != at => {
+                format!("full mesh at {at} ms simulated (first formed at {first} ms)")
+            }
+            (Some(at), _) => format!("full mesh at {at} ms simulated"),
+            (None, Some(first)) => {
+                format!("mesh formed at {first} ms but did not hold at the end")
+            }
+            (None, None) => "no full mesh".to_owned(),
+        };
+        let _ = writeln!(
+            s,
+            "  result    {verdict}: {mesh}; ran {} ms simulated",
+            self.sim_duration_ms
+        );
+        let _ = writeln!(
+            s,
+            "  traffic   {} writes, {}",
+            self.messages,
+            human_bytes(self.bytes)
+        );
+        let f = &self.faults;
+        if f.links_cut + f.links_held + f.crashes > 0 {
+            let _ = writeln!(
+                s,
+                "  faults    {} link cuts, {} link stalls, {} crashes, {} restarts",
+                f.links_cut, f.links_held, f.crashes, f.restarts
+            );
+        }
+        if let Some(c) = &self.chat {
+            let _ = writeln!(
+                s,
+                "  chat      {} lines, {} transmissions, {} deliveries",
+                c.sent, c.transmitted, c.delivered
+            );
+        }
+        if self.violations.is_empty() {
+            let _ = writeln!(s, "  checks    all {} held", CHECKS.len());
+        } else {
+            let _ = writeln!(s, "  checks    {} violated:", self.violations.len());
+            for v in self.violations.iter().take(10) {
+                let _ = writeln!(s, "    {v}");
+            }
+            if self.violations.len() > 10 {
+                let _ = writeln!(s, "    ... and {} more", self.violations.len() - 10);
+            }
+        }
+        let fired: Vec<String> = self
+            .coverage
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        let never: Vec<&str> = COUNTERS
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| self.coverage.get(k) == 0)
+            .collect();
+        let _ = writeln!(s, "  coverage  {}", wrap(&fired, 14));
+        if !never.is_empty() {
+            let never: Vec<String> = never.iter().map(|s| (*s).to_owned()).collect();
+            let _ = writeln!(s, "  never     {}", wrap(&never, 14));
+        }
+        let _ = write!(s, "  trace     sha256 {}", self.trace_hash);
+        if !self.passed() {
+            let _ = write!(s, "\n  replay    {}", self.replay_command());
+        }
+        s
+    }
+
+    /// One line for a seed sweep.
+    pub fn sweep_line(&self) -> String {
+        let at = self
+            .converged_at_ms
+            .map_or_else(|| "-".to_owned(), |v| format!("{v} ms"));
+        let mut s = format!(
+            "seed {:<6} {} converged {:<9} sim {:>7} ms  writes {:>8}  trace {}",
+            self.seed,
+            if self.passed() { "ok  " } else { "FAIL" },
+            at,
+            self.sim_duration_ms,
+            self.messages,
+            &self.trace_hash[..16],
+        );
+        if let Some(v) = self.violations.first() {
+            let _ = write!(s, "\n    {v}\n    replay: {}", self.replay_command());
+        } else if !self.passed() {
+            let _ = write!(s, "\n    replay: {}", self.replay_command());
+        }
+        s
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    match b {
+        b if b >= 1 << 20 => format!("{:.1} MiB", b as f64 / f64::from(1u32 << 20)),
+        b if b >= 1 << 10 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// Joins items into lines of at most ~90 columns, continuation lines
+/// indented by `indent`.
+fn wrap(items: &[String], indent: usize) -> String {
+    let mut out = String::new();
+    let mut col = indent;
+    for (i, item) in items.iter().enumerate() {
+        let sep = if i == 0 { "" } else { ", " };
+        if col + sep.len() + item.len() > 90 && i > 0 {
+            out.push_str(",\n");
+            out.push_str(&" ".repeat(indent));
+            col = indent;
+        } else {
+            out.push_str(sep);
+            col += sep.len();
+        }
+        out.push_str(item);
+        col += item.len();
+    }
+    if items.is_empty() {
+        out.push_str("(none)");
+    }
+    out
+}

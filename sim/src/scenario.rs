@@ -1,0 +1,713 @@
+//! The scenarios: small state machines the outer loop steps once per
+//! turmoil tick. Each waits for the mesh to form, injects its faults on a
+//! schedule drawn from the seed, stops them, and then checks liveness after
+//! a quiet period. Every decision comes from one seeded ChaCha8 generator
+//! and from the (deterministic) state of the simulation.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand_chacha::ChaCha8Rng;
+use rand_core::{RngCore, SeedableRng};
+
+use crate::config::{Scenario, SimConfig, Timers};
+use crate::faults::Faults;
+use crate::invariants::{MESH_FORMED, MESH_REFORMED, TRANSFERS_COMPLETE};
+use crate::world::{lock, HostCmd, Shared, CHAT_PREFIX};
+
+/// What a scenario step can touch.
+pub(crate) struct Cx<'r, 'a> {
+    pub(crate) sim: &'r mut turmoil::Sim<'a>,
+    pub(crate) world: &'r Shared,
+    pub(crate) faults: &'r mut Faults,
+    pub(crate) rng: &'r mut ChaCha8Rng,
+    pub(crate) cfg: &'r SimConfig,
+    pub(crate) timers: Timers,
+    /// Simulated time now.
+    pub(crate) now: Duration,
+    /// When the last host's first life starts.
+    pub(crate) last_start: Duration,
+}
+
+/// Whether to go on.
+pub(crate) enum Flow {
+    Continue,
+    /// The scenario ended; whether the final mesh held.
+    Done {
+        converged: bool,
+    },
+}
+
+/// A scenario.
+pub(crate) trait Script {
+    /// Called before every turmoil step.
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow;
+}
+
+/// The script of `scenario`.
+pub(crate) fn script(scenario: Scenario) -> Box<dyn Script> {
+    match scenario {
+        Scenario::Mesh => Box::new(MeshScript),
+        Scenario::Partition => Box::new(PartitionScript::Forming),
+        Scenario::Churn => Box::new(ChurnScript::default()),
+        Scenario::Latency => Box::new(LatencyScript::Setup),
+        Scenario::File => Box::new(FileScript::default()),
+        Scenario::Chat => Box::new(ChatScript::Forming),
+    }
+}
+
+// ----- seeded helpers -----
+
+fn below(rng: &mut ChaCha8Rng, n: usize) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    (rng.next_u64() % n as u64) as usize
+}
+
+fn between(rng: &mut ChaCha8Rng, lo: Duration, hi: Duration) -> Duration {
+    let (lo_ms, hi_ms) = (lo.as_millis() as u64, hi.as_millis() as u64);
+    if hi_ms <= lo_ms {
+        return lo;
+    }
+    Duration::from_millis(lo_ms + rng.next_u64() % (hi_ms - lo_ms + 1))
+}
+
+fn chance(rng: &mut ChaCha8Rng, percent: u64) -> bool {
+    rng.next_u64() % 100 < percent
+}
+
+pub(crate) fn shuffle<T>(rng: &mut ChaCha8Rng, v: &mut [T]) {
+    for i in (1..v.len()).rev() {
+        let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// Waits for the first full mesh: `Some(true)` once it holds,
+/// `Some(false)` (with a violation) past the deadline.
+fn forming(cx: &mut Cx<'_, '_>) -> Option<bool> {
+    let mut w = lock(cx.world);
+    if w.mesh_full {
+        return Some(true);
+    }
+    let deadline = cx.last_start + cx.cfg.mesh_deadline;
+    if cx.now > deadline {
+        let detail = format!(
+            "no full mesh {} ms after the last peer started: {}",
+            cx.cfg.mesh_deadline.as_millis(),
+            w.mesh_gaps()
+        );
+        w.violate(MESH_FORMED, cx.now, None, detail);
+        return Some(false);
+    }
+    None
+}
+
+/// Faults are over: waits until `earliest` (so that connections stalled by
+/// a fault have timed out and cannot pass for live ones) and then for the
+/// full mesh and `ready`, failing with a violation past `deadline`.
+fn healing(
+    cx: &mut Cx<'_, '_>,
+    earliest: Duration,
+    deadline: Duration,
+    ready: impl Fn(&crate::world::World) -> Result<(), String>,
+) -> Option<bool> {
+    let mut w = lock(cx.world);
+    if cx.now >= earliest && w.mesh_full && ready(&w).is_ok() {
+        return Some(true);
+    }
+    if cx.now > deadline {
+        let bound = deadline.saturating_sub(earliest) + cx.timers.peer_timeout;
+        if !w.mesh_full {
+            let detail = format!(
+                "the full mesh did not re-form within {} ms of the faults stopping: {}",
+                bound.as_millis(),
+                w.mesh_gaps()
+            );
+            w.violate(MESH_REFORMED, cx.now, None, detail);
+        }
+        if let Err(why) = ready(&w) {
+            w.violate(TRANSFERS_COMPLETE, cx.now, None, why);
+        }
+        return Some(false);
+    }
+    None
+}
+
+/// When a fault-free check may start, and the bound on it.
+fn quiet_window(t: &Timers, from: Duration) -> (Duration, Duration) {
+    let earliest = from + t.peer_timeout + ms(500);
+    (earliest, from + t.heal_bound())
+}
+
+fn transfers_settled(w: &crate::world::World) -> Result<(), String> {
+    if !w.sends_settled() {
+        return Err("a file send did not finish".into());
+    }
+    match w.part_files() {
+        0 => Ok(()),
+        n => Err(format!("{n} part files were never cleaned up")),
+    }
+}
+
+// ----- mesh -----
+
+struct MeshScript;
+
+impl Script for MeshScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        match forming(cx) {
+            None => Flow::Continue,
+            Some(converged) => Flow::Done { converged },
+        }
+    }
+}
+
+// ----- partition -----
+
+enum PartitionScript {
+    Forming,
+    Cutting {
+        plan: Vec<(Duration, usize, usize)>,
+        next: usize,
+        window: usize,
+    },
+    Holding {
+        until: Duration,
+        links: Vec<(usize, usize)>,
+        window: usize,
+    },
+    Repairing {
+        plan: Vec<(Duration, usize, usize)>,
+        next: usize,
+        window: usize,
+    },
+    Healing {
+        earliest: Duration,
+        deadline: Duration,
+    },
+}
+
+/// Spreads `links` evenly over `span` from `start`, in the given order.
+fn spread(
+    links: &[(usize, usize)],
+    start: Duration,
+    span: Duration,
+) -> Vec<(Duration, usize, usize)> {
+    let n = links.len().max(1) as u32;
+    links
+        .iter()
+        .enumerate()
+        .map(|(i, &(a, b))| (start + span * i as u32 / n, a, b))
+        .collect()
+}
+
+impl Script for PartitionScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        match self {
+            PartitionScript::Forming => match forming(cx) {
+                None => {}
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    // Two halves; every link across is cut, one at a time in
+                    // a seeded order (swizzle-clog style), within a second.
+                    let mut hosts: Vec<usize> = (0..cx.cfg.peers).collect();
+                    shuffle(cx.rng, &mut hosts);
+                    let (a, b) = hosts.split_at(cx.cfg.peers / 2);
+                    let mut links: Vec<(usize, usize)> = a
+                        .iter()
+                        .flat_map(|&x| b.iter().map(move |&y| (x, y)))
+                        .collect();
+                    shuffle(cx.rng, &mut links);
+                    let start = cx.now + ms(100);
+                    let window = cx.faults.open_window("partition", start);
+                    lock(cx.world).watch_partition();
+                    *self = PartitionScript::Cutting {
+                        plan: spread(&links, start, ms(1000)),
+                        next: 0,
+                        window,
+                    };
+                }
+            },
+            PartitionScript::Cutting { plan, next, window } => {
+                while let Some(&(at, a, b)) = plan.get(*next).filter(|p| p.0 <= cx.now) {
+                    let _ = at;
+                    cx.faults.cut(cx.sim, cx.world, cx.now, a, b);
+                    *next += 1;
+                }
+                if *next == plan.len() {
+                    let hold = between(
+                        cx.rng,
+                        cx.timers.peer_timeout / 2,
+                        cx.timers.peer_timeout * 2,
+                    );
+                    let links = plan.iter().map(|&(_, a, b)| (a, b)).collect();
+                    *self = PartitionScript::Holding {
+                        until: cx.now + hold,
+                        links,
+                        window: *window,
+                    };
+                }
+            }
+            PartitionScript::Holding {
+                until,
+                links,
+                window,
+            } => {
+                if cx.now >= *until {
+                    let mut links = std::mem::take(links);
+                    shuffle(cx.rng, &mut links);
+                    lock(cx.world).partition_repairing();
+                    *self = PartitionScript::Repairing {
+                        plan: spread(&links, cx.now, ms(1000)),
+                        next: 0,
+                        window: *window,
+                    };
+                }
+            }
+            PartitionScript::Repairing { plan, next, window } => {
+                while let Some(&(_, a, b)) = plan.get(*next).filter(|p| p.0 <= cx.now) {
+                    cx.faults.uncut(cx.sim, cx.world, cx.now, a, b);
+                    *next += 1;
+                }
+                if *next == plan.len() {
+                    cx.faults.close_window(*window, cx.now);
+                    let (earliest, deadline) = quiet_window(&cx.timers, cx.now);
+                    *self = PartitionScript::Healing { earliest, deadline };
+                }
+            }
+            PartitionScript::Healing { earliest, deadline } => {
+                if let Some(converged) = healing(cx, *earliest, *deadline, |_| Ok(())) {
+                    return Flow::Done { converged };
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+// ----- churn -----
+
+#[derive(Debug, Clone, Copy)]
+enum ChurnEvent {
+    /// Crash a seeded running host.
+    Crash,
+    /// Restart a host.
+    Restart(usize),
+    /// A running host broadcasts a file.
+    SendFile,
+    /// Silently crash the file's sender while its frames are in flight.
+    CrashSender(usize),
+}
+
+#[derive(Default)]
+struct ChurnScript {
+    started: bool,
+    /// (time, sequence) -> event; the sequence keeps equal times in order.
+    events: std::collections::BTreeMap<(Duration, u64), ChurnEvent>,
+    seq: u64,
+    heal: Option<(Duration, Duration)>,
+}
+
+impl ChurnScript {
+    fn at(&mut self, t: Duration, e: ChurnEvent) {
+        self.seq += 1;
+        self.events.insert((t, self.seq), e);
+    }
+
+    fn plan(&mut self, cx: &mut Cx<'_, '_>) {
+        let rounds = (cx.cfg.peers / 3).clamp(3, 10);
+        let mut t = cx.now + ms(200);
+        for _ in 0..rounds {
+            t += between(cx.rng, ms(300), ms(1500));
+            self.at(t, ChurnEvent::Crash);
+        }
+        let file_at = cx.now + between(cx.rng, ms(100), ms(800));
+        self.at(file_at, ChurnEvent::SendFile);
+    }
+
+    fn fire(&mut self, cx: &mut Cx<'_, '_>, e: ChurnEvent) {
+        let p = cx.timers.peer_timeout;
+        match e {
+            ChurnEvent::Crash => {
+                let (up, down) = {
+                    let w = lock(cx.world);
+                    (w.alive_hosts(), w.down.len())
+                };
+                // Keep most of the mesh up: at most a quarter down at once;
+                // otherwise try again once someone is back.
+                if up.is_empty() || down >= (cx.cfg.peers / 4).max(1) {
+                    let later = cx.now + between(cx.rng, ms(300), ms(1000));
+                    self.at(later, ChurnEvent::Crash);
+                    return;
+                }
+                let h = up[below(cx.rng, up.len())];
+                let silent = chance(cx.rng, 50);
+                let downtime = between(cx.rng, p * 3 / 10, p * 3 / 2);
+                cx.faults.crash(cx.sim, cx.world, cx.now, h, silent);
+                self.at(cx.now + downtime, ChurnEvent::Restart(h));
+            }
+            ChurnEvent::Restart(h) => cx.faults.restart(cx.sim, cx.world, cx.now, h),
+            ChurnEvent::SendFile => {
+                let up = lock(cx.world).alive_hosts();
+                if up.is_empty() {
+                    return;
+                }
+                let h = up[below(cx.rng, up.len())];
+                let name = "churn-0.bin".to_owned();
+                let data = file_content(cx.cfg, 0);
+                let mut w = lock(cx.world);
+                w.add_file(&name, data, h);
+                w.command(h, HostCmd::SendFile(name), cx.now);
+                drop(w);
+                // The host sends within the next tick; its frames then sit on
+                // the links for at least a tick of latency.
+                let after = cx.cfg.tick * (2 + below(cx.rng, 3) as u32);
+                self.at(cx.now + after, ChurnEvent::CrashSender(h));
+            }
+            ChurnEvent::CrashSender(h) => {
+                if lock(cx.world).hosts[h].alive {
+                    // Silent: the in-flight frames are lost, so receivers
+                    // hold a partial file until they notice the sender died.
+                    cx.faults.crash(cx.sim, cx.world, cx.now, h, true);
+                    let downtime = between(cx.rng, p * 3 / 10, p);
+                    self.at(cx.now + downtime, ChurnEvent::Restart(h));
+                }
+            }
+        }
+    }
+}
+
+impl Script for ChurnScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        if !self.started {
+            match forming(cx) {
+                None => return Flow::Continue,
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    self.started = true;
+                    self.plan(cx);
+                }
+            }
+        }
+        while let Some((&key, &e)) = self.events.first_key_value() {
+            if key.0 > cx.now {
+                break;
+            }
+            self.events.remove(&key);
+            self.fire(cx, e);
+        }
+        if self.events.is_empty() {
+            let (earliest, deadline) = *self
+                .heal
+                .get_or_insert_with(|| quiet_window(&cx.timers, cx.now));
+            if let Some(converged) = healing(cx, earliest, deadline, transfers_settled) {
+                lock(cx.world).check_files(cx.now);
+                return Flow::Done { converged };
+            }
+        }
+        Flow::Continue
+    }
+}
+
+// ----- latency -----
+
+enum LatencyScript {
+    Setup,
+    Forming,
+    Observing {
+        until: Duration,
+        next_stall: Duration,
+        stalls: Vec<(Duration, usize, usize)>,
+        /// Per link: when it may be stalled again.
+        cooldown: std::collections::BTreeMap<(usize, usize), Duration>,
+        window: usize,
+    },
+}
+
+impl Script for LatencyScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        match self {
+            LatencyScript::Setup => {
+                // Per-link latency, a tenth of the links slow, each with
+                // jitter; turmoil draws each segment's delay in the range.
+                let n = cx.cfg.peers;
+                let ips = cx.faults.ips().to_vec();
+                for a in 0..n {
+                    for b in a + 1..n {
+                        let base = if chance(cx.rng, 10) {
+                            between(cx.rng, ms(60), ms(250))
+                        } else {
+                            between(cx.rng, ms(1), ms(60))
+                        };
+                        let jitter = between(cx.rng, ms(0), ms(50));
+                        cx.sim.set_link_latency(ips[a], ips[b], base);
+                        cx.sim
+                            .set_link_max_message_latency(ips[a], ips[b], base + jitter);
+                    }
+                }
+                let mut w = lock(cx.world);
+                w.strict_timeouts = true;
+                w.trace.note(cx.now, format_args!("latency set"));
+                drop(w);
+                *self = LatencyScript::Forming;
+            }
+            LatencyScript::Forming => match forming(cx) {
+                None => {}
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    // Two peer timeouts and a heartbeat: every pair pings
+                    // several times over the slow links and through stalls.
+                    // Stalls start once the handshakes of the last
+                    // (simultaneous) connects are over: a stall inside a
+                    // handshake may rightly outlast its deadline.
+                    let t = cx.timers;
+                    let first_stall = cx.now + t.connect + ms(500);
+                    let window = cx.faults.open_window("stalls", first_stall);
+                    *self = LatencyScript::Observing {
+                        until: first_stall + t.peer_timeout * 2 + t.ping,
+                        next_stall: first_stall,
+                        stalls: Vec::new(),
+                        cooldown: std::collections::BTreeMap::new(),
+                        window,
+                    };
+                }
+            },
+            LatencyScript::Observing {
+                until,
+                next_stall,
+                stalls,
+                cooldown,
+                window,
+            } => {
+                let now = cx.now;
+                stalls.retain(|&(end, a, b)| {
+                    if end <= now {
+                        cx.faults.release(cx.sim, cx.world, now, a, b);
+                        false
+                    } else {
+                        true
+                    }
+                });
+                if now >= *until {
+                    for (_, a, b) in stalls.drain(..) {
+                        cx.faults.release(cx.sim, cx.world, now, a, b);
+                    }
+                    cx.faults.close_window(*window, now);
+                    let mut w = lock(cx.world);
+                    let held = w.mesh_full;
+                    if !held {
+                        let detail =
+                            format!("the mesh did not hold under latency: {}", w.mesh_gaps());
+                        w.violate(MESH_REFORMED, now, None, detail);
+                    }
+                    return Flow::Done { converged: held };
+                }
+                if now >= *next_stall {
+                    // A stall far shorter than the peer timeout: frames
+                    // arrive late but arrive; nobody may time out. A link
+                    // rests for a peer timeout after a stall, so that stalls
+                    // never add up to a silence that rightly times out.
+                    let n = cx.cfg.peers;
+                    let a = below(cx.rng, n);
+                    let b = (a + 1 + below(cx.rng, n - 1)) % n;
+                    let link = (a.min(b), a.max(b));
+                    if cooldown.get(&link).is_none_or(|&t| t <= now) {
+                        let p = cx.timers.peer_timeout;
+                        let len = between(cx.rng, ms(50), p / 4);
+                        cx.faults.hold(cx.sim, cx.world, now, a, b);
+                        stalls.push((now + len, a, b));
+                        cooldown.insert(link, now + len + p);
+                    }
+                    *next_stall = now + between(cx.rng, ms(200), ms(1000));
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
+
+// ----- file -----
+
+#[derive(Default)]
+struct FileScript {
+    started: Option<Duration>,
+    sender: usize,
+    sends: Vec<(Duration, String)>,
+    next_send: usize,
+    flaps: Vec<(Duration, usize, usize, bool)>,
+    next_flap: Duration,
+    flapping: bool,
+    window: usize,
+    heal: Option<(Duration, Duration)>,
+}
+
+/// Seeded content of file `k`.
+fn file_content(cfg: &SimConfig, k: usize) -> Arc<Vec<u8>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.file_seed(k));
+    let mut data = vec![0u8; cfg.file_size];
+    rng.fill_bytes(&mut data);
+    Arc::new(data)
+}
+
+impl Script for FileScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        let Some(t0) = self.started else {
+            match forming(cx) {
+                None => return Flow::Continue,
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    self.started = Some(cx.now);
+                    self.sender = below(cx.rng, cx.cfg.peers);
+                    let first = cx.now + ms(300);
+                    self.sends = vec![
+                        (first, "file-0.bin".into()),
+                        (
+                            first + between(cx.rng, ms(200), ms(800)),
+                            "file-1.bin".into(),
+                        ),
+                    ];
+                    self.next_flap = cx.now + ms(100);
+                    self.flapping = true;
+                    self.window = cx.faults.open_window("flaps", self.next_flap);
+                    return Flow::Continue;
+                }
+            }
+        };
+        let now = cx.now;
+        while let Some((at, name)) = self.sends.get(self.next_send).cloned() {
+            if at > now {
+                break;
+            }
+            let data = file_content(cx.cfg, self.next_send);
+            let mut w = lock(cx.world);
+            w.add_file(&name, data, self.sender);
+            w.command(self.sender, HostCmd::SendFile(name), now);
+            self.next_send += 1;
+        }
+        // End flaps that are due.
+        let mut i = 0;
+        while i < self.flaps.len() {
+            let (end, a, b, cut) = self.flaps[i];
+            if end <= now {
+                if cut {
+                    cx.faults.uncut(cx.sim, cx.world, now, a, b);
+                } else {
+                    cx.faults.release(cx.sim, cx.world, now, a, b);
+                }
+                self.flaps.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if self.flapping {
+            let sends_done = self.next_send == self.sends.len() && lock(cx.world).sends_settled();
+            let last_send = self.sends.last().map_or(t0, |s| s.0);
+            if (sends_done && now >= last_send + ms(300)) || now > t0 + ms(20_000) {
+                self.flapping = false;
+                cx.faults.close_window(self.window, now);
+            } else if now >= self.next_flap {
+                let n = cx.cfg.peers;
+                // Mostly the sender's own links: that is where transfers run.
+                let a = if chance(cx.rng, 60) {
+                    self.sender
+                } else {
+                    below(cx.rng, n)
+                };
+                let b = (a + 1 + below(cx.rng, n - 1)) % n;
+                let cut = chance(cx.rng, 50);
+                let len = if cut {
+                    between(cx.rng, ms(20), ms(300))
+                } else {
+                    between(cx.rng, ms(20), ms(600))
+                };
+                if cut {
+                    cx.faults.cut(cx.sim, cx.world, now, a, b);
+                } else {
+                    cx.faults.hold(cx.sim, cx.world, now, a, b);
+                }
+                self.flaps.push((now + len, a, b, cut));
+                self.next_flap = now + between(cx.rng, ms(20), ms(150));
+            }
+            return Flow::Continue;
+        }
+        if !self.flaps.is_empty() {
+            return Flow::Continue;
+        }
+        let (earliest, deadline) = *self
+            .heal
+            .get_or_insert_with(|| quiet_window(&cx.timers, now));
+        match healing(cx, earliest, deadline, transfers_settled) {
+            None => Flow::Continue,
+            Some(converged) => {
+                lock(cx.world).check_files(now);
+                Flow::Done { converged }
+            }
+        }
+    }
+}
+
+// ----- chat -----
+
+enum ChatScript {
+    Forming,
+    Sending {
+        plan: Vec<(Duration, usize, String)>,
+        next: usize,
+    },
+    Draining {
+        until: Duration,
+    },
+}
+
+impl Script for ChatScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        match self {
+            ChatScript::Forming => match forming(cx) {
+                None => {}
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    let mut plan = Vec::new();
+                    for h in 0..cx.cfg.peers {
+                        for k in 0..cx.cfg.messages {
+                            let at = cx.now + ms(100) + between(cx.rng, ms(0), ms(2000));
+                            let tag = cx.rng.next_u32();
+                            plan.push((at, h, format!("{CHAT_PREFIX}{h}-{k}-{tag:08x}")));
+                        }
+                    }
+                    plan.sort();
+                    *self = ChatScript::Sending { plan, next: 0 };
+                }
+            },
+            ChatScript::Sending { plan, next } => {
+                while let Some((at, h, text)) = plan.get(*next).cloned() {
+                    if at > cx.now {
+                        break;
+                    }
+                    lock(cx.world).command(h, HostCmd::Chat(text), cx.now);
+                    *next += 1;
+                }
+                if *next == plan.len() {
+                    *self = ChatScript::Draining {
+                        until: cx.now + ms(1000),
+                    };
+                }
+            }
+            ChatScript::Draining { until } => {
+                if cx.now >= *until {
+                    let mut w = lock(cx.world);
+                    w.check_chats(cx.now);
+                    return Flow::Done {
+                        converged: w.mesh_full,
+                    };
+                }
+            }
+        }
+        Flow::Continue
+    }
+}
