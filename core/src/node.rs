@@ -666,6 +666,11 @@ impl Node {
             return;
         };
         let peer = peer.clone();
+        // A drained duplicate can outlive its peer's kept connection; what
+        // still arrives on it must not act for a peer that is gone.
+        if !self.peers.contains_key(&peer) {
+            return;
+        }
         let first = std::mem::take(await_listen);
         let is_listen = matches!(msg, Message::Listen(_));
         // The LISTEN line is part of the handshake: it does not show that

@@ -79,3 +79,50 @@ fn part_names_fit_in_a_file_name() {
     let part = part.expect("the transfer is created");
     assert!(part.len() <= 255, "part file name of {} bytes", part.len());
 }
+
+/// A drained duplicate connection outlived its peer: the node kept the
+/// first connection of peer `LISTEN` and drained the second (simultaneous
+/// connect), then the kept one closed and the peer left the table, yet
+/// frames still arriving on the draining duplicate were handled as that
+/// peer's: here a `FILESTART` created an incoming transfer (a part file)
+/// for a peer that was gone, which neither its departure nor anything but
+/// the idle timeout would clean up. Chat and binary events for the gone
+/// peer came out the same way. Fixed in `Node::on_established`
+/// (core/src/node.rs): frames of a peer no longer in the table are
+/// dropped. Found by the `node` target.
+#[test]
+fn drained_duplicate_of_a_gone_peer_is_ignored() {
+    let raw = [
+        0x00, 0x05, 0x01, 0x01, 0x05, 0x00, 0x02, 0x02, 0x2c, 0x42, 0x00, 0x05, 0x01, 0x02, 0x00,
+        0x06, 0x00, 0x04, 0x2e, 0x30, 0x2e,
+    ];
+    let ops = vec![
+        // Inbound c1: its hello is the line `LISTEN:localhost:9003`, id `LISTEN`.
+        NodeOp::Accept { remote: 5 },
+        NodeOp::Connect { addr: 1 },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Listen { addr: 2 },
+        },
+        // Outbound c2 reaches the same id: c2 is drained (c1 was dialed by
+        // `LISTEN`, the smaller id).
+        NodeOp::Connected { dial: 66, local: 0 },
+        NodeOp::Receive {
+            conn: 1,
+            wire: Wire::Listen { addr: 0 },
+        },
+        // c1 closes: the peer is gone.
+        NodeOp::Close { conn: 0, reason: 4 },
+        // A FILESTART on the draining c2.
+        NodeOp::Receive {
+            conn: 48,
+            wire: Wire::FileStart {
+                name: 0,
+                content: 0,
+                corrupt: false,
+            },
+        },
+    ];
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    check_node(&raw);
+}
