@@ -53,13 +53,25 @@
 //! a panic inside a spawned task, is provided by a panic hook that records
 //! panics of the simulation thread as `no_panic` violations.
 //!
+//! Crashes are the one place where tokio's own order leaks: dropping a
+//! host's runtime drops its tasks in an order set by tokio's process-wide
+//! task ids, and each dying socket sends a FIN or RST. A crash therefore
+//! cuts the host off first (nothing it sends while dying leaves), so that a
+//! seed replays identically even after other runs in the same process (a
+//! `--seeds` sweep, the tests). A loud crash reconnects the host at once
+//! (peers get a reset on their next frame); a silent one keeps it cut off
+//! until its restart (peers notice by timeout).
+//!
 //! # Time
 //!
 //! Node timers are divided by [`SimConfig::time_scale`] (6 by default: a
 //! 10 s peer timeout instead of 60 s) because turmoil's cost per simulated
-//! tick grows with the number of hosts and links: compressing the timers
-//! keeps partition and churn runs at a few seconds. `--time-scale 1` runs
-//! the deployed timers.
+//! tick grows with the number of hosts and links (every step visits every
+//! host and scans every link): compressing the timers keeps partition and
+//! churn runs at seconds. `--time-scale 1` runs the deployed timers. The
+//! tick ([`SimConfig::tick`], 2 ms by default) is the granularity of
+//! message delivery; timers still fire at their exact time within a tick.
+//! Larger ticks run faster at the cost of coarser latencies.
 //!
 //! ```no_run
 //! use p2p_sim::{run, Scenario, SimConfig};

@@ -235,8 +235,7 @@ impl Script for PartitionScript {
                 }
             },
             PartitionScript::Cutting { plan, next, window } => {
-                while let Some(&(at, a, b)) = plan.get(*next).filter(|p| p.0 <= cx.now) {
-                    let _ = at;
+                while let Some(&(_, a, b)) = plan.get(*next).filter(|p| p.0 <= cx.now) {
                     cx.faults.cut(cx.sim, cx.world, cx.now, a, b);
                     *next += 1;
                 }
@@ -541,6 +540,8 @@ struct FileScript {
     sends: Vec<(Duration, String)>,
     next_send: usize,
     flaps: Vec<(Duration, usize, usize, bool)>,
+    /// Cuts aimed at a transfer in flight: (when, receiver, how long).
+    targeted: Vec<(Duration, usize, Duration)>,
     next_flap: Duration,
     flapping: bool,
     window: usize,
@@ -588,7 +589,27 @@ impl Script for FileScript {
             let mut w = lock(cx.world);
             w.add_file(&name, data, self.sender);
             w.command(self.sender, HostCmd::SendFile(name), now);
+            drop(w);
             self.next_send += 1;
+            // One receiver's link is cut while the file's segments are on
+            // it: some arrived, the rest are lost, so that receiver holds a
+            // partial transfer until it notices the sender is gone.
+            let n = cx.cfg.peers;
+            let victim = (self.sender + 1 + below(cx.rng, n - 1)) % n;
+            let after = cx.cfg.tick * (2 + below(cx.rng, 3) as u32);
+            let len = between(cx.rng, ms(50), ms(300));
+            self.targeted.push((now + after, victim, len));
+        }
+        let mut i = 0;
+        while i < self.targeted.len() {
+            let (at, victim, len) = self.targeted[i];
+            if at <= now {
+                cx.faults.cut(cx.sim, cx.world, now, self.sender, victim);
+                self.flaps.push((now + len, self.sender, victim, true));
+                self.targeted.swap_remove(i);
+            } else {
+                i += 1;
+            }
         }
         // End flaps that are due.
         let mut i = 0;
@@ -636,7 +657,7 @@ impl Script for FileScript {
             }
             return Flow::Continue;
         }
-        if !self.flaps.is_empty() {
+        if !self.flaps.is_empty() || !self.targeted.is_empty() {
             return Flow::Continue;
         }
         let (earliest, deadline) = *self

@@ -1014,7 +1014,7 @@ impl World {
         }
         self.mesh_full = self.full_mesh();
         if self.mesh_full && self.first_mesh_at.is_none() {
-            self.first_mesh_at = Some(self.last_peer_change.max(Duration::ZERO));
+            self.first_mesh_at = Some(self.last_peer_change);
         }
     }
 
