@@ -2,7 +2,7 @@
 //! encoding, name sanitising, the sending side's framing and the receiving
 //! side's [`Assembler`].
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -339,6 +339,9 @@ pub struct Assembler {
     next_id: u64,
     transfers: BTreeMap<TransferId, Incoming>,
     by_key: BTreeMap<(PeerId, String), TransferId>,
+    /// Transfers aborted before their `FILEEND`: their remaining frames are
+    /// dropped quietly instead of each raising `UnknownTransfer`.
+    aborted: BTreeSet<(PeerId, String)>,
 }
 
 #[derive(Debug)]
@@ -374,6 +377,7 @@ impl Assembler {
             next_id: 1,
             transfers: BTreeMap::new(),
             by_key: BTreeMap::new(),
+            aborted: BTreeSet::new(),
         }
     }
 
@@ -417,6 +421,7 @@ impl Assembler {
         if let Some(&old) = self.by_key.get(&key) {
             self.abort(old, FileFailure::Restarted, out);
         }
+        self.aborted.remove(&key);
         let running = self
             .by_key
             .range((from.clone(), String::new())..)
@@ -474,6 +479,9 @@ impl Assembler {
         out: &mut VecDeque<Output>,
     ) {
         let Some(transfer) = self.running(from, name) else {
+            if self.aborted.contains(&(from.clone(), name.to_owned())) {
+                return;
+            }
             return refuse(from, name, FileFailure::UnknownTransfer, out);
         };
         let Some(inc) = self.transfers.get_mut(&transfer) else {
@@ -518,6 +526,9 @@ impl Assembler {
         out: &mut VecDeque<Output>,
     ) {
         let Some(transfer) = self.running(from, name) else {
+            if self.aborted.remove(&(from.clone(), name.to_owned())) {
+                return;
+            }
             return refuse(from, name, FileFailure::UnknownTransfer, out);
         };
         let Some(inc) = self.transfers.get_mut(&transfer) else {
@@ -564,6 +575,7 @@ impl Assembler {
         let key = (inc.from, inc.name);
         if self.by_key.get(&key) == Some(&transfer) {
             self.by_key.remove(&key);
+            self.remember_aborted(key.clone());
         }
         let (from, name) = key;
         out.push_back(Output::Storage(StorageOp::Discard { transfer }));
@@ -573,6 +585,24 @@ impl Assembler {
             name,
             failure,
         }));
+    }
+
+    /// Bounded per peer: a sender that starts and abandons many names cannot
+    /// grow this set.
+    fn remember_aborted(&mut self, key: (PeerId, String)) {
+        let cap = self.limits.max_transfers_per_peer.saturating_mul(4).max(1);
+        let of_peer: Vec<(PeerId, String)> = self
+            .aborted
+            .range((key.0.clone(), String::new())..)
+            .take_while(|(p, _)| *p == key.0)
+            .cloned()
+            .collect();
+        if of_peer.len() >= cap {
+            if let Some(oldest) = of_peer.first() {
+                self.aborted.remove(oldest);
+            }
+        }
+        self.aborted.insert(key);
     }
 
     /// Aborts every non-committing transfer that `pick` selects, in id order.
@@ -631,6 +661,7 @@ impl Assembler {
         self.abort_where(out, |inc| {
             (inc.from == *peer).then_some(FileFailure::PeerGone)
         });
+        self.aborted.retain(|(p, _)| p != peer);
     }
 
     /// Aborts transfers idle longer than the limit.
@@ -647,6 +678,7 @@ impl Assembler {
     /// Aborts everything (node shutdown).
     pub fn shutdown(&mut self, out: &mut VecDeque<Output>) {
         self.abort_where(out, |_| Some(FileFailure::Shutdown));
+        self.aborted.clear();
     }
 
     /// When [`Assembler::handle_timeout`] next has something to do.
@@ -1116,15 +1148,28 @@ mod tests {
             ]
         );
         assert_eq!(rig.asm.active(), 0);
-        // Later frames of it are unknown.
+        // The rest of an aborted transfer is dropped quietly (one report,
+        // not one per chunk), up to and including its FILEEND...
+        assert_eq!(rig.chunk(&a, "f", b"d"), vec![]);
+        assert_eq!(rig.end(&a, "f", b"abcd"), vec![]);
+        // ...after which frames for that name are unknown again.
         assert_eq!(
             rig.chunk(&a, "f", b"d"),
             vec![failed(None, &a, "f", FileFailure::UnknownTransfer)]
         );
-        assert_eq!(
-            rig.end(&a, "f", b"abcd"),
-            vec![failed(None, &a, "f", FileFailure::UnknownTransfer)]
-        );
+    }
+
+    #[test]
+    fn remembered_aborts_are_bounded_per_peer() {
+        let mut rig = Rig::new();
+        let a = peer("alice");
+        for i in 0..1000 {
+            let name = format!("f{i}");
+            rig.start(&a, &name, b"ab");
+            rig.chunk(&a, &name, b"abc");
+        }
+        let cap = rig.asm.limits.max_transfers_per_peer * 4;
+        assert!(rig.asm.aborted.len() <= cap, "{}", rig.asm.aborted.len());
     }
 
     #[test]

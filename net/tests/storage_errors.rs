@@ -1,0 +1,137 @@
+//! Disk errors abort only the transfer they hit, with a reported error and
+//! no partial final file; the connection and later transfers go on.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use p2p_core::{Event, FileFailure, Target, TransferId};
+use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, Source, Storage, TcpTransport};
+
+/// The disk, except that the write number `fail_at` fails as a full disk
+/// would, and commits fail while `fail_commit` is set.
+#[derive(Clone)]
+struct FlakyDisk {
+    inner: DiskStorage,
+    writes: Arc<AtomicUsize>,
+    fail_at: usize,
+    fail_commit: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Storage for FlakyDisk {
+    fn create(&self, t: TransferId, part: &str) -> std::io::Result<()> {
+        self.inner.create(t, part)
+    }
+    fn write(&self, t: TransferId, data: &[u8]) -> std::io::Result<()> {
+        if self.writes.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_at {
+            return Err(std::io::Error::from_raw_os_error(28)); // ENOSPC
+        }
+        self.inner.write(t, data)
+    }
+    fn commit(&self, t: TransferId, name: &str) -> std::io::Result<String> {
+        if self.fail_commit.load(Ordering::SeqCst) {
+            self.inner.discard(t)?;
+            return Err(std::io::Error::from_raw_os_error(13)); // EACCES
+        }
+        self.inner.commit(t, name)
+    }
+    fn discard(&self, t: TransferId) -> std::io::Result<()> {
+        self.inner.discard(t)
+    }
+    fn discard_all(&self) {
+        self.inner.discard_all()
+    }
+    fn open(&self, path: &Path) -> std::io::Result<Source> {
+        self.inner.open(path)
+    }
+}
+
+async fn next_file_outcome(events: &mut Events) -> Event {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match events.next().await.expect("running") {
+                NetEvent::Core(e @ (Event::FileReceived { .. } | Event::FileFailed { .. })) => {
+                    return e
+                }
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("outcome in time")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_or_a_failed_rename_aborts_only_that_transfer() {
+    let dir = tempfile::tempdir().unwrap();
+    let recv_dir = dir.path().join("recv");
+    let flaky = FlakyDisk {
+        inner: DiskStorage::new(&recv_dir).unwrap(),
+        writes: Arc::default(),
+        fail_at: 2,
+        fail_commit: Arc::default(),
+    };
+    let fail_commit = flaky.fail_commit.clone();
+    let (a, mut ae) = start(NetConfig::new(0), TcpTransport::loopback(), flaky)
+        .await
+        .unwrap();
+    let mut cfg = NetConfig::new(0);
+    cfg.bootstrap.push(a.local_addr().to_string());
+    let (b, _be) = start(
+        cfg,
+        TcpTransport::loopback(),
+        DiskStorage::new(dir.path().join("send")).unwrap(),
+    )
+    .await
+    .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !matches!(
+            ae.next().await,
+            Some(NetEvent::Core(Event::PeerConnected { .. }))
+        ) {}
+    })
+    .await
+    .unwrap();
+
+    let path = dir.path().join("f.bin");
+    std::fs::write(&path, vec![7u8; 1_000_000]).unwrap();
+    b.send_file(&path, Target::All).await.unwrap();
+    match next_file_outcome(&mut ae).await {
+        Event::FileFailed {
+            failure: FileFailure::Storage { error },
+            ..
+        } => {
+            assert!(error.contains("No space left"), "{error}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        std::fs::read_dir(&recv_dir).unwrap().count(),
+        0,
+        "part or final file left behind"
+    );
+
+    fail_commit.store(true, Ordering::SeqCst);
+    b.send_file(&path, Target::All).await.unwrap();
+    assert!(matches!(
+        next_file_outcome(&mut ae).await,
+        Event::FileFailed {
+            failure: FileFailure::Storage { .. },
+            ..
+        }
+    ));
+    assert_eq!(std::fs::read_dir(&recv_dir).unwrap().count(), 0);
+
+    // The connection survived both: the next file lands.
+    fail_commit.store(false, Ordering::SeqCst);
+    b.send_file(&path, Target::All).await.unwrap();
+    assert!(matches!(
+        next_file_outcome(&mut ae).await,
+        Event::FileReceived { .. }
+    ));
+    assert_eq!(
+        std::fs::read(recv_dir.join("f.bin")).unwrap().len(),
+        1_000_000
+    );
+}
