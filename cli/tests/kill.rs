@@ -2,18 +2,10 @@
 
 mod util;
 
-use util::{random_file, Proc};
-
 #[test]
 fn a_receiver_killed_mid_transfer_leaves_no_final_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Proc::start("alice", dir.path(), None, &[]);
-    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
-    a.wait(15, |e| e["type"] == "peer_connected");
-    let path = dir.path().join("big.bin");
-    random_file(&path, 256 << 20, 7);
-    a.send(&format!("/send {}", path.display()));
-    b.wait(60, |e| e["type"] == "file_progress");
+    let (mut a, mut b) = util::mid_transfer(dir.path(), 256, 7);
     b.kill();
     let files = util::files_under(&b.downloads);
     assert!(!files.contains(&"big.bin".to_owned()), "{files:?}");
@@ -29,13 +21,7 @@ fn a_receiver_killed_mid_transfer_leaves_no_final_file() {
 #[test]
 fn a_sender_killed_mid_transfer_leaves_the_receiver_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Proc::start("alice", dir.path(), None, &[]);
-    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
-    b.wait(15, |e| e["type"] == "peer_connected");
-    let path = dir.path().join("big.bin");
-    random_file(&path, 256 << 20, 8);
-    a.send(&format!("/send {}", path.display()));
-    b.wait(60, |e| e["type"] == "file_progress");
+    let (mut a, mut b) = util::mid_transfer(dir.path(), 256, 8);
     a.kill();
     b.wait(70, |e| {
         e["type"] == "file_failed" && e["failure"]["kind"] == "peer_gone"
@@ -46,13 +32,7 @@ fn a_sender_killed_mid_transfer_leaves_the_receiver_nothing() {
 #[test]
 fn a_graceful_stop_mid_transfer_removes_part_files() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Proc::start("alice", dir.path(), None, &[]);
-    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
-    b.wait(15, |e| e["type"] == "peer_connected");
-    let path = dir.path().join("big.bin");
-    random_file(&path, 256 << 20, 9);
-    a.send(&format!("/send {}", path.display()));
-    b.wait(60, |e| e["type"] == "file_progress");
+    let (_a, mut b) = util::mid_transfer(dir.path(), 256, 9);
     assert!(b.terminate().success());
     assert_eq!(util::files_under(&b.downloads), Vec::<String>::new());
 }

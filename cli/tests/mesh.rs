@@ -7,12 +7,7 @@ use util::{random_file, sha256_file, Proc};
 #[test]
 fn three_processes_mesh_chat_and_share_a_64_mib_file() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Proc::start("alice", dir.path(), None, &[]);
-    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
-    let mut c = Proc::start("carol", dir.path(), Some(a.port), &[]);
-    for p in [&mut a, &mut b, &mut c] {
-        p.wait(15, |e| e["type"] == "peer_connected" && e["peers"] == 2);
-    }
+    let [mut a, mut b, mut c] = util::three_in_a_mesh(dir.path());
 
     a.send("hello from alice");
     b.send("hello from bob");
@@ -62,12 +57,7 @@ fn three_processes_mesh_chat_and_share_a_64_mib_file() {
 #[test]
 fn msg_and_sendto_reach_one_peer_only() {
     let dir = tempfile::tempdir().unwrap();
-    let mut a = Proc::start("alice", dir.path(), None, &[]);
-    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
-    let mut c = Proc::start("carol", dir.path(), Some(a.port), &[]);
-    for p in [&mut a, &mut b, &mut c] {
-        p.wait(15, |e| e["type"] == "peer_connected" && e["peers"] == 2);
-    }
+    let [mut a, mut b, mut c] = util::three_in_a_mesh(dir.path());
     a.send("/msg bob just for you");
     b.wait(10, |e| e["type"] == "chat" && e["text"] == "just for you");
     let path = dir.path().join("note.txt");

@@ -153,6 +153,32 @@ impl Drop for Proc {
     }
 }
 
+/// alice, bob and carol, bootstrapped to alice, once each has two peers.
+pub fn three_in_a_mesh(dir: &Path) -> [Proc; 3] {
+    let a = Proc::start("alice", dir, None, &[]);
+    let b = Proc::start("bob", dir, Some(a.port), &[]);
+    let c = Proc::start("carol", dir, Some(a.port), &[]);
+    let mut all = [a, b, c];
+    for p in all.iter_mut() {
+        p.wait(15, |e| e["type"] == "peer_connected" && e["peers"] == 2);
+    }
+    all
+}
+
+/// alice and bob connected, and a file of `mib` MiB being sent from alice
+/// once bob has received its first part.
+pub fn mid_transfer(dir: &Path, mib: usize, seed: u64) -> (Proc, Proc) {
+    let a = Proc::start("alice", dir, None, &[]);
+    let mut b = Proc::start("bob", dir, Some(a.port), &[]);
+    b.wait(15, |e| e["type"] == "peer_connected");
+    let path = dir.join("big.bin");
+    random_file(&path, mib << 20, seed);
+    let mut a = a;
+    a.send(&format!("/send {}", path.display()));
+    b.wait(60, |e| e["type"] == "file_progress");
+    (a, b)
+}
+
 /// Files in a directory tree, relative names.
 pub fn files_under(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();

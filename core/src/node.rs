@@ -840,25 +840,31 @@ impl Node {
             return;
         };
         self.timers.cancel(&Timer::Conn(conn));
+        let why = match &reason {
+            CloseReason::Eof => "closed during the handshake".to_owned(),
+            CloseReason::Io { error } => error.clone(),
+            other => format!("{other:?}"),
+        };
+        self.conn_ended(now, conn, c, DisconnectReason::Closed { reason }, why);
+    }
+
+    /// A connection is gone: an established peer is lost, a dial failed.
+    fn conn_ended(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        c: Conn,
+        reason: DisconnectReason,
+        dial_error: String,
+    ) {
         match c.state {
+            ConnState::Established { peer, .. } => {
+                self.peer_lost(now, conn, &peer, &c.name, reason)
+            }
             ConnState::Dialing { addr } | ConnState::AwaitHelloReply { addr } => {
-                let why = match &reason {
-                    CloseReason::Eof => "closed during the handshake".to_owned(),
-                    CloseReason::Io { error } => error.clone(),
-                    other => format!("{other:?}"),
-                };
-                self.dial_ended(now, &addr, Err(why));
+                self.dial_ended(now, &addr, Err(dial_error))
             }
             ConnState::AwaitHello | ConnState::Refused => {}
-            ConnState::Established { peer, .. } => {
-                self.peer_lost(
-                    now,
-                    conn,
-                    &peer,
-                    &c.name,
-                    DisconnectReason::Closed { reason },
-                );
-            }
         }
     }
 
@@ -911,21 +917,14 @@ impl Node {
         let Some(c) = self.close_conn(conn) else {
             return;
         };
-        match c.state {
-            ConnState::Established { peer, .. } => {
-                self.peer_lost(
-                    now,
-                    conn,
-                    &peer,
-                    &c.name,
-                    DisconnectReason::Protocol { error },
-                );
-            }
-            ConnState::Dialing { addr } | ConnState::AwaitHelloReply { addr } => {
-                self.dial_ended(now, &addr, Err(error.to_string()));
-            }
-            ConnState::AwaitHello | ConnState::Refused => {}
-        }
+        let dial_error = error.to_string();
+        self.conn_ended(
+            now,
+            conn,
+            c,
+            DisconnectReason::Protocol { error },
+            dial_error,
+        );
     }
 
     /// Forgets a connection and tells the driver to close it.

@@ -3,22 +3,12 @@
 
 use std::time::Duration;
 
-use p2p_core::{CloseReason, DisconnectReason, Event, Target};
-use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, TcpTransport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+mod common;
 
-async fn wait<T>(events: &mut Events, secs: u64, mut f: impl FnMut(&NetEvent) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            let e = events.next().await.expect("running");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("event in time")
-}
+use common::wait_for as wait;
+use p2p_core::{CloseReason, DisconnectReason, Event, Target};
+use p2p_net::{start, DiskStorage, NetConfig, NetEvent, TcpTransport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_reader_is_dropped_and_the_others_get_the_file() {

@@ -4,8 +4,10 @@
 
 use std::time::Duration;
 
+mod common;
+
 use p2p_core::{Event, Target};
-use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, NodeHandle, TcpTransport};
+use p2p_net::{start, DiskStorage, Events, NetConfig, NodeHandle, TcpTransport};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -22,20 +24,6 @@ async fn our_node(dir: &std::path::Path) -> (NodeHandle, Events) {
     )
     .await
     .unwrap()
-}
-
-async fn event<T>(events: &mut Events, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            if let Some(NetEvent::Core(e)) = events.next().await {
-                if let Some(t) = f(&e) {
-                    return t;
-                }
-            }
-        }
-    })
-    .await
-    .expect("event in time")
 }
 
 struct Script {
@@ -107,7 +95,7 @@ async fn reference_dialer_handshakes_chats_and_sends_a_file() {
         .await;
     let hello = r.line().await;
     assert_eq!(hello, format!("{}:ours", node.id()));
-    let addr = event(&mut events, |e| match e {
+    let addr = common::wait_core(&mut events, 10, |e| match e {
         Event::PeerConnected { addr, name, .. } if name == "gopher" => Some(addr.clone()),
         _ => None,
     })
@@ -117,7 +105,7 @@ async fn reference_dialer_handshakes_chats_and_sends_a_file() {
     r.send(b"REQUEST_PEERS\n").await;
     r.line_where(|l| l == "PING").await;
     r.send(b"PONG\r\nhello from go\r\n").await;
-    let text = event(&mut events, |e| match e {
+    let text = common::wait_core(&mut events, 10, |e| match e {
         Event::Chat { text, .. } => Some(text.clone()),
         _ => None,
     })
@@ -140,7 +128,7 @@ async fn reference_dialer_handshakes_chats_and_sends_a_file() {
     }
     r.bytes_frame(format!("FILEEND:go.bin|{sha}\n").as_bytes())
         .await;
-    let got = event(&mut events, |e| match e {
+    let got = common::wait_core(&mut events, 10, |e| match e {
         Event::FileReceived { sha256, .. } => Some(sha256.clone()),
         _ => None,
     })
@@ -149,7 +137,7 @@ async fn reference_dialer_handshakes_chats_and_sends_a_file() {
     assert_eq!(std::fs::read(dir.path().join("go.bin")).unwrap(), data);
     // An opaque binary message.
     r.bytes_frame(b"\x00\x01custom").await;
-    let n = event(&mut events, |e| match e {
+    let n = common::wait_core(&mut events, 10, |e| match e {
         Event::Bytes { data, .. } => Some(data.len()),
         _ => None,
     })
@@ -177,12 +165,12 @@ async fn our_dialer_against_a_reference_listener_and_a_file_to_it() {
     // The reference listener answers its hello, then PEERS.
     r.send(format!("{REF_ID}:gopher\nPEERS:127.0.0.1:1,localhost:9301\n").as_bytes())
         .await;
-    event(&mut events, |e| {
+    common::wait_core(&mut events, 10, |e| {
         matches!(e, Event::PeerConnected { name, outbound: true, .. } if name == "gopher")
             .then_some(())
     })
     .await;
-    let new = event(&mut events, |e| match e {
+    let new = common::wait_core(&mut events, 10, |e| match e {
         Event::PeersDiscovered { new, .. } => Some(new.clone()),
         _ => None,
     })

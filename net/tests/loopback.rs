@@ -1,7 +1,8 @@
 //! The driver over real loopback TCP: chat, files, shutdown.
 
-use std::time::Duration;
+mod common;
 
+use common::wait_for;
 use p2p_core::{Event, Target};
 use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, NodeHandle, TcpTransport};
 
@@ -18,24 +19,6 @@ async fn node(
     }
     let storage = DiskStorage::new(dir.join(name)).unwrap();
     start(cfg, TcpTransport::loopback(), storage).await.unwrap()
-}
-
-/// Waits for an event matching `f`, failing after `secs`.
-async fn wait_for<T>(
-    events: &mut Events,
-    secs: u64,
-    mut f: impl FnMut(&NetEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            let e = events.next().await.expect("node stopped");
-            if let Some(t) = f(&e) {
-                return t;
-            }
-        }
-    })
-    .await
-    .expect("timed out waiting for an event")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
