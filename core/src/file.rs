@@ -52,6 +52,18 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The part file of an incoming transfer: `.<name>.<id>.part`, hidden and
+/// unique per transfer. Names are cut to 200 bytes (at a character
+/// boundary) so that the part name stays within the 255 bytes a file name
+/// may have; the final name is not affected.
+pub fn part_name(name: &str, transfer: TransferId) -> String {
+    let mut end = name.len().min(200);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!(".{}.{}.part", &name[..end], transfer.0)
+}
+
 /// Lowercase hex of a SHA-256.
 pub fn to_hex(sha: &[u8; 32]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -436,7 +448,7 @@ impl Assembler {
         let name = key.1.clone();
         out.push_back(Output::Storage(StorageOp::Create {
             transfer,
-            part: format!(".{name}.{}.part", transfer.0),
+            part: part_name(&name, transfer),
         }));
         out.push_back(Output::Event(Event::FileStarted {
             transfer,
@@ -801,7 +813,7 @@ mod tests {
         vec![
             O::S(StorageOp::Create {
                 transfer: TransferId(t),
-                part: format!(".{name}.{t}.part"),
+                part: part_name(name, TransferId(t)),
             }),
             O::E(Event::FileStarted {
                 transfer: TransferId(t),
@@ -1157,6 +1169,20 @@ mod tests {
             rig.chunk(&a, "f", b"d"),
             vec![failed(None, &a, "f", FileFailure::UnknownTransfer)]
         );
+    }
+
+    #[test]
+    fn part_names_fit_in_a_file_name() {
+        // 85 three-byte characters: 255 bytes, the longest valid name.
+        let name = "é€".repeat(51);
+        let name = &name[..name.char_indices().nth(100).map_or(name.len(), |(i, _)| i)];
+        for n in [name, &"n".repeat(255), "a.txt"] {
+            assert_eq!(check_name(n), Ok(()));
+            let part = part_name(n, TransferId(u64::MAX));
+            assert!(part.len() <= 255, "{} bytes", part.len());
+            assert!(part.starts_with('.') && part.ends_with(&format!(".{}.part", u64::MAX)));
+        }
+        assert_eq!(part_name("a.txt", TransferId(3)), ".a.txt.3.part");
     }
 
     #[test]

@@ -153,12 +153,22 @@ pub(crate) fn content_bytes(sel: u8) -> &'static [u8] {
     pick(contents(), sel).as_slice()
 }
 
-/// If `part` has the receiver's part-file form `.<name>.<id>.part` for
-/// `transfer`, with `name` a valid plain name, returns `name`.
-pub fn part_name_inner(part: &str, transfer: TransferId) -> Option<&str> {
+/// Whether `part` is one safe file name inside the downloads directory, in
+/// the receiver's part-file form `.<name>.<id>.part` for `transfer`: no
+/// separator, NUL or control character, not `.`/`..`, at most 255 bytes.
+pub fn is_part_name(part: &str, transfer: TransferId) -> bool {
     let suffix = format!(".{}.part", transfer.0);
-    let inner = part.strip_prefix('.')?.strip_suffix(suffix.as_str())?;
-    check_name(inner).is_ok().then_some(inner)
+    let Some(inner) = part
+        .strip_prefix('.')
+        .and_then(|p| p.strip_suffix(suffix.as_str()))
+    else {
+        return false;
+    };
+    !inner.is_empty()
+        && part.len() <= 255
+        && !part
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }
 
 /// What a committed transfer wrote.
@@ -181,8 +191,8 @@ enum Phase {
 
 #[derive(Debug)]
 struct Tracked {
-    /// The name inside `.<name>.<id>.part`, when the part has that form.
-    inner: Option<String>,
+    /// The part file name it was created with.
+    part: String,
     hasher: Sha256,
     len: u64,
     phase: Phase,
@@ -210,16 +220,14 @@ impl StorageTracker {
                     !self.transfers.contains_key(transfer),
                     "Create for {transfer} which was created before"
                 );
-                let plain = check_name(part).is_ok();
-                let inner = part_name_inner(part, *transfer);
                 assert!(
-                    plain || inner.is_some(),
+                    is_part_name(part, *transfer),
                     "Create of part {part:?} for {transfer}: not a plain name in the downloads directory"
                 );
                 self.transfers.insert(
                     *transfer,
                     Tracked {
-                        inner: inner.map(str::to_owned),
+                        part: part.clone(),
                         hasher: Sha256::new(),
                         len: 0,
                         phase: Phase::Open,
@@ -243,8 +251,9 @@ impl StorageTracker {
                     check_name(name).is_ok(),
                     "Commit of {transfer} to {name:?}: not a plain name in the downloads directory"
                 );
-                if let Some(inner) = &t.inner {
-                    assert_eq!(inner, name, "Commit of {transfer} under another name");
+                {
+                    let derived = p2p_core::file::part_name(name, *transfer);
+                    assert_eq!(t.part, derived, "Commit of {transfer} under another name");
                 }
                 t.phase = Phase::Committing;
                 let written = Written {

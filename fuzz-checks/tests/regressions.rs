@@ -43,16 +43,11 @@ fn shutdown_removes_unannounced_peers() {
 }
 
 /// A 255-byte name passes `check_name` (and the sender's `Outgoing::new`),
-/// but its part file `.<name>.<id>.part` is longer than the 255 bytes a
-/// file name may have on Linux and most file systems, so the driver's
-/// create fails (ENAMETOOLONG) and the transfer is reported as a storage
-/// failure: a valid file can never be received. Found by the `file` seed
-/// corpus (`hostile_names`). Not fixed here: the part-name scheme is shared
-/// with p2p-net's storage (core/src/file.rs `Assembler::on_start`, the
-/// `format!(".{name}.{}.part", ...)`); shortening long names in the part
-/// file only (the final name is unaffected) would fix it.
+/// but its part file `.<name>.<id>.part` was longer than the 255 bytes a
+/// file name may have on Linux, so the driver's create failed
+/// (ENAMETOOLONG) and such a file could never be received. Found by the
+/// `file` seed corpus (`hostile_names`); fixed by `file::part_name`.
 #[test]
-#[ignore = "known bug: part file names of long valid names exceed 255 bytes"]
 fn part_names_fit_in_a_file_name() {
     use std::collections::VecDeque;
     use std::time::{Duration, Instant};
