@@ -42,6 +42,10 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "a peer was dropped because its connection closed",
     ),
     (
+        "peer_dropped_and_back",
+        "a live peer was dropped on a closed connection and re-established within the connect timeout (a duplicate's FIN overtook the winner's hello)",
+    ),
+    (
         "peer_rediscovered_after_partition",
         "a peer lost in a partition was connected again after the repair",
     ),

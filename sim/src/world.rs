@@ -183,6 +183,8 @@ pub(crate) struct World {
     /// Any timeout between live peers is a violation (latency scenario).
     pub(crate) strict_timeouts: bool,
     pub(crate) partition: Option<PartitionWatch>,
+    /// Live peers dropped on a closed connection: (host, peer) -> when.
+    recent_drops: BTreeMap<(usize, PeerId), Duration>,
     /// Armed deliberate bug (see [`crate::Sabotage`]).
     pub(crate) sabotage: Arc<AtomicBool>,
     /// Print events to stderr.
@@ -229,6 +231,7 @@ impl World {
             series: cfg.plot.then(Series::default),
             strict_timeouts: false,
             partition: None,
+            recent_drops: BTreeMap::new(),
             sabotage: Arc::new(AtomicBool::new(cfg.sabotage.is_some())),
             log: cfg.log,
         }
@@ -819,6 +822,11 @@ impl World {
                 self.coverage.hit("peer_rediscovered_after_partition");
             }
         }
+        if let Some(t) = self.recent_drops.remove(&(h, peer.clone())) {
+            if at.saturating_sub(t) <= self.timers.connect {
+                self.coverage.hit("peer_dropped_and_back");
+            }
+        }
         if self.hosts[h].peers.insert(peer.clone()) {
             self.entries_total += 1;
             if self.live_ids.get(peer).is_some_and(|&r| r != h) {
@@ -851,7 +859,12 @@ impl World {
             DisconnectReason::Closed {
                 reason: CloseReason::SlowReader { .. },
             } => self.coverage.hit("slow_reader_disconnected"),
-            DisconnectReason::Closed { .. } => self.coverage.hit("peer_connection_closed"),
+            DisconnectReason::Closed { .. } => {
+                self.coverage.hit("peer_connection_closed");
+                if self.live_ids.contains_key(peer) {
+                    self.recent_drops.insert((h, peer.clone()), at);
+                }
+            }
             DisconnectReason::Protocol { .. } | DisconnectReason::Shutdown => {}
         }
         // Lost during the partition, or after the repair because its
