@@ -440,6 +440,17 @@ impl Console {
                     .unwrap_or_else(|| conn.to_string());
                 self.line("ERROR", &format!("Closed connection {who}: {error}"));
             }
+            Event::DuplicateRetired {
+                peer,
+                kept,
+                retired,
+            } => self.line(
+                "DEBUG",
+                &format!(
+                    "Two connections to {}: keeping {kept}, retiring {retired}",
+                    self.name(peer)
+                ),
+            ),
             Event::PingSent { peer } => {
                 self.line("DEBUG", &format!("Sent PING to {}", self.name(peer)))
             }

@@ -157,6 +157,17 @@ pub enum Event {
         /// What it did.
         error: ProtocolError,
     },
+    /// Debug: two connections reached one peer (a simultaneous connect);
+    /// both sides keep the one dialed by the smaller id. Nothing more is sent
+    /// on `retired`, which is half-closed once `kept` is proven.
+    DuplicateRetired {
+        /// The peer.
+        peer: PeerId,
+        /// The connection that carries it from now on.
+        kept: ConnId,
+        /// The duplicate being retired.
+        retired: ConnId,
+    },
     /// Debug: we sent `PING`.
     PingSent {
         /// To whom.
@@ -191,6 +202,7 @@ impl Event {
         matches!(
             self,
             Event::PingSent { .. }
+                | Event::DuplicateRetired { .. }
                 | Event::PongReceived { .. }
                 | Event::PeersRequested { .. }
                 | Event::PeersReceived { .. }

@@ -51,6 +51,9 @@ pub(crate) struct Conn {
     pub(crate) name: Option<String>,
     /// A duplicate being closed: frames still count, nothing is sent on it.
     pub(crate) draining: bool,
+    /// The connection kept instead of this draining one; this one is
+    /// half-closed once the kept one is proven (see `Node::drain`).
+    pub(crate) drain_for: Option<ConnId>,
 }
 
 impl Conn {
@@ -86,6 +89,7 @@ impl Conn {
             hello_id: None,
             name: None,
             draining: false,
+            drain_for: None,
         }
     }
 
@@ -291,7 +295,13 @@ impl Node {
             } else {
                 conn
             };
-            self.drain(now, loser);
+            let keeper = if loser == conn { existing } else { conn };
+            self.drain(now, loser, keeper);
+            self.event(Event::DuplicateRetired {
+                peer: id.clone(),
+                kept: keeper,
+                retired: loser,
+            });
             if let Some(a) = &addr {
                 self.addrs.on_connected(a, &id);
             }
@@ -338,15 +348,44 @@ impl Node {
         self.event(e);
     }
 
-    /// Closes a superseded duplicate without losing what is still in flight
-    /// on it: the driver flushes and half-closes, and frames keep counting
-    /// until the remote closes too (or `connect_timeout` passes).
-    fn drain(&mut self, now: Instant, conn: ConnId) {
+    /// Retires a superseded duplicate without losing what is in flight on
+    /// it: nothing more is sent on it, frames arriving on it still count,
+    /// and it is half-closed only once the kept connection is proven (the
+    /// remote sent a frame after the handshake on it, which it does only
+    /// after establishing it and switching to it). Closing earlier can
+    /// reach the remote before the kept connection's hello does, and it
+    /// would see its only connection to us end. `connect_timeout` bounds
+    /// the wait.
+    fn drain(&mut self, now: Instant, conn: ConnId, keeper: ConnId) {
+        let keeper_proven = matches!(
+            self.conns.get(&keeper).map(|k| &k.state),
+            Some(ConnState::Established { proven: true, .. })
+        );
         if let Some(c) = self.conns.get_mut(&conn) {
             c.draining = true;
-            self.out.push_back(Output::Close { conn });
+            if keeper_proven {
+                self.out.push_back(Output::Close { conn });
+            } else {
+                c.drain_for = Some(keeper);
+            }
             self.timers
                 .set(Timer::Conn(conn), now + self.config.connect_timeout);
+        }
+    }
+
+    /// `keeper` was just proven: half-close the duplicates waiting for it.
+    pub(crate) fn keeper_proven(&mut self, keeper: ConnId) {
+        let waiting: Vec<ConnId> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.drain_for == Some(keeper))
+            .map(|(&id, _)| id)
+            .collect();
+        for conn in waiting {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.drain_for = None;
+            }
+            self.out.push_back(Output::Close { conn });
         }
     }
 

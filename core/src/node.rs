@@ -239,10 +239,15 @@ impl Node {
         self.peers.len()
     }
 
-    /// The peer carried by `conn`, if it is established.
+    /// The peer carried by `conn`: established and that peer's current
+    /// connection (a duplicate being retired carries none).
     pub fn peer_of(&self, conn: ConnId) -> Option<&PeerId> {
         match &self.conns.get(&conn)?.state {
-            ConnState::Established { peer, .. } => Some(peer),
+            ConnState::Established { peer, .. }
+                if self.peers.get(peer).is_some_and(|p| p.conn == conn) =>
+            {
+                Some(peer)
+            }
             _ => None,
         }
     }
@@ -675,8 +680,8 @@ impl Node {
         let is_listen = matches!(msg, Message::Listen(_));
         // The LISTEN line is part of the handshake: it does not show that
         // the peer is alive beyond it.
-        if !(first && is_listen) {
-            *proven = true;
+        if !(first && is_listen) && !std::mem::replace(proven, true) {
+            self.keeper_proven(conn);
         }
         if first {
             if let Message::Listen(text) = &msg {
@@ -975,6 +980,9 @@ impl Node {
             ConnState::Established { peer, proven, .. } => {
                 let peer = peer.clone();
                 if c.draining {
+                    if c.drain_for.is_some() {
+                        self.out.push_back(Output::Close { conn });
+                    }
                     self.conns.remove(&conn);
                     return;
                 }

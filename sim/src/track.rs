@@ -60,7 +60,8 @@ pub(crate) struct ConnTrack {
     rx: Decoder,
     pub(crate) tx_first: First,
     pub(crate) rx_first: First,
-    /// The node asked for the close (or drains it as a merged duplicate).
+    /// The node asked for the close, or retired it as a merged duplicate
+    /// (`Event::DuplicateRetired`): it no longer carries the peer.
     pub(crate) closing: bool,
     /// The remote id, while this host considers the connection established.
     pub(crate) established: Option<PeerId>,

@@ -67,7 +67,7 @@ pub(crate) struct Host {
     /// The current life's node is running.
     pub(crate) alive: bool,
     pub(crate) id: Option<PeerId>,
-    conns: BTreeMap<ConnId, ConnTrack>,
+    pub(crate) conns: BTreeMap<ConnId, ConnTrack>,
     /// Established connections by remote id (more than one is a violation
     /// once the node finished reacting).
     est: BTreeMap<PeerId, BTreeSet<ConnId>>,
@@ -81,7 +81,8 @@ pub(crate) struct Host {
 }
 
 impl Host {
-    fn life(&self) -> u32 {
+    /// The current life.
+    pub(crate) fn life(&self) -> u32 {
         self.lives.saturating_sub(1)
     }
 }
@@ -105,20 +106,20 @@ pub(crate) struct FileSource {
 
 /// `FILEEND` of `name` was transmitted to `host` in `life` on `key`.
 #[derive(Debug)]
-struct FileExpect {
-    name: String,
-    host: usize,
-    life: u32,
-    key: Option<PairKey>,
+pub(crate) struct FileExpect {
+    pub(crate) name: String,
+    pub(crate) host: usize,
+    pub(crate) life: u32,
+    pub(crate) key: Option<PairKey>,
 }
 
 /// A chat line the simulation sent.
 #[derive(Debug, Default)]
 pub(crate) struct ChatMsg {
-    sender_id: Option<PeerId>,
+    pub(crate) sender_id: Option<PeerId>,
     /// Receivers it was transmitted to: (host, life, connection).
-    expected: Vec<(usize, u32, Option<PairKey>)>,
-    delivered: BTreeMap<(usize, u32), u32>,
+    pub(crate) expected: Vec<(usize, u32, Option<PairKey>)>,
+    pub(crate) delivered: BTreeMap<(usize, u32), u32>,
 }
 
 /// Peer-table counts over time, for the plot.
@@ -150,7 +151,7 @@ pub(crate) struct World {
     dead: BTreeMap<PeerId, Dead>,
     /// (deadline, id): the id must have left every table by then.
     stale_watch: BTreeSet<(Duration, PeerId)>,
-    pairs: BTreeMap<PairKey, Pair>,
+    pub(crate) pairs: BTreeMap<PairKey, Pair>,
     pub(crate) trace: Trace,
     pub(crate) coverage: Coverage,
     pub(crate) violations: Vec<Violation>,
@@ -176,9 +177,9 @@ pub(crate) struct World {
     pub(crate) first_mesh_at: Option<Duration>,
     pub(crate) chats: BTreeMap<String, ChatMsg>,
     pub(crate) files: BTreeMap<String, FileSource>,
-    file_expect: Vec<FileExpect>,
+    pub(crate) file_expect: Vec<FileExpect>,
     /// (host, life, name) -> saved as.
-    received_files: BTreeMap<(usize, u32, String), String>,
+    pub(crate) received_files: BTreeMap<(usize, u32, String), String>,
     pub(crate) series: Option<Series>,
     /// Any timeout between live peers is a violation (latency scenario).
     pub(crate) strict_timeouts: bool,
@@ -710,6 +711,13 @@ impl World {
     }
 
     fn on_event(&mut self, h: usize, e: &Event, at: Duration) {
+        if let Event::DuplicateRetired { retired, .. } = e {
+            // Still open for what is in flight, but no longer established.
+            if let Some(t) = self.hosts[h].conns.get_mut(retired) {
+                t.closing = true;
+            }
+            self.refresh_established(h, *retired);
+        }
         if self.log && !e.is_debug() {
             eprintln!(
                 "{:>9.3} s  {:<5} {e:?}",
@@ -1071,153 +1079,6 @@ impl World {
         }
     }
 
-    /// Each node's reported table equals its events' table, and holds only
-    /// peers whose connection completed its handshake. A snapshot is taken
-    /// by the driver between two of its inputs and read later, so the
-    /// caller asks twice and reports only what persists.
-    pub(crate) fn snapshot_problems(&self) -> Vec<(&'static str, usize, String)> {
-        let mut found = Vec::new();
-        for (h, host) in self.hosts.iter().enumerate() {
-            let Some(snap) = host.snapshot.as_ref().filter(|_| host.alive) else {
-                continue;
-            };
-            let ids: BTreeSet<PeerId> = snap.iter().map(|p| p.id.clone()).collect();
-            if ids != host.peers {
-                found.push((
-                    PEER_TABLE_MATCHES,
-                    h,
-                    format!(
-                        "the node reports {} peers, its events {}",
-                        ids.len(),
-                        host.peers.len()
-                    ),
-                ));
-            }
-            for p in snap {
-                let ok = host
-                    .conns
-                    .get(&p.conn)
-                    .is_some_and(|t| t.established.as_ref() == Some(&p.id));
-                if !ok {
-                    found.push((
-                        PEER_TABLE_HANDSHAKED,
-                        h,
-                        format!(
-                            "peer {} is carried by {}, which is not a handshaked live connection to it",
-                            p.id, p.conn
-                        ),
-                    ));
-                }
-            }
-        }
-        found
-    }
-
-    /// Liveness of file transfers; see [`TRANSFERS_COMPLETE`].
-    pub(crate) fn check_files(&mut self, at: Duration) {
-        let mut found: Vec<(&'static str, Option<usize>, String)> = Vec::new();
-        for (name, f) in &self.files {
-            let sender_lived =
-                self.hosts[f.sender].alive && self.hosts[f.sender].life() == f.sender_life;
-            if f.done.is_none() && sender_lived {
-                found.push((
-                    TRANSFERS_COMPLETE,
-                    Some(f.sender),
-                    format!("sending {name} never finished"),
-                ));
-            }
-        }
-        for e in &self.file_expect {
-            let Some(src) = self.files.get(&e.name) else {
-                continue;
-            };
-            let host = &self.hosts[e.host];
-            if !host.alive || host.life() != e.life {
-                continue;
-            }
-            match self.received_files.get(&(e.host, e.life, e.name.clone())) {
-                Some(saved) => {
-                    let same = host
-                        .storage
-                        .as_ref()
-                        .and_then(|s| s.files().get(saved).cloned())
-                        .is_some_and(|d| d.as_slice() == src.data.as_slice());
-                    if !same {
-                        found.push((
-                            FILE_HASH,
-                            Some(e.host),
-                            format!("{saved} differs from the {} sent", e.name),
-                        ));
-                    }
-                }
-                None => {
-                    let stayed = e
-                        .key
-                        .and_then(|k| self.pairs.get(&k))
-                        .is_some_and(|p| !p.closed);
-                    if stayed {
-                        found.push((
-                            TRANSFERS_COMPLETE,
-                            Some(e.host),
-                            format!(
-                                "stayed connected to the sender of {} but never committed it",
-                                e.name
-                            ),
-                        ));
-                    }
-                }
-            }
-        }
-        for (h, host) in self.hosts.iter().enumerate() {
-            let Some(s) = host.storage.as_ref().filter(|_| host.alive) else {
-                continue;
-            };
-            let parts = s.parts();
-            if !parts.is_empty() {
-                found.push((
-                    TRANSFERS_COMPLETE,
-                    Some(h),
-                    format!("part files left behind: {}", parts.join(", ")),
-                ));
-            }
-            for name in s.files().keys() {
-                if !plain_name(name) {
-                    found.push((
-                        INSIDE_DOWNLOADS,
-                        Some(h),
-                        format!("stored file {name:?} is not a plain name"),
-                    ));
-                }
-            }
-        }
-        for (check, h, detail) in found {
-            self.violate(check, at, h, detail);
-        }
-    }
-
-    /// Liveness of chat; see [`CHAT_DELIVERED`].
-    pub(crate) fn check_chats(&mut self, at: Duration) {
-        let mut found = Vec::new();
-        for (text, msg) in &self.chats {
-            for &(r, life, key) in &msg.expected {
-                let host = &self.hosts[r];
-                if !host.alive || host.life() != life {
-                    continue;
-                }
-                let n = msg.delivered.get(&(r, life)).copied().unwrap_or(0);
-                let stayed = key
-                    .and_then(|k| self.pairs.get(&k))
-                    .is_some_and(|p| !p.closed);
-                if n == 0 && stayed {
-                    found.push((r, format!("chat line {text:?} never arrived")));
-                }
-            }
-        }
-        for (h, detail) in found {
-            self.violate(CHAT_DELIVERED, at, Some(h), detail);
-        }
-    }
-
     /// How many chat lines were sent, and deliveries expected and made.
     pub(crate) fn chat_totals(&self) -> (usize, usize, u64) {
         let sent = self.chats.len();
@@ -1296,6 +1157,6 @@ fn log_lifecycle(host: &str, at: Duration, ev: &TapEvent<'_>) {
 
 /// A file name inside the downloads directory: no separators, no parent
 /// references, no NUL, not empty.
-fn plain_name(name: &str) -> bool {
+pub(crate) fn plain_name(name: &str) -> bool {
     !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
 }

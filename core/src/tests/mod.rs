@@ -761,3 +761,42 @@ fn bootstrap_to_a_node_with_our_own_id_stops_at_once() {
     let now = m.now;
     assert!(m.nodes[1].node.connect(now, &addr_of(0)).is_err());
 }
+
+/// Regression (found by p2p-sim, seed 7): with two connections between
+/// the same nodes, the node that keeps one half-closed the other at once.
+/// Its hello on the kept connection could reach the remote after that
+/// half-close, so the remote saw its only connection to us end, reported
+/// the peer gone, and reconnected a moment later.
+#[test]
+fn merging_simultaneous_connects_never_drops_the_peer_meanwhile() {
+    let ids = ["a", "b"];
+    let mut m = Mesh::new(2, |i, c| c.id = Some(PeerId::parse(ids[i]).unwrap()));
+    // "b" answers on the connection it accepted 100 ms late.
+    m.slow_accepted.insert(1, Duration::from_millis(100));
+    let now = m.now;
+    m.nodes[0].node.connect(now, &addr_of(1)).unwrap();
+    m.nodes[1].node.connect(now, &addr_of(0)).unwrap();
+    m.nodes[1].node.broadcast_chat("early").ok();
+    m.run_for(SEC);
+    for i in 0..2 {
+        let connected = m
+            .events(i)
+            .filter(|e| matches!(e, Event::PeerConnected { .. }))
+            .count();
+        let gone = m
+            .events(i)
+            .filter(|e| matches!(e, Event::PeerDisconnected { .. }))
+            .count();
+        assert_eq!((connected, gone), (1, 0), "node {i}");
+    }
+    // Both keep the connection dialed by "a", and only it.
+    m.run_for(15 * SEC);
+    assert_one_conn_per_peer(&m);
+    let kept = m.nodes[0].node.peers().next().unwrap();
+    assert!(kept.outbound);
+    m.nodes[1].node.broadcast_chat("late").unwrap();
+    m.run_for(SEC);
+    assert!(m
+        .events(0)
+        .any(|e| matches!(e, Event::Chat { text, .. } if text == "late")));
+}

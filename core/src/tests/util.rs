@@ -68,6 +68,10 @@ pub struct Mesh {
     pub extra_latency: BTreeMap<(usize, usize), Duration>,
     /// Cut pairs: traffic silently vanishes, dials fail.
     pub cut: BTreeSet<(usize, usize)>,
+    /// Extra latency of what a node sends on connections it accepted (to
+    /// reorder one connection against another between the same nodes).
+    pub slow_accepted: BTreeMap<usize, Duration>,
+    accepted: BTreeSet<End>,
     queue: BTreeMap<(Instant, u64), Delivery>,
     seq: u64,
     /// Connection ends and their other side.
@@ -99,6 +103,8 @@ impl Mesh {
             latency: Duration::from_millis(5),
             extra_latency: BTreeMap::new(),
             cut: BTreeSet::new(),
+            slow_accepted: BTreeMap::new(),
+            accepted: BTreeSet::new(),
             queue: BTreeMap::new(),
             seq: 0,
             wires: BTreeMap::new(),
@@ -168,9 +174,12 @@ impl Mesh {
         let Some(&to) = self.wires.get(&from) else {
             return;
         };
-        let Some(lat) = self.one_way(from, to) else {
+        let Some(mut lat) = self.one_way(from, to) else {
             return;
         };
+        if let (Some(i), true) = (self.node_of(from), self.accepted.contains(&from)) {
+            lat += self.slow_accepted.get(&i).copied().unwrap_or_default();
+        }
         let at = (self.now + lat).max(self.fifo.get(&from).copied().unwrap_or(self.now));
         self.fifo.insert(from, at);
         self.push(at, d(to));
@@ -332,6 +341,7 @@ impl Mesh {
                 let b = End::Node(node, accepted);
                 self.wires.insert(a, b);
                 self.wires.insert(b, a);
+                self.accepted.insert(b);
                 let _ = writeln!(self.trace, "{node} accept {accepted} from {dialer}/{conn}");
                 self.nodes[dialer]
                     .node
