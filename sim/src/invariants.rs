@@ -4,9 +4,13 @@
 //! carries the simulated time; the report adds the seed and the command
 //! that replays it.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
+use p2p_core::PeerId;
 use serde::Serialize;
+
+use crate::world::{plain_name, World};
 
 /// Every check, with what it asserts.
 pub const CHECKS: &[(&str, &str)] = &[
@@ -128,5 +132,155 @@ impl std::fmt::Display for Violation {
             write!(f, " on {h}")?;
         }
         write!(f, ": {}", self.detail)
+    }
+}
+
+/// The end-of-run checks, over the state the tap built up.
+impl World {
+    /// Each node's reported table equals its events' table, and holds only
+    /// peers whose connection completed its handshake. A snapshot is taken
+    /// by the driver between two of its inputs and read later, so the
+    /// caller asks twice and reports only what persists.
+    pub(crate) fn snapshot_problems(&self) -> Vec<(&'static str, usize, String)> {
+        let mut found = Vec::new();
+        for (h, host) in self.hosts.iter().enumerate() {
+            let Some(snap) = host.snapshot.as_ref().filter(|_| host.alive) else {
+                continue;
+            };
+            let ids: BTreeSet<PeerId> = snap.iter().map(|p| p.id.clone()).collect();
+            if ids != host.peers {
+                found.push((
+                    PEER_TABLE_MATCHES,
+                    h,
+                    format!(
+                        "the node reports {} peers, its events {}",
+                        ids.len(),
+                        host.peers.len()
+                    ),
+                ));
+            }
+            for p in snap {
+                let ok = host
+                    .conns
+                    .get(&p.conn)
+                    .is_some_and(|t| t.established.as_ref() == Some(&p.id));
+                if !ok {
+                    found.push((
+                        PEER_TABLE_HANDSHAKED,
+                        h,
+                        format!(
+                            "peer {} is carried by {}, which is not a handshaked live connection to it",
+                            p.id, p.conn
+                        ),
+                    ));
+                }
+            }
+        }
+        found
+    }
+
+    /// Liveness of file transfers; see [`TRANSFERS_COMPLETE`].
+    pub(crate) fn check_files(&mut self, at: Duration) {
+        let mut found: Vec<(&'static str, Option<usize>, String)> = Vec::new();
+        for (name, f) in &self.files {
+            let sender_lived =
+                self.hosts[f.sender].alive && self.hosts[f.sender].life() == f.sender_life;
+            if f.done.is_none() && sender_lived {
+                found.push((
+                    TRANSFERS_COMPLETE,
+                    Some(f.sender),
+                    format!("sending {name} never finished"),
+                ));
+            }
+        }
+        for e in &self.file_expect {
+            let Some(src) = self.files.get(&e.name) else {
+                continue;
+            };
+            let host = &self.hosts[e.host];
+            if !host.alive || host.life() != e.life {
+                continue;
+            }
+            match self.received_files.get(&(e.host, e.life, e.name.clone())) {
+                Some(saved) => {
+                    let same = host
+                        .storage
+                        .as_ref()
+                        .and_then(|s| s.files().get(saved).cloned())
+                        .is_some_and(|d| d.as_slice() == src.data.as_slice());
+                    if !same {
+                        found.push((
+                            FILE_HASH,
+                            Some(e.host),
+                            format!("{saved} differs from the {} sent", e.name),
+                        ));
+                    }
+                }
+                None => {
+                    let stayed = e
+                        .key
+                        .and_then(|k| self.pairs.get(&k))
+                        .is_some_and(|p| !p.closed);
+                    if stayed {
+                        found.push((
+                            TRANSFERS_COMPLETE,
+                            Some(e.host),
+                            format!(
+                                "stayed connected to the sender of {} but never committed it",
+                                e.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        for (h, host) in self.hosts.iter().enumerate() {
+            let Some(s) = host.storage.as_ref().filter(|_| host.alive) else {
+                continue;
+            };
+            let parts = s.parts();
+            if !parts.is_empty() {
+                found.push((
+                    TRANSFERS_COMPLETE,
+                    Some(h),
+                    format!("part files left behind: {}", parts.join(", ")),
+                ));
+            }
+            for name in s.files().keys() {
+                if !plain_name(name) {
+                    found.push((
+                        INSIDE_DOWNLOADS,
+                        Some(h),
+                        format!("stored file {name:?} is not a plain name"),
+                    ));
+                }
+            }
+        }
+        for (check, h, detail) in found {
+            self.violate(check, at, h, detail);
+        }
+    }
+
+    /// Liveness of chat; see [`CHAT_DELIVERED`].
+    pub(crate) fn check_chats(&mut self, at: Duration) {
+        let mut found = Vec::new();
+        for (text, msg) in &self.chats {
+            for &(r, life, key) in &msg.expected {
+                let host = &self.hosts[r];
+                if !host.alive || host.life() != life {
+                    continue;
+                }
+                let n = msg.delivered.get(&(r, life)).copied().unwrap_or(0);
+                let stayed = key
+                    .and_then(|k| self.pairs.get(&k))
+                    .is_some_and(|p| !p.closed);
+                if n == 0 && stayed {
+                    found.push((r, format!("chat line {text:?} never arrived")));
+                }
+            }
+        }
+        for (h, detail) in found {
+            self.violate(CHAT_DELIVERED, at, Some(h), detail);
+        }
     }
 }
