@@ -680,7 +680,10 @@ impl Node {
         let is_listen = matches!(msg, Message::Listen(_));
         // The LISTEN line is part of the handshake: it does not show that
         // the peer is alive beyond it.
-        if !(first && is_listen) && !std::mem::replace(proven, true) {
+        let proves = !(first && is_listen);
+        let newly_proven = proves && !*proven;
+        if newly_proven {
+            *proven = true;
             self.keeper_proven(conn);
         }
         if first {

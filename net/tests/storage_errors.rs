@@ -50,11 +50,10 @@ impl Storage for FlakyDisk {
 async fn next_file_outcome(events: &mut Events) -> Event {
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
-            match events.next().await.expect("running") {
-                NetEvent::Core(e @ (Event::FileReceived { .. } | Event::FileFailed { .. })) => {
-                    return e
-                }
-                _ => {}
+            if let NetEvent::Core(e @ (Event::FileReceived { .. } | Event::FileFailed { .. })) =
+                events.next().await.expect("running")
+            {
+                return e;
             }
         }
     })
