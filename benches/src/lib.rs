@@ -31,7 +31,8 @@ pub const CHAT_LINE_LEN: usize = 64;
 /// not matter to memcpy or SHA-256, but a constant buffer could hide a bug
 /// (a frame boundary found inside a payload, say) behind a lucky pattern.
 pub fn filler(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
+    // Odd and distinct for distinct seeds (xorshift needs a non-zero state).
+    let mut x = seed.wrapping_mul(2).wrapping_add(1);
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
         x ^= x >> 12;
@@ -304,7 +305,13 @@ impl Rig {
             let port = 10_000 + i as u16;
             let remote = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000 + i as u16);
             let conn = rig.node.handle_accept(now, Some(remote));
-            let id = format!("{:032x}", 0xbe4c_0000_u64 + i as u64);
+            // Random-looking 32 hex digits like the reference's ids: a
+            // shared prefix would make every id comparison in the node's
+            // peer table artificially long.
+            let id: String = filler(16, 1000 + i as u64)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let hello = format!("{id}:peer{i}\nLISTEN:127.0.0.1:{port}\n");
             rig.feed(conn, Bytes::from(hello));
             rig.conns.push(conn);
