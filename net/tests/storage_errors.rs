@@ -77,21 +77,24 @@ async fn a_full_disk_or_a_failed_rename_aborts_only_that_transfer() {
         .unwrap();
     let mut cfg = NetConfig::new(0);
     cfg.bootstrap.push(a.local_addr().to_string());
-    let (b, _be) = start(
+    let (b, mut be) = start(
         cfg,
         TcpTransport::loopback(),
         DiskStorage::new(dir.path().join("send")).unwrap(),
     )
     .await
     .unwrap();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while !matches!(
-            ae.next().await,
-            Some(NetEvent::Core(Event::PeerConnected { .. }))
-        ) {}
-    })
-    .await
-    .unwrap();
+    // Both ends: the sender needs the receiver established on its side.
+    for events in [&mut ae, &mut be] {
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while !matches!(
+                events.next().await,
+                Some(NetEvent::Core(Event::PeerConnected { .. }))
+            ) {}
+        })
+        .await
+        .unwrap();
+    }
 
     let path = dir.path().join("f.bin");
     std::fs::write(&path, vec![7u8; 1_000_000]).unwrap();
