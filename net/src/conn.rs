@@ -33,7 +33,10 @@ pub(crate) struct ConnHandle {
     pub(crate) closing_since: Option<tokio::time::Instant>,
 }
 
+/// Largest read; reads start at `MIN_READ` and double while they fill the
+/// buffer, so an idle connection holds a few KiB, a busy one 64 KiB reads.
 const READ_SIZE: usize = 64 * 1024;
+const MIN_READ: usize = 4 * 1024;
 
 impl ConnHandle {
     /// Starts the reader and writer tasks of a connected stream.
@@ -53,14 +56,19 @@ impl ConnHandle {
 
         let ev = events.clone();
         let reader = tokio::spawn(async move {
-            let mut buf = BytesMut::with_capacity(READ_SIZE);
+            let mut want = MIN_READ;
+            let mut buf = BytesMut::new();
             let reason = loop {
-                if buf.capacity() < READ_SIZE / 4 {
-                    buf.reserve(READ_SIZE);
+                if buf.capacity() < want / 4 {
+                    buf.reserve(want);
                 }
+                let room = buf.capacity();
                 match rd.read_buf(&mut buf).await {
                     Ok(0) => break CloseReason::Eof,
-                    Ok(_) => {
+                    Ok(n) => {
+                        if n == room {
+                            want = (want * 2).min(READ_SIZE);
+                        }
                         let data = buf.split().freeze();
                         if ev
                             .send(SocketEvent::Received(conn, data).into())
@@ -83,7 +91,8 @@ impl ConnHandle {
 
         let q = queued.clone();
         let writer = tokio::spawn(async move {
-            let mut w = BufWriter::with_capacity(64 * 1024, wr);
+            // Batches small frames; file chunks are larger and bypass it.
+            let mut w = BufWriter::with_capacity(16 * 1024, wr);
             let result: std::io::Result<()> = async {
                 while let Some(data) = rx.recv().await {
                     let mut n = data.len();
