@@ -1,12 +1,14 @@
 //! Deliberate bugs behind a switch ([`crate::Sabotage`]): they show that the
-//! checks can fail. Each fires once per run, on the first occasion, then
-//! behaves like the real piece it wraps.
+//! checks can fail. Each acts until it has done its damage once (a
+//! corrupted file committed, a corrupted line sent), then behaves like the
+//! real piece it wraps.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use p2p_core::{Addr, TransferId};
@@ -16,17 +18,31 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::transport::{TurmoilListener, TurmoilTransport};
 use crate::world::CHAT_PREFIX;
 
-/// Memory storage whose first file write flips a byte, so that a file whose
-/// content differs from what the core verified gets committed.
+/// Memory storage that flips one byte of every transfer it writes until one
+/// such transfer is committed, so that a file whose content differs from
+/// what the core verified gets committed whatever the schedule (a transfer
+/// aborted by a flapping link does not defuse it).
 #[derive(Debug, Clone)]
 pub(crate) struct CorruptingStorage {
     mem: MemStorage,
+    /// Shared by every host: cleared by the first corrupted commit.
     armed: Arc<AtomicBool>,
+    /// Transfers of this host with a flipped byte.
+    tainted: Arc<Mutex<BTreeSet<TransferId>>>,
 }
 
 impl CorruptingStorage {
     pub(crate) fn new(mem: MemStorage, armed: Arc<AtomicBool>) -> Self {
-        CorruptingStorage { mem, armed }
+        CorruptingStorage {
+            mem,
+            armed,
+            tainted: Arc::default(),
+        }
+    }
+
+    fn tainted(&self) -> std::sync::MutexGuard<'_, BTreeSet<TransferId>> {
+        // Poison cannot leave a set half-updated.
+        self.tainted.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -36,7 +52,8 @@ impl Storage for CorruptingStorage {
     }
 
     fn write(&self, transfer: TransferId, data: &[u8]) -> io::Result<()> {
-        if !data.is_empty() && self.armed.swap(false, Ordering::Relaxed) {
+        if !data.is_empty() && self.armed.load(Ordering::Relaxed) && self.tainted().insert(transfer)
+        {
             let mut bad = data.to_vec();
             bad[0] ^= 0x01;
             return self.mem.write(transfer, &bad);
@@ -45,14 +62,20 @@ impl Storage for CorruptingStorage {
     }
 
     fn commit(&self, transfer: TransferId, name: &str) -> io::Result<String> {
-        self.mem.commit(transfer, name)
+        let result = self.mem.commit(transfer, name);
+        if result.is_ok() && self.tainted().remove(&transfer) {
+            self.armed.store(false, Ordering::Relaxed);
+        }
+        result
     }
 
     fn discard(&self, transfer: TransferId) -> io::Result<()> {
+        self.tainted().remove(&transfer);
         self.mem.discard(transfer)
     }
 
     fn discard_all(&self) {
+        self.tainted().clear();
         self.mem.discard_all()
     }
 
