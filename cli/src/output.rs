@@ -55,7 +55,6 @@ fn close_text(r: &CloseReason) -> String {
         CloseReason::Eof => "connection closed".into(),
         CloseReason::Io { error } => error.clone(),
         CloseReason::SlowReader { queued } => format!("not reading ({queued} bytes queued)"),
-        CloseReason::Local => "closed".into(),
     }
 }
 

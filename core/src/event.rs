@@ -249,8 +249,6 @@ pub enum CloseReason {
         /// Bytes queued when we gave up.
         queued: u64,
     },
-    /// We asked for the close (see [`Output::Close`](crate::Output::Close)).
-    Local,
 }
 
 /// Why a handshake was refused.

@@ -23,19 +23,7 @@ async fn a_stalled_reader_is_dropped_and_the_others_get_the_file() {
     )
     .await
     .unwrap();
-    let mut bcfg = NetConfig::new(0);
-    bcfg.bootstrap.push(a.local_addr().to_string());
-    let (_b, mut be) = start(
-        bcfg,
-        TcpTransport::loopback(),
-        DiskStorage::new(dir.path().join("b")).unwrap(),
-    )
-    .await
-    .unwrap();
-    wait(&mut be, 10, |e| {
-        matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())
-    })
-    .await;
+    let (_b, mut be) = common::joined(a.local_addr(), &dir.path().join("b")).await;
 
     // A peer that handshakes, answers once, then never reads again.
     let mut stalled = tokio::net::TcpStream::connect(a.local_addr())

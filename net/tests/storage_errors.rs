@@ -1,6 +1,8 @@
 //! Disk errors abort only the transfer they hit, with a reported error and
 //! no partial final file; the connection and later transfers go on.
 
+mod common;
+
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -75,26 +77,10 @@ async fn a_full_disk_or_a_failed_rename_aborts_only_that_transfer() {
     let (a, mut ae) = start(NetConfig::new(0), TcpTransport::loopback(), flaky)
         .await
         .unwrap();
-    let mut cfg = NetConfig::new(0);
-    cfg.bootstrap.push(a.local_addr().to_string());
-    let (b, mut be) = start(
-        cfg,
-        TcpTransport::loopback(),
-        DiskStorage::new(dir.path().join("send")).unwrap(),
-    )
-    .await
-    .unwrap();
-    // Both ends: the sender needs the receiver established on its side.
-    for events in [&mut ae, &mut be] {
-        tokio::time::timeout(Duration::from_secs(10), async {
-            while !matches!(
-                events.next().await,
-                Some(NetEvent::Core(Event::PeerConnected { .. }))
-            ) {}
-        })
-        .await
-        .unwrap();
-    }
+    // The sender is connected once joined returns; the receiver once it
+    // reports the peer too.
+    let (b, _be) = common::joined(a.local_addr(), &dir.path().join("send")).await;
+    common::connected(&mut ae).await;
 
     let path = dir.path().join("f.bin");
     std::fs::write(&path, vec![7u8; 1_000_000]).unwrap();

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use p2p_core::Event;
-use p2p_net::{Events, NetEvent};
+use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, NodeHandle, TcpTransport};
 
 /// Waits up to `secs` for an event for which `f` returns `Some`.
 pub async fn wait_for<T>(
@@ -34,6 +34,30 @@ pub async fn wait_core<T>(
     wait_for(events, secs, |e| match e {
         NetEvent::Core(e) => f(e),
         _ => None,
+    })
+    .await
+}
+
+/// A node with default settings and `dir` as its downloads, bootstrapped
+/// to `to`, once it has connected.
+pub async fn joined(to: std::net::SocketAddr, dir: &std::path::Path) -> (NodeHandle, Events) {
+    let mut cfg = NetConfig::new(0);
+    cfg.bootstrap.push(to.to_string());
+    let (node, mut events) = start(
+        cfg,
+        TcpTransport::loopback(),
+        DiskStorage::new(dir).unwrap(),
+    )
+    .await
+    .unwrap();
+    connected(&mut events).await;
+    (node, events)
+}
+
+/// Waits until a peer is connected.
+pub async fn connected(events: &mut Events) {
+    wait_core(events, 10, |e| {
+        matches!(e, Event::PeerConnected { .. }).then_some(())
     })
     .await
 }
