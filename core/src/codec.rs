@@ -269,6 +269,18 @@ const REQUEST_PEERS: &str = "REQUEST_PEERS";
 const DUPLICATE: &str = "DUPLICATE";
 const MAX_PEERS: &str = "MAX_PEERS";
 
+/// `PING\n`: every control line goes out as one of these constants or
+/// through [`Message::encode`], so the codec knows every literal.
+pub(crate) const PING_LINE: &[u8] = b"PING\n";
+/// `PONG\n`.
+pub(crate) const PONG_LINE: &[u8] = b"PONG\n";
+/// `REQUEST_PEERS\n`.
+pub(crate) const REQUEST_PEERS_LINE: &[u8] = b"REQUEST_PEERS\n";
+/// `DUPLICATE\n`.
+pub(crate) const DUPLICATE_LINE: &[u8] = b"DUPLICATE\n";
+/// `MAX_PEERS\n`.
+pub(crate) const MAX_PEERS_LINE: &[u8] = b"MAX_PEERS\n";
+
 /// Most entries kept from one `PEERS:` line.
 const MAX_PEERS_ENTRIES: usize = 1024;
 

@@ -38,13 +38,20 @@
 
 mod addr;
 mod addrbook;
+mod chat;
 pub mod codec;
 mod config;
+mod connections;
+mod dialer;
+mod discovery;
 mod error;
 mod event;
 pub mod file;
-mod handshake;
+mod files;
+mod heartbeat;
+mod io;
 mod node;
+mod peers;
 mod timer;
 
 #[cfg(test)]
@@ -61,7 +68,8 @@ pub use error::{CommandError, ProtocolError};
 pub use event::{
     CloseReason, DisconnectReason, Event, FileFailure, PeerInfo, RejectReason, StorageOp,
 };
-pub use node::{Input, Node, Output, Target};
+pub use io::{Input, Output, Target};
+pub use node::Node;
 
 use std::fmt;
 

@@ -1,151 +1,58 @@
-//! The mesh node: connections, the peer table, discovery, heartbeats,
-//! timeouts and application commands.
+//! The mesh node: a dispatcher over its components. Inputs from the
+//! driver and commands from the application are routed to the component
+//! that owns them; what one component's work means for another (a completed
+//! handshake for discovery and the heartbeat, a lost peer for files and the
+//! dialer) is decided here, in one place. After every call into a
+//! component its outbox is drained into the node's, so outputs keep the
+//! order they were caused in.
+//!
+//! | component | file | owns |
+//! | --- | --- | --- |
+//! | connections | `connections.rs` | connections, decoders, handshake, per-connection deadlines |
+//! | dialer | `dialer.rs` | address book, dial policy, bootstrap |
+//! | discovery | `discovery.rs` | `REQUEST_PEERS`/`PEERS`, gossip |
+//! | heartbeat | `heartbeat.rs` | `PING`/`PONG` |
+//! | chat | `chat.rs` | chat lines and binary messages |
+//! | files | `files.rs` | file transfers |
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::addrbook::{AddrBook, AddrState, Failure};
-use crate::codec::{self, Frame, Limits, Message, Phase};
-use crate::event::{CloseReason, DisconnectReason, Event, PeerInfo, StorageOp};
-use crate::file::{Assembler, AssemblerLimits, FileFrame, Outgoing};
-use crate::handshake::{Conn, ConnState};
-use crate::timer::{Timer, TimerTable};
-use crate::{Addr, CommandError, Config, ConnId, PeerId, ProtocolError, TransferId};
-
-/// Something that happened outside the node: reported by the driver.
-#[derive(Debug, Clone)]
-pub enum Input {
-    /// A dial from [`Output::Dial`] connected. `local` is our end of the
-    /// socket, used to advertise a reachable address.
-    Connected {
-        /// The connection.
-        conn: ConnId,
-        /// Our local socket address, if known.
-        local: Option<SocketAddr>,
-    },
-    /// A dial from [`Output::Dial`] failed.
-    DialFailed {
-        /// The connection.
-        conn: ConnId,
-        /// What went wrong.
-        reason: String,
-    },
-    /// Bytes arrived on a connection.
-    Received {
-        /// The connection.
-        conn: ConnId,
-        /// The bytes.
-        data: Bytes,
-    },
-    /// A connection's read side ended, or the connection broke.
-    Closed {
-        /// The connection.
-        conn: ConnId,
-        /// Why.
-        reason: CloseReason,
-    },
-    /// A [`StorageOp::Commit`] succeeded.
-    Committed {
-        /// The transfer.
-        transfer: TransferId,
-        /// Where the file was stored (display form).
-        saved_as: String,
-    },
-    /// A [`StorageOp`] for this transfer failed.
-    StorageFailed {
-        /// The transfer.
-        transfer: TransferId,
-        /// The error text.
-        error: String,
-    },
-}
-
-/// Something the driver must do, drained with [`Node::poll_output`].
-#[derive(Debug, Clone)]
-pub enum Output {
-    /// Write `data` on `conn`, after everything queued before it.
-    Transmit {
-        /// The connection.
-        conn: ConnId,
-        /// The bytes; a broadcast shares one buffer across connections.
-        data: Bytes,
-    },
-    /// Open a connection to `addr`, then report [`Input::Connected`] or
-    /// [`Input::DialFailed`] for `conn`.
-    Dial {
-        /// The handle the node gave this connection.
-        conn: ConnId,
-        /// Where to.
-        addr: Addr,
-    },
-    /// Flush what is queued on `conn`, shut its write side, keep feeding
-    /// what still arrives until the remote closes, then report
-    /// [`Input::Closed`] (late data matters when two simultaneous
-    /// connections are merged into one).
-    Close {
-        /// The connection.
-        conn: ConnId,
-    },
-    /// A file operation in the downloads directory.
-    Storage(StorageOp),
-    /// Something for the application.
-    Event(crate::Event),
-}
-
-/// Who a command is for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    /// Every established peer.
-    All,
-    /// One peer.
-    Peer(PeerId),
-}
-
-/// An established peer.
-#[derive(Debug)]
-pub(crate) struct Peer {
-    pub(crate) conn: ConnId,
-    pub(crate) name: String,
-    pub(crate) addr: Option<Addr>,
-    pub(crate) outbound: bool,
-    /// `PeerConnected` was emitted.
-    pub(crate) announced: bool,
-}
-
-#[derive(Debug)]
-struct Bootstrap {
-    attempt: u32,
-}
-
-#[derive(Debug)]
-struct Sending {
-    file: Outgoing,
-    to: Vec<PeerId>,
-}
+use crate::chat::Chat;
+use crate::codec::{self, Limits, Message, Phase};
+use crate::connections::{ConnState, Connections, Ended, Expiry, Next};
+use crate::dialer::{Dialer, Step};
+use crate::discovery::Discovery;
+use crate::event::{CloseReason, DisconnectReason, Event, PeerInfo};
+use crate::files::Files;
+use crate::heartbeat::Heartbeat;
+use crate::io::{Input, Output, Target};
+use crate::peers::Peers;
+use crate::{Addr, CommandError, Config, ConnId, PeerId, ProtocolError, RejectReason, TransferId};
 
 /// The sans-IO mesh node. See the [crate docs](crate) for the driving loop.
 #[derive(Debug)]
 pub struct Node {
-    pub(crate) config: Config,
-    pub(crate) id: PeerId,
-    pub(crate) name: String,
-    pub(crate) rng: ChaCha8Rng,
-    pub(crate) limits: Limits,
-    pub(crate) conns: BTreeMap<ConnId, Conn>,
-    pub(crate) peers: BTreeMap<PeerId, Peer>,
-    pub(crate) addrs: AddrBook,
-    pub(crate) timers: TimerTable,
-    pub(crate) out: VecDeque<Output>,
-    pub(crate) assembler: Assembler,
-    bootstraps: BTreeMap<Addr, Bootstrap>,
-    sending: BTreeMap<TransferId, Sending>,
-    next_conn: u64,
-    next_transfer: u64,
+    config: Config,
+    id: PeerId,
+    name: String,
+    /// Our hello line, `<id>:<name>\n`.
+    hello: Bytes,
+    /// The one source of randomness; components borrow it in call order.
+    rng: ChaCha8Rng,
+    peers: Peers,
+    conns: Connections,
+    dialer: Dialer,
+    discovery: Discovery,
+    heartbeat: Heartbeat,
+    chat: Chat,
+    files: Files,
+    out: VecDeque<Output>,
     shut_down: bool,
 }
 
@@ -167,45 +74,44 @@ impl Node {
             max_line_len: config.max_line_len,
             max_bytes_per_message: config.max_bytes_per_message,
         };
-        let assembler = Assembler::new(AssemblerLimits {
-            max_file_size: config.max_file_size,
-            max_transfers_per_peer: config.max_transfers_per_peer,
-            idle_timeout: config.peer_timeout,
-        });
-        let mut node = Node {
-            addrs: AddrBook::new(config.max_known_addrs),
+        let hello = Message::Hello {
+            id: id.clone(),
+            name: name.clone(),
+        }
+        .to_bytes();
+        let mut dialer = Dialer::new(&config);
+        let port = config.listen_port;
+        for host in ["127.0.0.1", "0.0.0.0", "[::1]"] {
+            if let Ok(a) = Addr::from_host_port(host, port) {
+                dialer.book.mark_ours(&a);
+            }
+        }
+        if let Some(h) = &config.advertise_host {
+            if let Ok(a) = Addr::from_host_port(h, port) {
+                dialer.book.mark_ours(&a);
+            }
+        }
+        Node {
+            conns: Connections::new(
+                id.clone(),
+                limits,
+                config.connect_timeout,
+                config.peer_timeout,
+            ),
+            discovery: Discovery::new(now, config.discovery_interval, config.max_known_addrs),
+            heartbeat: Heartbeat::new(now, config.ping_interval),
+            chat: Chat::new(config.max_line_len, config.max_bytes_per_message),
+            files: Files::new(&config),
+            dialer,
+            peers: Peers::default(),
             config,
             id,
             name,
+            hello,
             rng,
-            limits,
-            conns: BTreeMap::new(),
-            peers: BTreeMap::new(),
-            timers: TimerTable::default(),
             out: VecDeque::new(),
-            assembler,
-            bootstraps: BTreeMap::new(),
-            sending: BTreeMap::new(),
-            next_conn: 0,
-            next_transfer: 0,
             shut_down: false,
-        };
-        let port = node.config.listen_port;
-        for host in ["127.0.0.1", "0.0.0.0", "[::1]"] {
-            if let Ok(a) = Addr::from_host_port(host, port) {
-                node.addrs.mark_ours(&a);
-            }
         }
-        if let Some(h) = node.config.advertise_host.clone() {
-            if let Ok(a) = Addr::from_host_port(&h, port) {
-                node.addrs.mark_ours(&a);
-            }
-        }
-        node.timers
-            .set(Timer::Ping, now + node.config.ping_interval);
-        node.timers
-            .set(Timer::Discovery, now + node.config.discovery_interval);
-        node
     }
 
     /// Our id.
@@ -225,13 +131,7 @@ impl Node {
 
     /// Established peers, in id order.
     pub fn peers(&self) -> impl Iterator<Item = PeerInfo> + '_ {
-        self.peers.iter().map(|(id, p)| PeerInfo {
-            id: id.clone(),
-            name: p.name.clone(),
-            addr: p.addr.clone(),
-            outbound: p.outbound,
-            conn: p.conn,
-        })
+        self.peers.info()
     }
 
     /// Number of established peers.
@@ -242,19 +142,12 @@ impl Node {
     /// The peer carried by `conn`: established and that peer's current
     /// connection (a duplicate being retired carries none).
     pub fn peer_of(&self, conn: ConnId) -> Option<&PeerId> {
-        match &self.conns.get(&conn)?.state {
-            ConnState::Established { peer, .. }
-                if self.peers.get(peer).is_some_and(|p| p.conn == conn) =>
-            {
-                Some(peer)
-            }
-            _ => None,
-        }
+        self.conns.peer_of(conn, &self.peers)
     }
 
     /// Number of addresses known.
     pub fn known_addrs(&self) -> usize {
-        self.addrs.len()
+        self.dialer.book.len()
     }
 
     /// Connections open (handshaking, established or closing).
@@ -264,12 +157,25 @@ impl Node {
 
     /// Bytes held by connection decoders (bounded by the limits).
     pub fn buffered_bytes(&self) -> usize {
-        self.conns.values().map(|c| c.decoder.buffered()).sum()
+        self.conns.buffered_bytes()
     }
 
     /// Incoming file transfers in progress.
     pub fn incoming_transfers(&self) -> usize {
-        self.assembler.active()
+        self.files.incoming()
+    }
+
+    /// Moves every component's queued outputs to the node's queue, in a
+    /// fixed order. Called after each call into a component, so the order
+    /// of outputs is the order of causes.
+    fn collect(&mut self) {
+        let out = &mut self.out;
+        self.conns.out.drain_into(out);
+        self.dialer.out.drain_into(out);
+        self.discovery.out.drain_into(out);
+        self.heartbeat.out.drain_into(out);
+        self.chat.out.drain_into(out);
+        self.files.out.drain_into(out);
     }
 
     // ----- inputs -----
@@ -278,54 +184,79 @@ impl Node {
     /// is the peer's socket address, used to correct loopback `LISTEN:`
     /// addresses.
     pub fn handle_accept(&mut self, now: Instant, remote: Option<SocketAddr>) -> ConnId {
-        let conn = self.alloc_conn();
-        if self.shut_down {
-            self.out.push_back(Output::Close { conn });
-            return conn;
-        }
-        self.conns
-            .insert(conn, Conn::accepted(now, remote, self.limits));
-        self.timers
-            .set(Timer::Conn(conn), now + self.config.connect_timeout);
+        let conn = if self.shut_down {
+            self.conns.refuse_accept()
+        } else {
+            self.conns.accept(now, remote)
+        };
+        self.collect();
         conn
     }
 
     /// Something happened on a connection or on disk.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
-            Input::Connected { conn, local } => self.on_connected(now, conn, local),
-            Input::DialFailed { conn, reason } => self.on_dial_failed(now, conn, reason),
+            Input::Connected { conn, local } => self.on_connected(conn, local),
+            Input::DialFailed { conn, reason } => {
+                if let Some(Ended::Dial { addr }) = self.conns.remove(conn).map(|c| c.ended()) {
+                    self.dialer.dial_failed(now, &addr, reason, &mut self.rng);
+                }
+            }
             Input::Received { conn, data } => self.on_received(now, conn, data),
             Input::Closed { conn, reason } => self.on_closed(now, conn, reason),
-            Input::Committed { transfer, saved_as } => {
-                self.assembler
-                    .handle_committed(transfer, saved_as, &mut self.out);
-                self.sync_transfer_timer();
-            }
+            Input::Committed { transfer, saved_as } => self.files.on_committed(transfer, saved_as),
             Input::StorageFailed { transfer, error } => {
-                self.assembler
-                    .handle_storage_failed(transfer, error, &mut self.out);
-                self.sync_transfer_timer();
+                self.files.on_storage_failed(transfer, error)
             }
+        }
+        self.collect();
+    }
+
+    /// Runs every deadline due at `now`, earliest first. Calling it again
+    /// with the same `now` does nothing more.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(component) = self.due(now) {
+            match component {
+                Due::Heartbeat => self.heartbeat.handle_timeout(now, &self.peers),
+                Due::Discovery => {
+                    self.discovery
+                        .handle_timeout(now, &self.peers, &mut self.dialer, &mut self.rng)
+                }
+                Due::Connections => {
+                    if let Some(expiry) = self.conns.handle_timeout(now) {
+                        self.collect();
+                        self.on_expiry(now, expiry);
+                    }
+                }
+                Due::Dialer => {
+                    let in_flight = self.conns.dials_in_flight();
+                    let step =
+                        self.dialer
+                            .handle_timeout(now, in_flight, self.peers.len(), &mut self.rng);
+                    if let Some(step) = step {
+                        self.on_dial_step(now, step);
+                    }
+                }
+                Due::Files => self.files.handle_timeout(now),
+            }
+            self.collect();
         }
     }
 
-    /// Runs every deadline due at `now`. Calling it again with the same
-    /// `now` does nothing more.
-    pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(timer) = self.timers.pop_expired(now) {
-            match timer {
-                Timer::Ping => self.on_ping_timer(now),
-                Timer::Discovery => self.on_discovery_timer(now),
-                Timer::Conn(conn) => self.on_conn_timer(now, conn),
-                Timer::Dial(addr) => self.try_dial(now, &addr),
-                Timer::Bootstrap(addr) => self.bootstrap_try(now, &addr),
-                Timer::Transfers => {
-                    self.assembler.handle_timeout(now, &mut self.out);
-                    self.sync_transfer_timer();
-                }
-            }
-        }
+    /// The component with the earliest deadline due at `now`; at equal
+    /// times, in the order of [`Due`].
+    fn due(&self, now: Instant) -> Option<Due> {
+        [
+            (self.heartbeat.poll_timeout(), Due::Heartbeat),
+            (self.discovery.poll_timeout(), Due::Discovery),
+            (self.conns.poll_timeout(), Due::Connections),
+            (self.dialer.poll_timeout(), Due::Dialer),
+            (self.files.poll_timeout(), Due::Files),
+        ]
+        .into_iter()
+        .filter_map(|(t, c)| t.filter(|t| *t <= now).map(|t| (t, c)))
+        .min()
+        .map(|(_, c)| c)
     }
 
     /// The next thing to do, until `None`.
@@ -334,10 +265,20 @@ impl Node {
         self.out.pop_front()
     }
 
-    /// When to call [`Node::handle_timeout`] next.
+    /// When to call [`Node::handle_timeout`] next: the earliest deadline of
+    /// any component.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.timers.next()
+        [
+            self.heartbeat.poll_timeout(),
+            self.discovery.poll_timeout(),
+            self.conns.poll_timeout(),
+            self.dialer.poll_timeout(),
+            self.files.poll_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     // ----- application commands -----
@@ -345,9 +286,12 @@ impl Node {
     /// Dials `addr` once now (the `/connect` command). Does nothing if it is
     /// already connected or being dialed.
     pub fn connect(&mut self, now: Instant, addr: &str) -> Result<(), CommandError> {
-        let addr = self.command_addr(addr)?;
-        self.addrs.set_sticky(&addr);
-        self.try_dial(now, &addr);
+        let in_flight = self.conns.dials_in_flight();
+        let step = self
+            .dialer
+            .connect(now, addr, in_flight, self.peers.len(), &mut self.rng)?;
+        self.on_dial_step(now, step);
+        self.collect();
         Ok(())
     }
 
@@ -355,47 +299,46 @@ impl Node {
     /// `bootstrap_backoff` then doubling) and reports
     /// [`Event::BootstrapSucceeded`] or [`Event::BootstrapFailed`].
     pub fn bootstrap(&mut self, now: Instant, addr: &str) -> Result<(), CommandError> {
-        let addr = self.command_addr(addr)?;
-        self.addrs.set_sticky(&addr);
-        self.bootstraps
-            .insert(addr.clone(), Bootstrap { attempt: 0 });
-        self.bootstrap_try(now, &addr);
+        let step = self.dialer.bootstrap(addr, self.peers.len())?;
+        self.collect();
+        self.on_dial_step(now, step);
+        self.collect();
         Ok(())
     }
 
     /// Asks every peer for addresses now and dials what is due (`/discover`).
     pub fn discover(&mut self, now: Instant) {
-        self.request_peers_all();
-        self.dial_due(now);
+        self.discovery
+            .discover(now, &self.peers, &mut self.dialer, &mut self.rng);
+        self.collect();
     }
 
     /// Sends a chat line to every peer; returns how many.
     pub fn broadcast_chat(&mut self, text: &str) -> Result<usize, CommandError> {
-        let line = self.chat_line(text)?;
-        Ok(self.transmit_all(&[line]))
+        let r = self.chat.broadcast_chat(&self.peers, text);
+        self.collect();
+        r
     }
 
     /// Sends a chat line to one peer.
     pub fn send_chat(&mut self, peer: &PeerId, text: &str) -> Result<(), CommandError> {
-        let conn = self.conn_of(peer)?;
-        let line = self.chat_line(text)?;
-        self.transmit(conn, line);
-        Ok(())
+        let r = self.chat.send_chat(&self.peers, peer, text);
+        self.collect();
+        r
     }
 
     /// Sends a binary message to every peer (one shared buffer); returns how many.
     pub fn broadcast_bytes(&mut self, data: Bytes) -> Result<usize, CommandError> {
-        let header = self.bytes_header(data.len())?;
-        Ok(self.transmit_all(&[header, data]))
+        let r = self.chat.broadcast_bytes(&self.peers, data);
+        self.collect();
+        r
     }
 
     /// Sends a binary message to one peer.
     pub fn send_bytes(&mut self, peer: &PeerId, data: Bytes) -> Result<(), CommandError> {
-        let conn = self.conn_of(peer)?;
-        let header = self.bytes_header(data.len())?;
-        self.transmit(conn, header);
-        self.transmit(conn, data);
-        Ok(())
+        let r = self.chat.send_bytes(&self.peers, peer, data);
+        self.collect();
+        r
     }
 
     /// Starts sending a file of `size` bytes whose SHA-256 is `sha256`
@@ -409,695 +352,64 @@ impl Node {
         size: u64,
         sha256: [u8; 32],
     ) -> Result<TransferId, CommandError> {
-        let file = Outgoing::new(name, size, sha256)?;
-        let to: Vec<PeerId> = match target {
-            Target::All => self.peers.keys().cloned().collect(),
-            Target::Peer(p) => {
-                self.conn_of(&p)?;
-                vec![p]
-            }
-        };
-        if to.is_empty() {
-            return Err(CommandError::NoPeers);
-        }
-        self.next_transfer += 1;
-        let id = TransferId(self.next_transfer * 2);
-        let frame = file.start_frame();
-        let sending = Sending { file, to };
-        self.transmit_to(&sending.to, &[frame]);
-        self.sending.insert(id, sending);
-        Ok(id)
+        let r = self.files.start(&self.peers, target, name, size, sha256);
+        self.collect();
+        r
     }
 
     /// Sends the next chunk of an outgoing file to its peers that are still
     /// connected; returns how many that is.
     pub fn send_file_chunk(&mut self, id: TransferId, data: Bytes) -> Result<usize, CommandError> {
-        let s = self
-            .sending
-            .get_mut(&id)
-            .ok_or(CommandError::UnknownTransfer(id))?;
-        let frames = s.file.chunk_frame(id, data)?;
-        let to = std::mem::take(&mut s.to);
-        let to = self.retain_connected(to);
-        let n = self.transmit_to(&to, &frames);
-        if let Some(s) = self.sending.get_mut(&id) {
-            s.to = to;
-        }
-        Ok(n)
+        let r = self.files.chunk(&self.peers, id, data);
+        self.collect();
+        r
     }
 
     /// Sends `FILEEND` and forgets the outgoing transfer; returns how many
     /// peers got the whole file.
     pub fn finish_file(&mut self, id: TransferId) -> Result<usize, CommandError> {
-        let s = self
-            .sending
-            .get(&id)
-            .ok_or(CommandError::UnknownTransfer(id))?;
-        let frame = s.file.end_frame(id)?;
-        let Some(s) = self.sending.remove(&id) else {
-            return Err(CommandError::UnknownTransfer(id));
-        };
-        let to = self.retain_connected(s.to);
-        Ok(self.transmit_to(&to, &[frame]))
+        let r = self.files.finish(&self.peers, id);
+        self.collect();
+        r
     }
 
     /// Forgets an outgoing transfer without sending `FILEEND` (the receivers
     /// discard it after their idle timeout).
     pub fn abort_file(&mut self, id: TransferId) -> bool {
-        self.sending.remove(&id).is_some()
+        self.files.abort(id)
     }
 
     /// Peers an outgoing transfer is still going to.
     pub fn file_targets(&self, id: TransferId) -> Option<&[PeerId]> {
-        self.sending.get(&id).map(|s| s.to.as_slice())
+        self.files.targets(id)
     }
 
     /// Closes every connection, aborts incoming transfers and stops all
     /// timers. The node does nothing afterwards.
     pub fn shutdown(&mut self, _now: Instant) {
-        if self.shut_down {
+        if std::mem::replace(&mut self.shut_down, true) {
             return;
         }
-        self.shut_down = true;
-        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
-        for conn in conns {
-            if let Some(c) = self.conns.remove(&conn) {
-                if let ConnState::Established { peer, .. } = c.state {
-                    // A peer not announced yet (a listener still waiting
-                    // for its LISTEN line) leaves the table silently.
-                    let current = self.peers.get(&peer).is_some_and(|p| p.conn == conn);
-                    if current && self.peers.remove(&peer).is_some_and(|p| p.announced) {
-                        let name = self.peer_name_or(&peer, &c.name);
-                        self.event(Event::PeerDisconnected {
-                            peer,
-                            name,
-                            reason: DisconnectReason::Shutdown,
-                            peers: self.peers.len(),
-                        });
-                    }
-                }
-                self.out.push_back(Output::Close { conn });
-            }
-        }
-        self.assembler.shutdown(&mut self.out);
-        self.sending.clear();
-        self.timers = TimerTable::default();
-    }
-
-    // ----- internals shared with the handshake -----
-
-    pub(crate) fn alloc_conn(&mut self) -> ConnId {
-        self.next_conn += 1;
-        ConnId(self.next_conn)
-    }
-
-    pub(crate) fn event(&mut self, e: Event) {
-        self.out.push_back(Output::Event(e));
-    }
-
-    pub(crate) fn transmit(&mut self, conn: ConnId, data: Bytes) {
-        self.out.push_back(Output::Transmit { conn, data });
-    }
-
-    fn transmit_all(&mut self, frames: &[Bytes]) -> usize {
-        let conns: Vec<ConnId> = self.peers.values().map(|p| p.conn).collect();
-        for &conn in &conns {
-            for f in frames {
-                self.transmit(conn, f.clone());
-            }
-        }
-        conns.len()
-    }
-
-    fn transmit_to(&mut self, to: &[PeerId], frames: &[Bytes]) -> usize {
-        let mut n = 0;
-        for p in to {
-            if let Some(conn) = self.peers.get(p).map(|p| p.conn) {
-                n += 1;
-                for f in frames {
-                    self.transmit(conn, f.clone());
-                }
-            }
-        }
-        n
-    }
-
-    fn retain_connected(&self, mut to: Vec<PeerId>) -> Vec<PeerId> {
-        to.retain(|p| self.peers.contains_key(p));
-        to
-    }
-
-    fn conn_of(&self, peer: &PeerId) -> Result<ConnId, CommandError> {
-        self.peers
-            .get(peer)
-            .map(|p| p.conn)
-            .ok_or_else(|| CommandError::UnknownPeer(peer.to_string()))
-    }
-
-    fn chat_line(&self, text: &str) -> Result<Bytes, CommandError> {
-        codec::check_chat(text).map_err(|why| CommandError::InvalidChat {
-            text: crate::truncate_for_report(text),
-            why,
-        })?;
-        if text.len() > self.config.max_line_len {
-            return Err(CommandError::InvalidChat {
-                text: crate::truncate_for_report(text),
-                why: "longer than the line limit",
-            });
-        }
-        Ok(Message::Chat(text.to_owned()).to_bytes())
-    }
-
-    fn bytes_header(&self, len: usize) -> Result<Bytes, CommandError> {
-        if len > self.config.max_bytes_per_message {
-            return Err(CommandError::TooLarge {
-                len,
-                limit: self.config.max_bytes_per_message,
-            });
-        }
-        Ok(codec::bytes_header(len))
-    }
-
-    fn command_addr(&self, addr: &str) -> Result<Addr, CommandError> {
-        let a = Addr::parse(addr).map_err(|_| CommandError::InvalidAddr(addr.to_owned()))?;
-        if self.addrs.is_ours(&a) {
-            return Err(CommandError::SelfAddr(a.to_string()));
-        }
-        Ok(a)
-    }
-
-    pub(crate) fn peer_name_or(&self, peer: &PeerId, fallback: &Option<String>) -> String {
-        fallback.clone().unwrap_or_else(|| peer.to_string())
-    }
-
-    pub(crate) fn sync_transfer_timer(&mut self) {
-        match self.assembler.next_deadline() {
-            Some(t) => self.timers.set(Timer::Transfers, t),
-            None => self.timers.cancel(&Timer::Transfers),
-        }
-    }
-
-    pub(crate) fn jitter(&mut self, max: Duration) -> Duration {
-        let ms = max.as_millis() as u64;
-        if ms == 0 {
-            return Duration::ZERO;
-        }
-        Duration::from_millis(self.rng.next_u64() % (ms + 1))
+        self.conns.shutdown(&mut self.peers);
+        self.collect();
+        self.files.shutdown();
+        self.dialer.shutdown();
+        self.discovery.shutdown();
+        self.heartbeat.shutdown();
+        self.collect();
     }
 
     // ----- connection lifecycle -----
 
-    fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if !c.accepts_frames() {
+    fn on_connected(&mut self, conn: ConnId, local: Option<SocketAddr>) {
+        if self.conns.connected(conn).is_none() {
             return;
         }
-        c.decoder.feed(data);
-        loop {
-            let Some(c) = self.conns.get_mut(&conn) else {
-                return;
-            };
-            if !c.accepts_frames() {
-                return;
-            }
-            match c.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    c.last_seen = now;
-                    self.on_frame(now, conn, frame);
-                }
-                Ok(None) => return,
-                Err(e) => {
-                    self.protocol_error(now, conn, e.into());
-                    return;
-                }
-            }
-        }
-    }
-
-    fn on_frame(&mut self, now: Instant, conn: ConnId, frame: Frame) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let phase = c.phase();
-        let msg = match Message::from_frame(frame, phase) {
-            Ok(m) => m,
-            Err(e) => return self.protocol_error(now, conn, e),
-        };
-        if let Some(ConnState::Refused) = self.conns.get(&conn).map(|c| &c.state) {
-            if let Message::Peers(list) = msg {
-                self.on_peers(now, None, list);
-            }
-            return;
-        }
-        match phase {
-            Phase::AwaitHello => self.on_hello(now, conn, msg),
-            Phase::AwaitHelloReply => self.on_hello_reply(now, conn, msg),
-            Phase::AwaitListen | Phase::Established => self.on_established(now, conn, msg),
-        }
-    }
-
-    fn on_established(&mut self, now: Instant, conn: ConnId, msg: Message) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let ConnState::Established {
-            peer,
-            await_listen,
-            proven,
-        } = &mut c.state
-        else {
-            return;
-        };
-        let peer = peer.clone();
-        // A drained duplicate can outlive its peer's kept connection; what
-        // still arrives on it must not act for a peer that is gone.
-        if !self.peers.contains_key(&peer) {
-            return;
-        }
-        let first = std::mem::take(await_listen);
-        let is_listen = matches!(msg, Message::Listen(_));
-        // The LISTEN line is part of the handshake: it does not show that
-        // the peer is alive beyond it.
-        let proves = !(first && is_listen);
-        let newly_proven = proves && !*proven;
-        if newly_proven {
-            *proven = true;
-            self.keeper_proven(conn);
-        }
-        if first {
-            if let Message::Listen(text) = &msg {
-                self.on_listen(now, conn, &peer, text);
-                self.announce(&peer);
-                return;
-            }
-            self.announce(&peer);
-        }
-        // Replies go on the peer's current connection (a merged duplicate may
-        // still be draining on this one).
-        let reply_conn = self.peers.get(&peer).map(|p| p.conn);
-        match msg {
-            Message::Ping => {
-                if let Some(rc) = reply_conn {
-                    self.transmit(rc, Bytes::from_static(b"PONG\n"));
-                }
-            }
-            Message::Pong => self.event(Event::PongReceived { peer }),
-            Message::RequestPeers => {
-                self.event(Event::PeersRequested { peer: peer.clone() });
-                if let Some(rc) = reply_conn {
-                    self.send_peers(rc, &peer);
-                }
-            }
-            Message::Peers(list) => self.on_peers(now, Some(&peer), list),
-            Message::Chat(text) => {
-                if text.is_empty() {
-                    return;
-                }
-                let name = self
-                    .peers
-                    .get(&peer)
-                    .map(|p| p.name.clone())
-                    .unwrap_or_else(|| peer.to_string());
-                self.event(Event::Chat {
-                    from: peer,
-                    name,
-                    text,
-                });
-            }
-            Message::Bytes(data) => match FileFrame::parse(&data) {
-                Some(frame) => {
-                    self.assembler
-                        .handle_frame(now, &peer, frame, &mut self.out);
-                    self.sync_transfer_timer();
-                }
-                None => self.event(Event::Bytes { from: peer, data }),
-            },
-            // Outside the handshake these lines are chat to the reference;
-            // from_frame already maps them so, but stay total.
-            Message::Listen(_) | Message::Hello { .. } | Message::Duplicate | Message::MaxPeers => {
-            }
-        }
-    }
-
-    fn on_peers(&mut self, now: Instant, from: Option<&PeerId>, list: Vec<String>) {
-        if let Some(peer) = from {
-            self.event(Event::PeersReceived {
-                peer: peer.clone(),
-                addrs: list
-                    .iter()
-                    .take(32)
-                    .map(|s| crate::truncate_for_report(s))
-                    .collect(),
-            });
-        }
-        let mut new = Vec::new();
-        for text in list.iter().take(self.config.max_known_addrs) {
-            let Ok(addr) = Addr::parse(text) else {
-                continue;
-            };
-            if self.addrs.learn(&addr) {
-                new.push(addr.clone());
-            }
-            if self.addrs.dialable(&addr, now) {
-                self.schedule_dial(now, &addr);
-            }
-        }
-        if !new.is_empty() {
-            self.event(Event::PeersDiscovered {
-                from: from.cloned(),
-                new,
-                known: self.addrs.len(),
-            });
-        }
-    }
-
-    /// What we share in `PEERS` with `to`: established peers' addresses
-    /// except its own, plus up to 5 healthy known ones; never `[::1]`, and
-    /// no loopback address to a peer that is not on this machine.
-    pub(crate) fn shareable_addrs(&mut self, to: Option<&PeerId>) -> Vec<Addr> {
-        let to_peer = to.and_then(|t| self.peers.get(t));
-        let to_addr = to_peer.and_then(|p| p.addr.clone());
-        let remote_local = to_peer
-            .and_then(|p| self.conns.get(&p.conn))
-            .map(|c| c.remote_is_loopback())
-            .unwrap_or(true);
-        let ok = |a: &Addr| {
-            !a.is_ipv6_loopback()
-                && Some(a) != to_addr.as_ref()
-                && (remote_local || !a.is_local_only())
-        };
-        let mut list: BTreeSet<Addr> = self
-            .peers
-            .iter()
-            .filter(|(id, _)| Some(*id) != to)
-            .filter_map(|(_, p)| p.addr.clone())
-            .filter(|a| ok(a))
-            .collect();
-        let extra: Vec<Addr> = self
-            .addrs
-            .healthy_idle()
-            .filter(|a| ok(a))
-            .cloned()
-            .collect();
-        let mut extra = extra;
-        for _ in 0..5 {
-            if extra.is_empty() {
-                break;
-            }
-            let i = (self.rng.next_u64() % extra.len() as u64) as usize;
-            list.insert(extra.swap_remove(i));
-        }
-        list.into_iter().collect()
-    }
-
-    pub(crate) fn send_peers(&mut self, conn: ConnId, to: &PeerId) {
-        let list = self.shareable_addrs(Some(to));
-        if !list.is_empty() {
-            self.transmit(conn, codec::peers_line(&list));
-        }
-    }
-
-    /// Tells every other peer about a newly connected address, so that the
-    /// mesh closes in one round trip instead of one discovery interval.
-    pub(crate) fn gossip_addr(&mut self, about: &PeerId, addr: &Addr) {
-        let line = codec::peers_line(std::slice::from_ref(addr));
-        let targets: Vec<(ConnId, bool)> = self
-            .peers
-            .iter()
-            .filter(|(id, _)| *id != about)
-            .map(|(_, p)| {
-                (
-                    p.conn,
-                    self.conns
-                        .get(&p.conn)
-                        .is_none_or(|c| c.remote_is_loopback()),
-                )
-            })
-            .collect();
-        for (conn, local) in targets {
-            if local || !addr.is_local_only() {
-                self.transmit(conn, line.clone());
-            }
-        }
-    }
-
-    fn on_closed(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
-        let Some(c) = self.conns.remove(&conn) else {
-            return;
-        };
-        self.timers.cancel(&Timer::Conn(conn));
-        let why = match &reason {
-            CloseReason::Eof => "closed during the handshake".to_owned(),
-            CloseReason::Io { error } => error.clone(),
-            other => format!("{other:?}"),
-        };
-        self.conn_ended(now, conn, c, DisconnectReason::Closed { reason }, why);
-    }
-
-    /// A connection is gone: an established peer is lost, a dial failed.
-    fn conn_ended(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        c: Conn,
-        reason: DisconnectReason,
-        dial_error: String,
-    ) {
-        match c.state {
-            ConnState::Established { peer, .. } => {
-                self.peer_lost(now, conn, &peer, &c.name, reason)
-            }
-            ConnState::Dialing { addr } | ConnState::AwaitHelloReply { addr } => {
-                self.dial_ended(now, &addr, Err(dial_error))
-            }
-            ConnState::AwaitHello | ConnState::Refused => {}
-        }
-    }
-
-    /// Removes `peer` if `conn` is its current connection.
-    pub(crate) fn peer_lost(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        peer: &PeerId,
-        name: &Option<String>,
-        reason: DisconnectReason,
-    ) {
-        if self.peers.get(peer).is_none_or(|p| p.conn != conn) {
-            return;
-        }
-        let announced = self.peers.remove(peer).is_some_and(|p| p.announced);
-        let name = self.peer_name_or(peer, name);
-        if announced {
-            self.event(Event::PeerDisconnected {
-                peer: peer.clone(),
-                name,
-                reason,
-                peers: self.peers.len(),
-            });
-        }
-        self.assembler.handle_peer_gone(peer, &mut self.out);
-        self.sync_transfer_timer();
-        let delay = self.config.dial_backoff + self.jitter(self.config.dial_jitter);
-        for addr in self.addrs.on_peer_gone(peer, now, delay) {
-            self.timers.set(Timer::Dial(addr), now + delay);
-        }
-    }
-
-    /// Closes a connection that broke the protocol, reporting it.
-    pub(crate) fn protocol_error(&mut self, now: Instant, conn: ConnId, error: ProtocolError) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let peer = match &c.state {
-            ConnState::Established { peer, .. } => Some(peer.clone()),
-            _ => c.hello_id.clone(),
-        };
-        let addr = c.addr.clone();
-        self.event(Event::ProtocolError {
-            conn,
-            peer: peer.clone(),
-            addr: addr.clone(),
-            error: error.clone(),
-        });
-        let Some(c) = self.close_conn(conn) else {
-            return;
-        };
-        let dial_error = error.to_string();
-        self.conn_ended(
-            now,
-            conn,
-            c,
-            DisconnectReason::Protocol { error },
-            dial_error,
-        );
-    }
-
-    /// Forgets a connection and tells the driver to close it.
-    pub(crate) fn close_conn(&mut self, conn: ConnId) -> Option<Conn> {
-        let c = self.conns.remove(&conn)?;
-        self.timers.cancel(&Timer::Conn(conn));
-        self.out.push_back(Output::Close { conn });
-        Some(c)
-    }
-
-    // ----- timers -----
-
-    fn on_ping_timer(&mut self, now: Instant) {
-        let peers: Vec<(PeerId, ConnId)> = self
-            .peers
-            .iter()
-            .map(|(id, p)| (id.clone(), p.conn))
-            .collect();
-        for (peer, conn) in peers {
-            self.transmit(conn, Bytes::from_static(b"PING\n"));
-            self.event(Event::PingSent { peer });
-        }
-        self.timers
-            .set(Timer::Ping, now + self.config.ping_interval);
-    }
-
-    fn on_discovery_timer(&mut self, now: Instant) {
-        self.discover(now);
-        self.timers
-            .set(Timer::Discovery, now + self.config.discovery_interval);
-    }
-
-    fn request_peers_all(&mut self) {
-        for conn in self.peers.values().map(|p| p.conn).collect::<Vec<_>>() {
-            self.transmit(conn, Bytes::from_static(b"REQUEST_PEERS\n"));
-        }
-    }
-
-    /// One timer per connection covers the handshake deadline, the first
-    /// frame deadline of a new peer, the idle timeout and the end of a
-    /// draining duplicate; it is moved lazily rather than on every frame.
-    fn on_conn_timer(&mut self, now: Instant, conn: ConnId) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let timeout_ms = |d: Duration| d.as_millis() as u64;
-        match &c.state {
-            ConnState::Established { peer, proven, .. } => {
-                let peer = peer.clone();
-                if c.draining {
-                    if c.drain_for.is_some() {
-                        self.out.push_back(Output::Close { conn });
-                    }
-                    self.conns.remove(&conn);
-                    return;
-                }
-                let idle_at = c.last_seen + self.config.peer_timeout;
-                let probation_at = (!proven).then(|| c.opened_at + self.config.connect_timeout);
-                if let Some(t) = probation_at.filter(|t| *t <= now) {
-                    let _ = t;
-                    let error = ProtocolError::Unresponsive {
-                        timeout_ms: timeout_ms(self.config.connect_timeout),
-                    };
-                    return self.protocol_error(now, conn, error);
-                }
-                if idle_at <= now {
-                    let silent_ms = timeout_ms(now - c.last_seen);
-                    if let Some(c) = self.close_conn(conn) {
-                        self.peer_lost(
-                            now,
-                            conn,
-                            &peer,
-                            &c.name,
-                            DisconnectReason::Timeout { silent_ms },
-                        );
-                    }
-                    return;
-                }
-                let next = probation_at.map_or(idle_at, |p| p.min(idle_at));
-                self.timers.set(Timer::Conn(conn), next);
-            }
-            ConnState::Refused => {
-                self.close_conn(conn);
-            }
-            _ => {
-                let error = ProtocolError::HandshakeTimeout {
-                    timeout_ms: timeout_ms(self.config.connect_timeout),
-                };
-                self.protocol_error(now, conn, error);
-            }
-        }
-    }
-
-    // ----- dialing -----
-
-    fn dials_in_flight(&self) -> usize {
-        self.conns.values().filter(|c| c.is_dialing()).count()
-    }
-
-    /// Dials `addr` after a random delay, unless something already decided
-    /// it (connected, in flight, backing off).
-    pub(crate) fn schedule_dial(&mut self, now: Instant, addr: &Addr) {
-        if self.shut_down
-            || !self.addrs.dialable(addr, now)
-            || self.peers.len() >= self.config.max_peers
-        {
-            return;
-        }
-        let at = now + self.jitter(self.config.dial_jitter);
-        self.timers.set_earliest(Timer::Dial(addr.clone()), at);
-    }
-
-    fn dial_due(&mut self, now: Instant) {
-        for addr in self.addrs.due(now) {
-            self.schedule_dial(now, &addr);
-        }
-    }
-
-    fn try_dial(&mut self, now: Instant, addr: &Addr) {
-        if self.shut_down
-            || !self.addrs.dialable(addr, now)
-            || self.peers.len() >= self.config.max_peers
-        {
-            return;
-        }
-        if self.dials_in_flight() >= self.config.max_dials_in_flight {
-            let later = now + Duration::from_millis(50) + self.jitter(self.config.dial_jitter);
-            self.timers.set(Timer::Dial(addr.clone()), later);
-            return;
-        }
-        self.dial(now, addr);
-    }
-
-    fn dial(&mut self, now: Instant, addr: &Addr) {
-        let conn = self.alloc_conn();
-        self.timers.cancel(&Timer::Dial(addr.clone()));
-        self.conns
-            .insert(conn, Conn::dialing(now, addr.clone(), self.limits));
-        self.addrs.on_dial(addr, conn);
-        self.timers
-            .set(Timer::Conn(conn), now + self.config.connect_timeout);
-        self.out.push_back(Output::Dial {
-            conn,
-            addr: addr.clone(),
-        });
-    }
-
-    fn on_connected(&mut self, now: Instant, conn: ConnId, local: Option<SocketAddr>) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        let ConnState::Dialing { addr } = &c.state else {
-            return;
-        };
-        c.state = ConnState::AwaitHelloReply { addr: addr.clone() };
-        c.local = local;
         let listen = self.listen_addr(local);
-        self.addrs.mark_ours(&listen);
-        let hello = Message::Hello {
-            id: self.id.clone(),
-            name: self.name.clone(),
-        };
-        self.transmit(conn, hello.to_bytes());
-        self.transmit(conn, Message::Listen(listen.to_string()).to_bytes());
-        let _ = now;
+        self.dialer.book.mark_ours(&listen);
+        self.conns.transmit(conn, self.hello.clone());
+        self.conns
+            .transmit(conn, Message::Listen(listen.to_string()).to_bytes());
     }
 
     /// The address we advertise on a connection whose local end is `local`.
@@ -1119,94 +431,339 @@ impl Node {
             })
     }
 
-    fn on_dial_failed(&mut self, now: Instant, conn: ConnId, reason: String) {
-        let Some(c) = self.conns.remove(&conn) else {
+    fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
+        if !self.conns.feed(conn, data) {
             return;
-        };
-        self.timers.cancel(&Timer::Conn(conn));
-        if let ConnState::Dialing { addr } | ConnState::AwaitHelloReply { addr } = c.state {
-            self.dial_ended(now, &addr, Err(reason));
         }
-    }
-
-    /// A dial to `addr` ended: `Ok` when it reached a peer (or a live
-    /// duplicate), `Err` with the reason otherwise.
-    pub(crate) fn dial_ended(&mut self, now: Instant, addr: &Addr, result: Result<(), String>) {
-        let bootstrap = self.bootstraps.get(addr).map(|b| b.attempt);
-        match result {
-            Ok(()) => {
-                if let Some(attempt) = bootstrap {
-                    self.bootstraps.remove(addr);
-                    self.timers.cancel(&Timer::Bootstrap(addr.clone()));
-                    self.event(Event::BootstrapSucceeded {
-                        addr: addr.clone(),
-                        attempt,
-                    });
-                }
-            }
-            Err(reason) => {
-                let jitter = self.jitter(self.config.dial_jitter);
-                let c = &self.config;
-                let failure = self.addrs.on_failure(
-                    addr,
-                    now,
-                    c.dial_backoff,
-                    c.dial_backoff_max,
-                    c.max_dial_failures,
-                    jitter,
-                );
-                let failures = self
-                    .addrs
-                    .get(addr)
-                    .map_or(c.max_dial_failures, |e| e.failures);
-                self.event(Event::DialFailed {
-                    addr: addr.clone(),
-                    reason,
-                    failures,
-                });
-                if let Some(attempt) = bootstrap {
-                    self.timers.cancel(&Timer::Dial(addr.clone()));
-                    // Retrying an address that answered with our own id is pointless.
-                    if attempt >= self.config.bootstrap_attempts || self.addrs.is_ours(addr) {
-                        self.bootstraps.remove(addr);
-                        self.event(Event::BootstrapFailed {
-                            addr: addr.clone(),
-                            attempts: attempt,
-                        });
-                    } else {
-                        let wait = self
-                            .config
-                            .bootstrap_backoff
-                            .saturating_mul(1 << (attempt - 1).min(16));
-                        self.timers.set(Timer::Bootstrap(addr.clone()), now + wait);
-                    }
-                } else if let Failure::RetryAt(t) = failure {
-                    self.timers.set(Timer::Dial(addr.clone()), t);
-                }
-            }
-        }
-    }
-
-    fn bootstrap_try(&mut self, now: Instant, addr: &Addr) {
-        let Some(b) = self.bootstraps.get_mut(addr) else {
-            return;
-        };
-        b.attempt += 1;
-        match self.addrs.get(addr).map(|e| e.state.clone()) {
-            Some(AddrState::Connected(_)) => self.dial_ended(now, addr, Ok(())),
-            // Refused with MAX_PEERS but joined the mesh through the nodes it
-            // pointed us to: the bootstrap did its job.
-            _ if !self.peers.is_empty() => self.dial_ended(now, addr, Ok(())),
-            Some(AddrState::Dialing(_)) => {}
-            _ => {
-                // A bootstrap try ignores the address's backoff: the
-                // bootstrap schedule is its own.
-                self.addrs.set_sticky(addr);
-                if self.shut_down {
+        while let Some(next) = self.conns.next(now, conn) {
+            match next {
+                Next::Error(e) => {
+                    self.protocol_error(now, conn, e);
                     return;
                 }
-                self.dial(now, addr);
+                Next::Ignored => {}
+                Next::Redirect(list) => self.discovery.on_peers(
+                    now,
+                    None,
+                    list,
+                    self.peers.len(),
+                    &mut self.dialer,
+                    &mut self.rng,
+                ),
+                Next::Message { phase, msg } => match phase {
+                    Phase::AwaitHello => self.on_hello(now, conn, msg),
+                    Phase::AwaitHelloReply => self.on_hello_reply(now, conn, msg),
+                    Phase::AwaitListen | Phase::Established => self.on_message(now, conn, msg),
+                },
+            }
+            self.collect();
+        }
+    }
+
+    /// Listener: the dialer's hello (docs/PROTOCOL.md §2.1, §2.4, §2.5).
+    fn on_hello(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let Message::Hello { id, name } = msg else {
+            return;
+        };
+        self.conns.set_hello_id(conn, &id);
+        let refusal = if id == self.id {
+            // Answer with our own hello so that our dialing side recognises
+            // itself and never dials this address again.
+            Some((RejectReason::SelfConnection, self.hello.clone()))
+        } else if self.peers.contains(&id) {
+            let line = Bytes::from_static(codec::DUPLICATE_LINE);
+            Some((RejectReason::Duplicate, line))
+        } else if self.peers.len() >= self.config.max_peers {
+            // Extension (docs/PROTOCOL.md §2.4): after MAX_PEERS, point the
+            // dialer at other nodes. A reference dialer stops reading there.
+            let mut refusal = codec::MAX_PEERS_LINE.to_vec();
+            let list = self.shareable(None);
+            if !list.is_empty() {
+                refusal.extend_from_slice(&codec::peers_line(&list));
+            }
+            Some((RejectReason::MaxPeers, Bytes::from(refusal)))
+        } else {
+            None
+        };
+        if let Some((reason, line)) = refusal {
+            self.conns.refuse(conn, id, reason, line);
+            return;
+        }
+        self.conns.transmit(conn, self.hello.clone());
+        self.establish(now, conn, id, name, false);
+    }
+
+    /// Dialer: the listener's answer to our hello.
+    fn on_hello_reply(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let Some(ConnState::AwaitHelloReply { addr }) = self.conns.get(conn).map(|c| &c.state)
+        else {
+            return;
+        };
+        let addr = addr.clone();
+        let rejected = |reason| Event::Rejected {
+            conn,
+            addr: Some(addr.clone()),
+            peer: None,
+            by_remote: true,
+            reason,
+        };
+        match msg {
+            Message::Duplicate => {
+                self.conns.close(conn);
+                self.conns.report(rejected(RejectReason::Duplicate));
+                self.collect();
+                self.dialer.on_duplicate(now, &addr);
+            }
+            Message::MaxPeers => {
+                self.conns.set_refused(conn);
+                self.conns.report(rejected(RejectReason::MaxPeers));
+                self.collect();
+                self.dialer
+                    .dial_failed(now, &addr, "MAX_PEERS".into(), &mut self.rng);
+            }
+            Message::Hello { id, .. } if id == self.id => {
+                self.conns.close(conn);
+                self.dialer.on_self(&addr);
+                self.conns.report(rejected(RejectReason::SelfConnection));
+                self.collect();
+                let reason = "this is our own address".into();
+                self.dialer.dial_failed(now, &addr, reason, &mut self.rng);
+            }
+            Message::Hello { id, .. }
+                if self.peers.len() >= self.config.max_peers && !self.peers.contains(&id) =>
+            {
+                // Several of our dials completed at once: keep the limit on
+                // this side too.
+                self.conns.close(conn);
+                self.conns.report(Event::Rejected {
+                    conn,
+                    addr: Some(addr.clone()),
+                    peer: Some(id),
+                    by_remote: false,
+                    reason: RejectReason::MaxPeers,
+                });
+                self.collect();
+                self.dialer.on_full(now, &addr);
+            }
+            Message::Hello { id, name } => {
+                self.establish(now, conn, id, name, true);
+                self.dialer.dial_ended_ok(&addr);
+            }
+            _ => {}
+        }
+    }
+
+    /// A handshake completed on `conn`; the peer is greeted unless the
+    /// connection is a duplicate being retired.
+    fn establish(&mut self, now: Instant, conn: ConnId, id: PeerId, name: String, outbound: bool) {
+        let Some(est) =
+            self.conns
+                .establish(now, conn, id.clone(), name, outbound, &mut self.peers)
+        else {
+            return;
+        };
+        if let Some(a) = &est.addr {
+            self.dialer.on_connected(a, &id, est.merged);
+        }
+        self.collect();
+        if est.kept {
+            let list = self.shareable(Some(&id));
+            self.discovery.send_peers(conn, &list);
+            if outbound {
+                self.discovery.request(conn);
+            }
+            self.collect();
+            self.heartbeat.greet(conn);
+        }
+        self.collect();
+    }
+
+    /// What we share in `PEERS` with `to` (docs/PROTOCOL.md §3.4).
+    fn shareable(&mut self, to: Option<&PeerId>) -> Vec<Addr> {
+        self.discovery
+            .shareable(to, &self.peers, &self.conns, &self.dialer, &mut self.rng)
+    }
+
+    /// A frame on an established connection (or the listener's first one,
+    /// which may be `LISTEN:`), routed to the component it is for.
+    fn on_message(&mut self, now: Instant, conn: ConnId, msg: Message) {
+        let is_listen = matches!(msg, Message::Listen(_));
+        let Some((peer, first)) = self
+            .conns
+            .on_established_frame(conn, is_listen, &self.peers)
+        else {
+            return;
+        };
+        self.collect();
+        if first {
+            if let Message::Listen(text) = &msg {
+                self.on_listen(conn, &peer, text);
+                self.conns.announce(&peer, &mut self.peers);
+                return;
+            }
+            self.conns.announce(&peer, &mut self.peers);
+            self.collect();
+        }
+        // Replies go on the peer's current connection (a merged duplicate may
+        // still be draining on this one).
+        let reply_on = self.peers.conn_of(&peer);
+        match msg {
+            Message::Ping => self.heartbeat.on_ping(reply_on),
+            Message::Pong => self.heartbeat.on_pong(peer),
+            Message::RequestPeers => {
+                self.discovery.on_request(&peer);
+                if let Some(rc) = reply_on {
+                    let list = self.shareable(Some(&peer));
+                    self.discovery.send_peers(rc, &list);
+                }
+            }
+            Message::Peers(list) => self.discovery.on_peers(
+                now,
+                Some(&peer),
+                list,
+                self.peers.len(),
+                &mut self.dialer,
+                &mut self.rng,
+            ),
+            Message::Chat(text) => self.chat.on_chat(&self.peers, peer, text),
+            Message::Bytes(data) => {
+                if let Some(data) = self.files.on_bytes(now, &peer, data) {
+                    self.chat.on_bytes(peer, data);
+                }
+            }
+            // Outside the handshake these lines are chat to the reference;
+            // from_frame already maps them so, but stay total.
+            Message::Listen(_) | Message::Hello { .. } | Message::Duplicate | Message::MaxPeers => {
             }
         }
     }
+
+    /// Listener: the dialer's `LISTEN:` line (docs/PROTOCOL.md §2.3).
+    fn on_listen(&mut self, conn: ConnId, peer: &PeerId, text: &str) {
+        let Some(addr) = self.conns.listen_addr(conn, text) else {
+            return;
+        };
+        if self.dialer.book.is_ours(&addr) {
+            return;
+        }
+        let current = self
+            .conns
+            .set_listen_addr(conn, peer, &addr, &mut self.peers);
+        let new = self.dialer.on_listen(&addr, peer);
+        if new && current {
+            self.discovery.gossip(peer, &addr, &self.peers, &self.conns);
+        }
+        self.collect();
+    }
+
+    fn on_closed(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        let Some(c) = self.conns.remove(conn) else {
+            return;
+        };
+        let why = match &reason {
+            CloseReason::Eof => "closed during the handshake".to_owned(),
+            CloseReason::Io { error } => error.clone(),
+            other => format!("{other:?}"),
+        };
+        self.conn_ended(
+            now,
+            conn,
+            c.ended(),
+            DisconnectReason::Closed { reason },
+            why,
+        );
+    }
+
+    fn on_expiry(&mut self, now: Instant, expiry: Expiry) {
+        match expiry {
+            Expiry::Handled => {}
+            Expiry::Protocol(conn, error) => self.protocol_error(now, conn, error),
+            Expiry::Idle {
+                conn,
+                peer,
+                name,
+                silent_ms,
+            } => self.peer_lost(
+                now,
+                conn,
+                &peer,
+                &name,
+                DisconnectReason::Timeout { silent_ms },
+            ),
+        }
+    }
+
+    fn on_dial_step(&mut self, now: Instant, step: Step) {
+        if let Step::Dial(addr) = step {
+            let conn = self.conns.dial(now, &addr);
+            self.dialer.on_dial(&addr, conn);
+        }
+    }
+
+    /// A connection is gone: an established peer is lost, a dial failed.
+    fn conn_ended(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        ended: Ended,
+        reason: DisconnectReason,
+        dial_error: String,
+    ) {
+        match ended {
+            Ended::Peer { peer, name } => self.peer_lost(now, conn, &peer, &name, reason),
+            Ended::Dial { addr } => self
+                .dialer
+                .dial_failed(now, &addr, dial_error, &mut self.rng),
+            Ended::Nothing => {}
+        }
+        self.collect();
+    }
+
+    /// Removes `peer` if `conn` is its current connection; its incoming
+    /// transfers end and its addresses may be dialed again.
+    fn peer_lost(
+        &mut self,
+        now: Instant,
+        conn: ConnId,
+        peer: &PeerId,
+        name: &Option<String>,
+        reason: DisconnectReason,
+    ) {
+        if !self
+            .conns
+            .peer_lost(conn, peer, name, reason, &mut self.peers)
+        {
+            return;
+        }
+        self.collect();
+        self.files.on_peer_gone(peer);
+        self.collect();
+        self.dialer.on_peer_gone(now, peer, &mut self.rng);
+    }
+
+    /// Closes a connection that broke the protocol, reporting it.
+    fn protocol_error(&mut self, now: Instant, conn: ConnId, error: ProtocolError) {
+        let Some(ended) = self.conns.protocol_error(conn, &error) else {
+            return;
+        };
+        self.collect();
+        let dial_error = error.to_string();
+        self.conn_ended(
+            now,
+            conn,
+            ended,
+            DisconnectReason::Protocol { error },
+            dial_error,
+        );
+    }
+}
+
+/// Components with deadlines, in the order they run at equal times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Due {
+    Heartbeat,
+    Discovery,
+    Connections,
+    Dialer,
+    Files,
 }

@@ -1,38 +1,30 @@
-//! All of a node's deadlines in one table.
+//! A component's keyed deadlines in one table. Every component with more
+//! than one deadline keeps them in a `TimerTable`; the node's next wake-up
+//! is the earliest over its components.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
-use crate::{Addr, ConnId};
-
-/// What a deadline is for.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub(crate) enum Timer {
-    /// PING every peer.
-    Ping,
-    /// REQUEST_PEERS every peer and dial idle addresses.
-    Discovery,
-    /// Handshake deadline, idle timeout or first-frame deadline of a connection.
-    Conn(ConnId),
-    /// An address may be dialed (after jitter or backoff).
-    Dial(Addr),
-    /// The next bootstrap try for an address.
-    Bootstrap(Addr),
-    /// The earliest idle deadline among incoming file transfers.
-    Transfers,
-}
-
-/// Deadlines keyed by [`Timer`], ordered by time then key so that expiry order
+/// Deadlines keyed by `K`, ordered by time then key so that expiry order
 /// is deterministic.
-#[derive(Debug, Default)]
-pub(crate) struct TimerTable {
-    by_key: BTreeMap<Timer, Instant>,
-    by_time: BTreeSet<(Instant, Timer)>,
+#[derive(Debug)]
+pub(crate) struct TimerTable<K> {
+    by_key: BTreeMap<K, Instant>,
+    by_time: BTreeSet<(Instant, K)>,
 }
 
-impl TimerTable {
+impl<K> Default for TimerTable<K> {
+    fn default() -> Self {
+        TimerTable {
+            by_key: BTreeMap::new(),
+            by_time: BTreeSet::new(),
+        }
+    }
+}
+
+impl<K: Ord + Clone> TimerTable<K> {
     /// Sets (or moves) a deadline.
-    pub(crate) fn set(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set(&mut self, timer: K, at: Instant) {
         if let Some(old) = self.by_key.insert(timer.clone(), at) {
             self.by_time.remove(&(old, timer.clone()));
         }
@@ -40,7 +32,7 @@ impl TimerTable {
     }
 
     /// Sets a deadline unless an earlier one is already set.
-    pub(crate) fn set_earliest(&mut self, timer: Timer, at: Instant) {
+    pub(crate) fn set_earliest(&mut self, timer: K, at: Instant) {
         match self.by_key.get(&timer) {
             Some(&old) if old <= at => {}
             _ => self.set(timer, at),
@@ -48,7 +40,7 @@ impl TimerTable {
     }
 
     /// Removes a deadline.
-    pub(crate) fn cancel(&mut self, timer: &Timer) {
+    pub(crate) fn cancel(&mut self, timer: &K) {
         if let Some(old) = self.by_key.remove(timer) {
             self.by_time.remove(&(old, timer.clone()));
         }
@@ -60,7 +52,7 @@ impl TimerTable {
     }
 
     /// Removes and returns the earliest deadline that is due at `now`.
-    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<Timer> {
+    pub(crate) fn pop_expired(&mut self, now: Instant) -> Option<K> {
         let (at, _) = self.by_time.first()?;
         if *at > now {
             return None;
@@ -82,14 +74,21 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
+    #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+    enum Timer {
+        Ping,
+        Discovery,
+        Conn(u64),
+    }
+
     #[test]
     fn expires_in_time_then_key_order_and_moves() {
         let t0 = Instant::now();
         let mut t = TimerTable::default();
         t.set(Timer::Discovery, t0 + Duration::from_secs(2));
         t.set(Timer::Ping, t0 + Duration::from_secs(2));
-        t.set(Timer::Conn(ConnId(1)), t0 + Duration::from_secs(1));
-        t.set(Timer::Conn(ConnId(1)), t0 + Duration::from_secs(3));
+        t.set(Timer::Conn(1), t0 + Duration::from_secs(1));
+        t.set(Timer::Conn(1), t0 + Duration::from_secs(3));
         t.set_earliest(Timer::Ping, t0 + Duration::from_secs(5));
         assert_eq!(t.len(), 3);
         assert_eq!(t.next(), Some(t0 + Duration::from_secs(2)));
@@ -98,7 +97,7 @@ mod tests {
         assert_eq!(t.pop_expired(now), Some(Timer::Ping));
         assert_eq!(t.pop_expired(now), Some(Timer::Discovery));
         assert_eq!(t.pop_expired(now), None);
-        t.cancel(&Timer::Conn(ConnId(1)));
+        t.cancel(&Timer::Conn(1));
         assert_eq!(t.next(), None);
     }
 }

@@ -1,0 +1,134 @@
+//! What goes into a [`Node`](crate::Node) and what comes out of it: the
+//! driver's contract. Components queue their outputs in an [`Outbox`]; the
+//! node drains every component's outbox right after calling it, so outputs
+//! leave in the order they were caused (a hello before the `PEERS` line that
+//! follows it, a `PONG` between the two chat lines around its `PING`).
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use crate::event::{CloseReason, StorageOp};
+use crate::{Addr, ConnId, Event, PeerId, TransferId};
+
+/// Something that happened outside the node: reported by the driver.
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A dial from [`Output::Dial`] connected. `local` is our end of the
+    /// socket, used to advertise a reachable address.
+    Connected {
+        /// The connection.
+        conn: ConnId,
+        /// Our local socket address, if known.
+        local: Option<SocketAddr>,
+    },
+    /// A dial from [`Output::Dial`] failed.
+    DialFailed {
+        /// The connection.
+        conn: ConnId,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Bytes arrived on a connection.
+    Received {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes.
+        data: Bytes,
+    },
+    /// A connection's read side ended, or the connection broke.
+    Closed {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+    /// A [`StorageOp::Commit`] succeeded.
+    Committed {
+        /// The transfer.
+        transfer: TransferId,
+        /// Where the file was stored (display form).
+        saved_as: String,
+    },
+    /// A [`StorageOp`] for this transfer failed.
+    StorageFailed {
+        /// The transfer.
+        transfer: TransferId,
+        /// The error text.
+        error: String,
+    },
+}
+
+/// Something the driver must do, drained with [`Node::poll_output`].
+#[derive(Debug, Clone)]
+pub enum Output {
+    /// Write `data` on `conn`, after everything queued before it.
+    Transmit {
+        /// The connection.
+        conn: ConnId,
+        /// The bytes; a broadcast shares one buffer across connections.
+        data: Bytes,
+    },
+    /// Open a connection to `addr`, then report [`Input::Connected`] or
+    /// [`Input::DialFailed`] for `conn`.
+    Dial {
+        /// The handle the node gave this connection.
+        conn: ConnId,
+        /// Where to.
+        addr: Addr,
+    },
+    /// Flush what is queued on `conn`, shut its write side, keep feeding
+    /// what still arrives until the remote closes, then report
+    /// [`Input::Closed`] (late data matters when two simultaneous
+    /// connections are merged into one).
+    Close {
+        /// The connection.
+        conn: ConnId,
+    },
+    /// A file operation in the downloads directory.
+    Storage(StorageOp),
+    /// Something for the application.
+    Event(Event),
+}
+
+/// Who a command is for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Every established peer.
+    All,
+    /// One peer.
+    Peer(PeerId),
+}
+
+/// A component's queue of outputs.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox(VecDeque<Output>);
+
+impl Outbox {
+    pub(crate) fn push(&mut self, out: Output) {
+        self.0.push_back(out);
+    }
+
+    pub(crate) fn transmit(&mut self, conn: ConnId, data: Bytes) {
+        self.0.push_back(Output::Transmit { conn, data });
+    }
+
+    pub(crate) fn event(&mut self, event: Event) {
+        self.0.push_back(Output::Event(event));
+    }
+
+    pub(crate) fn close(&mut self, conn: ConnId) {
+        self.0.push_back(Output::Close { conn });
+    }
+
+    /// The queue itself, for parts that push into a `VecDeque`.
+    pub(crate) fn queue(&mut self) -> &mut VecDeque<Output> {
+        &mut self.0
+    }
+
+    /// Moves everything queued to the end of `to`.
+    pub(crate) fn drain_into(&mut self, to: &mut VecDeque<Output>) {
+        to.append(&mut self.0);
+    }
+}
