@@ -210,12 +210,12 @@ impl Console {
                 size,
                 ..
             }) => ((true, *transfer), name, *received, *size),
-            NetEvent::FileSendProgress {
+            NetEvent::Core(Event::FileSendProgress {
                 transfer,
                 name,
                 sent,
                 size,
-            } => ((false, *transfer), name, *sent, *size),
+            }) => ((false, *transfer), name, *sent, *size),
             NetEvent::Core(
                 Event::FileReceived { transfer, .. }
                 | Event::FileFailed {
@@ -229,7 +229,9 @@ impl Console {
                 self.tenths.remove(&(true, *transfer));
                 return;
             }
-            NetEvent::FileSent { transfer, .. } => {
+            NetEvent::Core(
+                Event::FileSent { transfer, .. } | Event::FileSendFailed { transfer, .. },
+            ) => {
                 if let Some(b) = self.bars.remove(&(false, *transfer)) {
                     b.finish_and_clear();
                 }
@@ -275,28 +277,28 @@ impl Console {
                 self.line("SYSTEM", &format!("Node {name} ({id}) listening on {addr}"))
             }
             NetEvent::Stopped => self.line("SYSTEM", "Node stopped"),
-            NetEvent::FileSendStarted {
-                name, size, peers, ..
-            } => self.line(
-                "SYSTEM",
-                &format!("Starting file transfer: {name} ({size} bytes) to {peers} peers"),
-            ),
-            NetEvent::FileSendProgress { .. } => {}
-            NetEvent::FileSent {
-                name, size, peers, ..
-            } => self.line(
-                "FILE",
-                &format!("Sent {name} ({size} bytes) to {peers} peers"),
-            ),
-            NetEvent::FileSendFailed { name, error } => {
-                self.line("ERROR", &format!("Sending {name} failed: {error}"))
-            }
             NetEvent::Core(e) => self.core(e, max),
         }
     }
 
     fn core(&self, e: &Event, max: usize) {
         match e {
+            Event::FileSendStarted {
+                name, size, peers, ..
+            } => self.line(
+                "SYSTEM",
+                &format!("Starting file transfer: {name} ({size} bytes) to {peers} peers"),
+            ),
+            Event::FileSendProgress { .. } => {}
+            Event::FileSent {
+                name, size, peers, ..
+            } => self.line(
+                "FILE",
+                &format!("Sent {name} ({size} bytes) to {peers} peers"),
+            ),
+            Event::FileSendFailed { name, error, .. } => {
+                self.line("ERROR", &format!("Sending {name} failed: {error}"))
+            }
             Event::PeerConnected {
                 name,
                 addr,

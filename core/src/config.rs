@@ -53,6 +53,9 @@ pub struct Config {
     pub max_transfers_per_peer: usize,
     /// Size of `FILECHUNK` payloads when sending.
     pub chunk_size: usize,
+    /// A file's next chunk waits while any target has more than this many
+    /// bytes transmitted and not yet reported [`Input::Flushed`](crate::Input::Flushed).
+    pub send_window: u64,
 }
 
 impl Config {
@@ -81,6 +84,7 @@ impl Config {
             max_file_size: 64 * 1024 * 1024 * 1024,
             max_transfers_per_peer: 8,
             chunk_size: 256 * 1024,
+            send_window: 8 * 1024 * 1024,
         }
     }
 }

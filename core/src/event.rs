@@ -146,6 +146,48 @@ pub enum Event {
         /// Why.
         failure: FileFailure,
     },
+    /// Sending a file began: its checksum is known and `FILESTART` went out.
+    FileSendStarted {
+        /// The transfer.
+        transfer: TransferId,
+        /// File name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Peers it goes to.
+        peers: usize,
+    },
+    /// Chunks of an outgoing file were queued (at most one event per percent).
+    FileSendProgress {
+        /// The transfer.
+        transfer: TransferId,
+        /// File name.
+        name: String,
+        /// Bytes queued so far.
+        sent: u64,
+        /// Size in bytes.
+        size: u64,
+    },
+    /// An outgoing file was handed to every target (`FILEEND` queued).
+    FileSent {
+        /// The transfer.
+        transfer: TransferId,
+        /// File name.
+        name: String,
+        /// Size in bytes.
+        size: u64,
+        /// Peers that got all of it.
+        peers: usize,
+    },
+    /// Sending a file failed or was aborted.
+    FileSendFailed {
+        /// The transfer.
+        transfer: TransferId,
+        /// File name.
+        name: String,
+        /// Why.
+        error: String,
+    },
     /// A connection broke the protocol and was closed.
     ProtocolError {
         /// The connection.
@@ -330,11 +372,37 @@ pub enum FileFailure {
     Shutdown,
 }
 
-/// What the driver must do on disk for incoming transfers. Ops for one
-/// transfer come in order: `Create`, any number of `Write`s, then exactly
-/// one of `Commit` or `Discard`.
+/// What the driver must do on disk. Ops for one incoming transfer come in
+/// order: `Create`, any number of `Write`s, then exactly one of `Commit` or
+/// `Discard`. Ops for one outgoing transfer: `Open`, any number of `Read`s
+/// (one at a time), then `Close`. Every failure is reported with
+/// [`Input::StorageFailed`](crate::Input::StorageFailed).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum StorageOp {
+    /// Open the file to send at `path` (as the application named it) and
+    /// report its size with [`Input::Opened`](crate::Input::Opened).
+    Open {
+        /// The outgoing transfer.
+        transfer: TransferId,
+        /// The path given to the send command.
+        path: String,
+    },
+    /// Read `len` bytes at `offset` of an opened file and report them with
+    /// [`Input::Read`](crate::Input::Read).
+    Read {
+        /// The outgoing transfer.
+        transfer: TransferId,
+        /// Where.
+        offset: u64,
+        /// How many bytes (fewer only at the end of the file).
+        len: usize,
+    },
+    /// The outgoing transfer is over: close its file.
+    Close {
+        /// The outgoing transfer.
+        transfer: TransferId,
+    },
     /// Create (truncate) the part file `part` inside the downloads directory.
     /// `part` is a plain file name, already validated.
     Create {

@@ -51,6 +51,30 @@ pub enum Input {
         /// Where the file was stored (display form).
         saved_as: String,
     },
+    /// A [`StorageOp::Open`] succeeded: the file has `size` bytes.
+    Opened {
+        /// The outgoing transfer.
+        transfer: TransferId,
+        /// Its size.
+        size: u64,
+    },
+    /// A [`StorageOp::Read`] completed.
+    Read {
+        /// The outgoing transfer.
+        transfer: TransferId,
+        /// The offset asked.
+        offset: u64,
+        /// The bytes (shorter than asked only if the file shrank).
+        data: Bytes,
+    },
+    /// `bytes` of what was transmitted on `conn` left the driver's send
+    /// queue. The node paces file sends by what is still queued.
+    Flushed {
+        /// The connection.
+        conn: ConnId,
+        /// Bytes written since the last report.
+        bytes: u64,
+    },
     /// A [`StorageOp`] for this transfer failed.
     StorageFailed {
         /// The transfer.

@@ -15,7 +15,7 @@
 //! | chat | `chat.rs` | chat lines and binary messages |
 //! | files | `files.rs` | file transfers |
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -53,6 +53,8 @@ pub struct Node {
     chat: Chat,
     files: Files,
     out: VecDeque<Output>,
+    /// Bytes handed out for each connection and not reported flushed.
+    queued: BTreeMap<ConnId, u64>,
     shut_down: bool,
 }
 
@@ -110,6 +112,7 @@ impl Node {
             hello,
             rng,
             out: VecDeque::new(),
+            queued: BTreeMap::new(),
             shut_down: false,
         }
     }
@@ -205,6 +208,20 @@ impl Node {
             Input::Received { conn, data } => self.on_received(now, conn, data),
             Input::Closed { conn, reason } => self.on_closed(now, conn, reason),
             Input::Committed { transfer, saved_as } => self.files.on_committed(transfer, saved_as),
+            Input::Opened { transfer, size } => self.files.on_opened(transfer, size, &self.peers),
+            Input::Read {
+                transfer,
+                offset,
+                data,
+            } => self
+                .files
+                .on_read(transfer, offset, data, &self.peers, &self.queued),
+            Input::Flushed { conn, bytes } => {
+                if let Some(q) = self.queued.get_mut(&conn) {
+                    *q = q.saturating_sub(bytes);
+                }
+                self.files.pump(&self.peers, &self.queued);
+            }
             Input::StorageFailed { transfer, error } => {
                 self.files.on_storage_failed(transfer, error)
             }
@@ -262,7 +279,17 @@ impl Node {
     /// The next thing to do, until `None`.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front()?;
+        match &out {
+            Output::Transmit { conn, data } => {
+                *self.queued.entry(*conn).or_default() += data.len() as u64;
+            }
+            Output::Close { conn } => {
+                self.queued.remove(conn);
+            }
+            _ => {}
+        }
+        Some(out)
     }
 
     /// When to call [`Node::handle_timeout`] next: the earliest deadline of
@@ -373,10 +400,29 @@ impl Node {
         r
     }
 
-    /// Forgets an outgoing transfer without sending `FILEEND` (the receivers
+    /// Sends a whole file to every peer or one: the driver is asked to open
+    /// `path` ([`StorageOp::Open`](crate::StorageOp::Open)) and to read it,
+    /// once for the checksum and once to send, one chunk at a time; chunks
+    /// wait while a target's send queue is over `send_window`. The send
+    /// ends with [`Event::FileSent`] or [`Event::FileSendFailed`]; `name` is
+    /// what the receivers see.
+    pub fn send_file(
+        &mut self,
+        target: Target,
+        path: &str,
+        name: &str,
+    ) -> Result<TransferId, CommandError> {
+        let r = self.files.send_file(&self.peers, target, path, name);
+        self.collect();
+        r
+    }
+
+    /// Stops an outgoing transfer without sending `FILEEND` (the receivers
     /// discard it after their idle timeout).
     pub fn abort_file(&mut self, id: TransferId) -> bool {
-        self.files.abort(id)
+        let aborted = self.files.abort(id) || self.files.abort_send(id);
+        self.collect();
+        aborted
     }
 
     /// Peers an outgoing transfer is still going to.
@@ -736,7 +782,7 @@ impl Node {
             return;
         }
         self.collect();
-        self.files.on_peer_gone(peer);
+        self.files.on_peer_gone(peer, &self.peers, &self.queued);
         self.collect();
         self.dialer.on_peer_gone(now, peer, &mut self.rng);
     }

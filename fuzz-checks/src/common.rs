@@ -272,6 +272,8 @@ impl StorageTracker {
                 t.phase = Phase::Discarded;
                 None
             }
+            // The sending side's reads: not part of what is received.
+            _ => None,
         }
     }
 

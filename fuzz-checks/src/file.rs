@@ -439,7 +439,7 @@ impl Harness {
                 StorageOp::Create { .. } => self.summary.created += 1,
                 StorageOp::Commit { .. } => self.summary.committed += 1,
                 StorageOp::Discard { .. } => self.summary.discarded += 1,
-                StorageOp::Write { .. } => {}
+                _ => {}
             }
         }
         self.summary.refused += step.failures().iter().filter(|(t, _)| t.is_none()).count();

@@ -3,7 +3,7 @@
 //! frames being dropped), and a writer draining a send queue whose size the
 //! driver watches.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +25,13 @@ pub(crate) struct ConnHandle {
     /// `None` once a close was requested: the writer flushes and shuts down.
     tx: Option<mpsc::UnboundedSender<Bytes>>,
     queued: Arc<AtomicUsize>,
+    /// Bytes the writer has written in all; the driver reports the growth
+    /// to the core.
+    flushed: Arc<AtomicU64>,
+    reported: u64,
+    /// The reader waits while this is set (backpressure towards the peer).
+    paused: Arc<AtomicBool>,
+    resume: Arc<Notify>,
     reader: AbortHandle,
     writer: AbortHandle,
     /// When the queue first went over the limit, if it still is.
@@ -53,12 +60,19 @@ impl ConnHandle {
         let (mut rd, wr) = tokio::io::split(stream);
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let queued = Arc::new(AtomicUsize::new(0));
+        let flushed = Arc::new(AtomicU64::new(0));
+        let paused = Arc::new(AtomicBool::new(false));
+        let resume = Arc::new(Notify::new());
 
         let ev = events.clone();
+        let (p, r) = (paused.clone(), resume.clone());
         let reader = tokio::spawn(async move {
             let mut want = MIN_READ;
             let mut buf = BytesMut::new();
             let reason = loop {
+                while p.load(Ordering::Acquire) {
+                    r.notified().await;
+                }
                 if buf.capacity() < want / 4 {
                     buf.reserve(want);
                 }
@@ -90,6 +104,7 @@ impl ConnHandle {
         .abort_handle();
 
         let q = queued.clone();
+        let f = flushed.clone();
         let writer = tokio::spawn(async move {
             // Batches small frames; file chunks are larger and bypass it.
             let mut w = BufWriter::with_capacity(16 * 1024, wr);
@@ -104,6 +119,7 @@ impl ConnHandle {
                     }
                     w.flush().await?;
                     q.fetch_sub(n, Ordering::AcqRel);
+                    f.fetch_add(n as u64, Ordering::AcqRel);
                     drained.notify_one();
                 }
                 w.shutdown().await
@@ -128,6 +144,10 @@ impl ConnHandle {
         ConnHandle {
             tx: Some(tx),
             queued,
+            flushed,
+            reported: 0,
+            paused,
+            resume,
             reader,
             writer,
             over_since: None,
@@ -148,6 +168,25 @@ impl ConnHandle {
     /// Bytes queued and not yet written to the socket.
     pub(crate) fn queued(&self) -> usize {
         self.queued.load(Ordering::Acquire)
+    }
+
+    /// Bytes written since the last call, if any.
+    pub(crate) fn take_flushed(&mut self) -> Option<u64> {
+        let total = self.flushed.load(Ordering::Acquire);
+        let delta = total - self.reported;
+        self.reported = total;
+        (delta > 0).then_some(delta)
+    }
+
+    /// Stops reading from the socket after the read in progress.
+    pub(crate) fn pause(&self) {
+        self.paused.store(true, Ordering::Release);
+    }
+
+    /// Reads again.
+    pub(crate) fn resume(&self) {
+        self.paused.store(false, Ordering::Release);
+        self.resume.notify_one();
     }
 
     /// Flush what is queued, then shut the write side; reading goes on.

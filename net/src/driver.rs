@@ -2,20 +2,21 @@
 //! and pumps the core. Drain outputs, then wait for whichever comes first:
 //! a command, a socket event, or the core's next deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_core::{CloseReason, ConnId, Input, Node, Output, StorageOp, Target, TransferId};
+use p2p_core::{CloseReason, ConnId, Event, Input, Node, Output, Target, TransferId};
 use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use crate::conn::{ConnHandle, SocketEvent};
+use crate::disk::{Disk, Done};
 use crate::handle::{Command, NetEvent};
 use crate::storage::Storage;
 use crate::transport::{Listener, Transport};
-use crate::{NetConfig, TapEvent};
+use crate::{NetConfig, NetError, TapEvent};
 
 /// Things that happen on sockets, funnelled into one bounded channel: when
 /// the driver is busy, readers wait and TCP pushes back on the senders.
@@ -28,19 +29,24 @@ pub(crate) enum Incoming<St> {
 pub(crate) struct Driver<T: Transport, S: Storage> {
     pub(crate) node: Node,
     pub(crate) transport: T,
-    pub(crate) storage: S,
+    pub(crate) disk: Disk<S>,
+    pub(crate) disk_done: mpsc::UnboundedReceiver<Done>,
     pub(crate) config: NetConfig,
     pub(crate) conns: BTreeMap<ConnId, ConnHandle>,
     pub(crate) dials: BTreeMap<ConnId, AbortHandle>,
     pub(crate) incoming_tx: mpsc::Sender<Incoming<T::Stream>>,
     pub(crate) incoming_rx: mpsc::Receiver<Incoming<T::Stream>>,
     pub(crate) commands: mpsc::Receiver<Command>,
-    pub(crate) events: mpsc::UnboundedSender<NetEvent>,
+    /// Bounded: when the application reads slowly, events wait in
+    /// `backlog` and the connections that caused them stop being read.
+    pub(crate) events: mpsc::Sender<NetEvent>,
+    pub(crate) backlog: VecDeque<NetEvent>,
+    /// Connections whose reading is paused until the backlog and the disk
+    /// queue are short again.
+    pub(crate) paused: BTreeSet<ConnId>,
     pub(crate) drained: Arc<Notify>,
-    /// File senders waiting for their peers' queues to drain.
-    pub(crate) waiters: Vec<(TransferId, oneshot::Sender<()>)>,
-    /// Incoming transfers whose storage failed: skip their remaining ops.
-    pub(crate) failed: std::collections::BTreeSet<TransferId>,
+    /// `send_file` callers waiting for their transfer's end.
+    pub(crate) file_waiters: BTreeMap<TransferId, oneshot::Sender<Result<usize, NetError>>>,
     pub(crate) listener: AbortHandle,
 }
 
@@ -90,6 +96,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             self.drain_outputs();
             self.housekeeping(now);
             let wake = self.next_wake(now);
+            let events = self.events.clone();
             tokio::select! {
                 biased;
                 cmd = self.commands.recv() => match cmd {
@@ -104,8 +111,15 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                         return;
                     }
                 },
+                Some(done) = self.disk_done.recv() => self.on_disk_done(done),
+                permit = events.reserve(), if !self.backlog.is_empty() => {
+                    if let (Ok(permit), Some(e)) = (permit, self.backlog.pop_front()) {
+                        permit.send(e);
+                    }
+                    self.flush_backlog();
+                }
                 Some(inc) = self.incoming_rx.recv() => self.on_incoming(inc),
-                _ = self.drained.notified() => {}
+                _ = self.drained.notified() => self.report_flushed(),
                 _ = tokio::time::sleep_until(wake) => {}
             }
         }
@@ -117,11 +131,10 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             .poll_timeout()
             .map(Instant::from_std)
             .unwrap_or(now + Duration::from_secs(3600));
-        let busy = !self.waiters.is_empty()
-            || self
-                .conns
-                .values()
-                .any(|c| c.over_since.is_some() || c.closing_since.is_some());
+        let busy = self
+            .conns
+            .values()
+            .any(|c| c.over_since.is_some() || c.closing_since.is_some());
         if busy {
             core.min(now + Duration::from_millis(250))
         } else {
@@ -137,8 +150,77 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         self.node.handle_input(now_std(now), input);
     }
 
-    pub(crate) fn emit(&self, e: NetEvent) {
-        let _ = self.events.send(e);
+    /// Hands an event to the application, or to the backlog when its
+    /// queue is full (never dropped while the application listens).
+    pub(crate) fn emit(&mut self, e: NetEvent) {
+        if !self.backlog.is_empty() {
+            self.backlog.push_back(e);
+            return;
+        }
+        match self.events.try_send(e) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(e)) => self.backlog.push_back(e),
+            // Nobody listens any more: nothing to keep.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+
+    /// Moves what fits from the backlog to the application's queue, and
+    /// resumes paused connections once there is room again.
+    fn flush_backlog(&mut self) {
+        while let Some(e) = self.backlog.pop_front() {
+            match self.events.try_send(e) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(e)) => {
+                    self.backlog.push_front(e);
+                    break;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => self.backlog.clear(),
+            }
+        }
+        self.resume_if_room();
+    }
+
+    /// Whether the event backlog or the disk queue is long: then the
+    /// connection whose input made it so is paused.
+    fn congested(&self) -> bool {
+        !self.backlog.is_empty() || self.disk.pending() > self.config.disk_queue_limit
+    }
+
+    fn resume_if_room(&mut self) {
+        if self.paused.is_empty() || self.congested() {
+            return;
+        }
+        for conn in std::mem::take(&mut self.paused) {
+            if let Some(c) = self.conns.get(&conn) {
+                c.resume();
+            }
+        }
+    }
+
+    /// Tells the core what the writers flushed, so that file sends pace.
+    fn report_flushed(&mut self) {
+        let now = Instant::now();
+        let flushed: Vec<(ConnId, u64)> = self
+            .conns
+            .iter_mut()
+            .filter_map(|(&conn, c)| c.take_flushed().map(|n| (conn, n)))
+            .collect();
+        for (conn, bytes) in flushed {
+            self.input(now, Input::Flushed { conn, bytes });
+        }
+    }
+
+    fn on_disk_done(&mut self, done: Done) {
+        match done {
+            Done::Input(input, bytes) => {
+                self.disk.done(bytes);
+                self.input(Instant::now(), input);
+            }
+            Done::Quiet(bytes) => self.disk.done(bytes),
+            Done::DiscardedAll => {}
+        }
+        self.resume_if_room();
     }
 
     pub(crate) fn drain_outputs(&mut self) {
@@ -161,8 +243,15 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                         c.close(Instant::now());
                     }
                 }
-                Output::Storage(op) => self.on_storage(op),
-                Output::Event(e) => self.emit(NetEvent::Core(e)),
+                Output::Storage(op) => {
+                    if let Some(input) = self.disk.submit(op) {
+                        self.input(Instant::now(), input);
+                    }
+                }
+                Output::Event(e) => {
+                    self.settle_waiter(&e);
+                    self.emit(NetEvent::Core(e));
+                }
             }
         }
     }
@@ -215,10 +304,21 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             Incoming::Socket(SocketEvent::Received(conn, data)) => {
                 if self.conns.contains_key(&conn) {
                     self.input(now, Input::Received { conn, data });
+                    self.drain_outputs();
+                    // What this connection sent filled the application's
+                    // queue or the disk's: read no more from it until they
+                    // drain (TCP then slows the sender, and only it).
+                    if self.congested() {
+                        if let Some(c) = self.conns.get(&conn) {
+                            c.pause();
+                            self.paused.insert(conn);
+                        }
+                    }
                 }
             }
             Incoming::Socket(SocketEvent::Closed(conn, reason)) => {
                 // Dropping the handle lets the writer flush and shut down.
+                self.paused.remove(&conn);
                 if self.conns.remove(&conn).is_some() {
                     self.input(now, Input::Closed { conn, reason });
                 }
@@ -232,49 +332,19 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         self.conns.insert(conn, handle);
     }
 
-    fn on_storage(&mut self, op: StorageOp) {
-        let now = Instant::now();
-        let (transfer, result) = match op {
-            StorageOp::Create { transfer, part } => {
-                self.failed.remove(&transfer);
-                (
-                    transfer,
-                    self.storage.create(transfer, &part).map(|()| None),
-                )
-            }
-            StorageOp::Write { transfer, data } => {
-                if self.failed.contains(&transfer) {
-                    return;
-                }
-                (transfer, self.storage.write(transfer, &data).map(|()| None))
-            }
-            StorageOp::Commit { transfer, name } => {
-                if self.failed.contains(&transfer) {
-                    return;
-                }
-                (transfer, self.storage.commit(transfer, &name).map(Some))
-            }
-            StorageOp::Discard { transfer } => {
-                self.failed.remove(&transfer);
-                if let Err(e) = self.storage.discard(transfer) {
-                    tracing::warn!("could not delete the part file of {transfer}: {e}");
-                }
-                return;
-            }
+    /// A `send_file` caller learns how its transfer ended.
+    fn settle_waiter(&mut self, e: &Event) {
+        let (transfer, result) = match e {
+            Event::FileSent {
+                transfer, peers, ..
+            } => (*transfer, Ok(*peers)),
+            Event::FileSendFailed {
+                transfer, error, ..
+            } => (*transfer, Err(NetError::File(error.clone()))),
+            _ => return,
         };
-        match result {
-            Ok(None) => {}
-            Ok(Some(saved_as)) => self.input(now, Input::Committed { transfer, saved_as }),
-            Err(e) => {
-                self.failed.insert(transfer);
-                self.input(
-                    now,
-                    Input::StorageFailed {
-                        transfer,
-                        error: e.to_string(),
-                    },
-                );
-            }
+        if let Some(w) = self.file_waiters.remove(&transfer) {
+            let _ = w.send(result);
         }
     }
 
@@ -313,34 +383,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 c.abort();
             }
         }
-        if !self.waiters.is_empty() {
-            let waiters = std::mem::take(&mut self.waiters);
-            for (id, reply) in waiters {
-                if self.has_capacity(id) {
-                    let _ = reply.send(());
-                } else {
-                    self.waiters.push((id, reply));
-                }
-            }
-        }
         self.drain_outputs();
-    }
-
-    /// Whether every peer a file goes to is at or below the high-water mark.
-    /// The next chunk then takes a stalled peer above it, where the slow
-    /// reader check sees it: the two use one threshold so that a stalled
-    /// peer cannot park a send forever in between.
-    pub(crate) fn has_capacity(&self, id: TransferId) -> bool {
-        let Some(targets) = self.node.file_targets(id) else {
-            return true;
-        };
-        let limit = self.config.send_queue_limit;
-        let peers: BTreeMap<_, _> = self.node.peers().map(|p| (p.id, p.conn)).collect();
-        targets
-            .iter()
-            .filter_map(|p| peers.get(p))
-            .filter_map(|conn| self.conns.get(conn))
-            .all(|c| c.queued() <= limit)
     }
 
     fn on_command(&mut self, cmd: Command) {
@@ -370,35 +413,19 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             Command::Peers(reply) => {
                 let _ = reply.send(self.node.peers().collect());
             }
-            Command::StartFile {
+            Command::SendFile {
                 target,
+                path,
                 name,
-                size,
-                sha256,
                 reply,
-            } => {
-                let r = self.node.start_file(target, &name, size, sha256).map(|id| {
-                    let n = self.node.file_targets(id).map_or(0, <[_]>::len);
-                    (id, n)
-                });
-                let _ = reply.send(r);
-            }
-            Command::FileChunk { id, data, reply } => {
-                let _ = reply.send(self.node.send_file_chunk(id, data));
-            }
-            Command::FinishFile { id, reply } => {
-                let _ = reply.send(self.node.finish_file(id));
-            }
-            Command::AbortFile(id) => {
-                self.node.abort_file(id);
-            }
-            Command::WaitCapacity(id, reply) => {
-                if self.has_capacity(id) {
-                    let _ = reply.send(());
-                } else {
-                    self.waiters.push((id, reply));
+            } => match self.node.send_file(target, &path, &name) {
+                Ok(id) => {
+                    self.file_waiters.insert(id, reply);
                 }
-            }
+                Err(e) => {
+                    let _ = reply.send(Err(NetError::Command(e)));
+                }
+            },
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }
@@ -409,7 +436,16 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         let now = Instant::now();
         self.node.shutdown(now_std(now));
         self.drain_outputs();
-        self.storage.discard_all();
+        if !self.disk.discard_all() {
+            // Everything queued before it runs first; then the part files go.
+            while let Some(done) = self.disk_done.recv().await {
+                if let Done::DiscardedAll = done {
+                    break;
+                }
+                self.on_disk_done(done);
+            }
+            self.drain_outputs();
+        }
         self.listener.abort();
         let deadline = now + Duration::from_secs(2);
         while Instant::now() < deadline && self.conns.values().any(|c| c.queued() > 0) {
@@ -422,5 +458,18 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             c.abort();
         }
         self.emit(NetEvent::Stopped);
+        // The application may not be reading: hand it the rest from a task
+        // of its own, so that shutdown returns.
+        let rest = std::mem::take(&mut self.backlog);
+        if !rest.is_empty() {
+            let events = self.events.clone();
+            tokio::spawn(async move {
+                for e in rest {
+                    if events.send(e).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
     }
 }

@@ -4,12 +4,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use p2p_core::{CommandError, Event, PeerId, PeerInfo, Target, TransferId};
+use bytes::Bytes;
+use p2p_core::{CommandError, Event, PeerId, PeerInfo, Target};
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use crate::disk::Disk;
 use crate::driver::{spawn_listener, Driver};
 use crate::storage::Storage;
 use crate::transport::{Listener, Transport};
@@ -23,24 +23,12 @@ pub(crate) enum Command {
     Chat(Target, String, oneshot::Sender<Result<usize, CommandError>>),
     Bytes(Target, Bytes, oneshot::Sender<Result<usize, CommandError>>),
     Peers(oneshot::Sender<Vec<PeerInfo>>),
-    StartFile {
+    SendFile {
         target: Target,
+        path: String,
         name: String,
-        size: u64,
-        sha256: [u8; 32],
-        reply: oneshot::Sender<Result<(TransferId, usize), CommandError>>,
+        reply: oneshot::Sender<Result<usize, NetError>>,
     },
-    FileChunk {
-        id: TransferId,
-        data: Bytes,
-        reply: oneshot::Sender<Result<usize, CommandError>>,
-    },
-    FinishFile {
-        id: TransferId,
-        reply: oneshot::Sender<Result<usize, CommandError>>,
-    },
-    AbortFile(TransferId),
-    WaitCapacity(TransferId, oneshot::Sender<()>),
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -59,54 +47,15 @@ pub enum NetEvent {
     },
     /// An event of the protocol core.
     Core(Event),
-    /// Sending a file began (`FILESTART` went out).
-    FileSendStarted {
-        /// The transfer.
-        transfer: TransferId,
-        /// File name.
-        name: String,
-        /// Size in bytes.
-        size: u64,
-        /// Peers it goes to.
-        peers: usize,
-    },
-    /// Bytes of an outgoing file were queued (about one event per percent).
-    FileSendProgress {
-        /// The transfer.
-        transfer: TransferId,
-        /// File name.
-        name: String,
-        /// Bytes queued so far.
-        sent: u64,
-        /// Size in bytes.
-        size: u64,
-    },
-    /// An outgoing file was handed to every peer (`FILEEND` queued).
-    FileSent {
-        /// The transfer.
-        transfer: TransferId,
-        /// File name.
-        name: String,
-        /// Size in bytes.
-        size: u64,
-        /// Peers that got all of it.
-        peers: usize,
-    },
-    /// Sending a file failed.
-    FileSendFailed {
-        /// File name.
-        name: String,
-        /// Why.
-        error: String,
-    },
     /// The node stopped.
     Stopped,
 }
 
-/// The events of a node, in order. Never drops one: if nobody reads them
-/// they accumulate.
+/// The events of a node, in order. Bounded (`NetConfig::event_queue`) and
+/// never dropping one: when they are not read, the node stops reading from
+/// the peers whose traffic produces them, and TCP slows those peers down.
 #[derive(Debug)]
-pub struct Events(mpsc::UnboundedReceiver<NetEvent>);
+pub struct Events(mpsc::Receiver<NetEvent>);
 
 impl Events {
     /// The next event; `None` once the node stopped and all were read.
@@ -124,24 +73,9 @@ impl Events {
 #[derive(Debug, Clone)]
 pub struct NodeHandle {
     commands: mpsc::Sender<Command>,
-    events: mpsc::UnboundedSender<NetEvent>,
-    storage_open: Opener,
     id: PeerId,
     name: String,
     local_addr: std::net::SocketAddr,
-    chunk_size: usize,
-}
-
-/// Opens files to send through the node's [`Storage`].
-#[derive(Clone)]
-struct Opener(Arc<OpenFn>);
-
-type OpenFn = dyn Fn(&Path) -> std::io::Result<crate::storage::Source> + Send + Sync;
-
-impl std::fmt::Debug for Opener {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Opener")
-    }
 }
 
 /// Starts a node: binds its listener, then runs the driver in a task.
@@ -163,36 +97,35 @@ pub async fn start<T: Transport, S: Storage>(
         error: e.to_string(),
     })?;
     config.core.listen_port = local_addr.port();
+    // One high-water mark: file sends wait above it, slow readers are
+    // judged above it.
+    config.core.send_window = config.send_queue_limit as u64;
     let now = tokio::time::Instant::now().into_std();
     let mut node = p2p_core::Node::new(config.core.clone(), config.seed, now);
     for addr in &config.bootstrap {
         node.bootstrap(now, addr).map_err(NetError::Command)?;
     }
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    let (ev_tx, ev_rx) = mpsc::unbounded_channel();
+    let (ev_tx, ev_rx) = mpsc::channel(config.event_queue.max(1));
     let (in_tx, in_rx) = mpsc::channel(256);
     let listener_task = spawn_listener(listener, in_tx.clone());
-    let _ = ev_tx.send(NetEvent::Listening {
+    let _ = ev_tx.try_send(NetEvent::Listening {
         addr: local_addr,
         id: node.id().clone(),
         name: node.name().to_owned(),
     });
     let handle = NodeHandle {
         commands: cmd_tx,
-        events: ev_tx.clone(),
-        storage_open: {
-            let s = storage.clone();
-            Opener(Arc::new(move |p: &Path| s.open(p)))
-        },
         id: node.id().clone(),
         name: node.name().to_owned(),
         local_addr,
-        chunk_size: config.core.chunk_size.max(1),
     };
+    let (disk, disk_done) = Disk::start(storage);
     let driver = Driver {
         node,
         transport,
-        storage,
+        disk,
+        disk_done,
         config,
         conns: Default::default(),
         dials: Default::default(),
@@ -200,9 +133,10 @@ pub async fn start<T: Transport, S: Storage>(
         incoming_rx: in_rx,
         commands: cmd_rx,
         events: ev_tx,
+        backlog: Default::default(),
+        paused: Default::default(),
         drained: Arc::new(Notify::new()),
-        waiters: Vec::new(),
-        failed: Default::default(),
+        file_waiters: Default::default(),
         listener: listener_task,
     };
     tokio::spawn(driver.run());
@@ -299,140 +233,34 @@ impl NodeHandle {
         self.ask(Command::Peers).await
     }
 
-    /// Sends a file to every peer or one. Reads it twice (once to hash, as
-    /// `FILESTART` carries the checksum, once to send), one chunk at a time,
-    /// so memory does not grow with the file. Paced by the slowest target's
-    /// send queue. Returns how many peers got all of it.
+    /// Sends a file to every peer or one, and waits until it was handed to
+    /// all of them. The node reads it through its storage (off the driver
+    /// task for the disk) twice, once to hash it (`FILESTART` carries the
+    /// checksum) and once to send it, one chunk at a time, so memory does
+    /// not grow with the file; chunks are paced by the slowest target's
+    /// send queue. Progress arrives as `FileSend*` events of the core.
+    /// Returns how many peers got all of it.
     pub async fn send_file(&self, path: &Path, target: Target) -> Result<usize, NetError> {
         let name = path
             .file_name()
             .and_then(|n| n.to_str())
             .ok_or_else(|| NetError::File(format!("{}: no usable file name", path.display())))?
             .to_owned();
-        let result = self.send_file_inner(path, &name, target).await;
-        if let Err(e) = &result {
-            let _ = self.events.send(NetEvent::FileSendFailed {
-                name,
-                error: e.to_string(),
-            });
-        }
-        result
-    }
-
-    async fn send_file_inner(
-        &self,
-        path: &Path,
-        name: &str,
-        target: Target,
-    ) -> Result<usize, NetError> {
-        let io_err = |e: std::io::Error| NetError::File(format!("{}: {e}", path.display()));
-        // Pass 1: the checksum.
-        let (size, mut reader) = (self.storage_open.0)(path).map_err(io_err)?;
-        let mut hasher = Sha256::new();
-        let mut buf = vec![0u8; self.chunk_size];
-        let mut total = 0u64;
-        loop {
-            let n = read_full(&mut reader, &mut buf).map_err(io_err)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            total += n as u64;
-            tokio::task::yield_now().await;
-        }
-        if total != size {
-            return Err(NetError::File(format!(
-                "{}: changed while hashing",
-                path.display()
-            )));
-        }
-        let sha256: [u8; 32] = hasher.finalize().into();
-        drop(buf);
-
-        // Pass 2: the frames.
-        let (id, peers) = self
-            .ask(|reply| Command::StartFile {
-                target,
-                name: name.to_owned(),
-                size,
-                sha256,
-                reply,
-            })
-            .await?
-            .map_err(NetError::Command)?;
-        let _ = self.events.send(NetEvent::FileSendStarted {
-            transfer: id,
-            name: name.to_owned(),
-            size,
-            peers,
-        });
-        let (_, mut reader) = (self.storage_open.0)(path).map_err(io_err)?;
-        let mut sent = 0u64;
-        let mut last_percent = 0;
-        while sent < size {
-            let want = (size - sent).min(self.chunk_size as u64) as usize;
-            let mut chunk = BytesMut::zeroed(want);
-            let n = read_full(&mut reader, &mut chunk).map_err(io_err)?;
-            if n != want {
-                self.commands.send(Command::AbortFile(id)).await.ok();
-                return Err(NetError::File(format!(
-                    "{}: shrank while sending",
-                    path.display()
-                )));
-            }
-            self.ask(|r| Command::WaitCapacity(id, r)).await?;
-            let reached = self
-                .ask(|reply| Command::FileChunk {
-                    id,
-                    data: chunk.freeze(),
-                    reply,
-                })
-                .await?
-                .map_err(NetError::Command)?;
-            sent += n as u64;
-            if reached == 0 {
-                self.commands.send(Command::AbortFile(id)).await.ok();
-                return Err(NetError::File("every receiving peer disconnected".into()));
-            }
-            let percent = sent * 100 / size.max(1);
-            if percent > last_percent {
-                last_percent = percent;
-                let _ = self.events.send(NetEvent::FileSendProgress {
-                    transfer: id,
-                    name: name.to_owned(),
-                    sent,
-                    size,
-                });
-            }
-        }
-        let peers = self
-            .ask(|reply| Command::FinishFile { id, reply })
-            .await?
-            .map_err(NetError::Command)?;
-        let _ = self.events.send(NetEvent::FileSent {
-            transfer: id,
-            name: name.to_owned(),
-            size,
-            peers,
-        });
-        Ok(peers)
+        let path = path
+            .to_str()
+            .ok_or_else(|| NetError::File(format!("{}: not a UTF-8 path", path.display())))?
+            .to_owned();
+        self.ask(|reply| Command::SendFile {
+            target,
+            path,
+            name,
+            reply,
+        })
+        .await?
     }
 
     /// Closes every connection, removes unfinished part files, stops.
     pub async fn shutdown(&self) -> Result<(), NetError> {
         self.ask(Command::Shutdown).await
     }
-}
-
-fn read_full(r: &mut dyn std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }

@@ -32,6 +32,7 @@
 #![warn(missing_docs)]
 
 mod conn;
+mod disk;
 mod driver;
 mod handle;
 mod storage;
@@ -60,7 +61,7 @@ pub enum TapEvent<'a> {
 
 /// A hook that observes the driver (the simulator hashes and checks it).
 pub type Tap = std::sync::Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
-pub use storage::{numbered, DiskStorage, MemStorage, Source, Storage};
+pub use storage::{numbered, DiskStorage, MemStorage, Storage};
 pub use transport::{Listener, TcpTransport, Transport};
 
 /// Configuration of a running node: the core's, plus the driver's own.
@@ -79,6 +80,12 @@ pub struct NetConfig {
     pub send_queue_limit: usize,
     /// How long a peer may stay over the limit before it is disconnected.
     pub slow_reader_timeout: Duration,
+    /// Events the application's stream holds; beyond it they wait in the
+    /// driver and the connections producing them are no longer read.
+    pub event_queue: usize,
+    /// Bytes of writes queued for the disk beyond which the connection
+    /// that sends them is no longer read.
+    pub disk_queue_limit: usize,
     /// Observes every core input and output (for simulation and tests).
     pub tap: Option<Tap>,
 }
@@ -91,6 +98,8 @@ impl std::fmt::Debug for NetConfig {
             .field("bootstrap", &self.bootstrap)
             .field("send_queue_limit", &self.send_queue_limit)
             .field("slow_reader_timeout", &self.slow_reader_timeout)
+            .field("event_queue", &self.event_queue)
+            .field("disk_queue_limit", &self.disk_queue_limit)
             .field("tap", &self.tap.is_some())
             .finish()
     }
@@ -105,6 +114,8 @@ impl NetConfig {
             bootstrap: Vec::new(),
             send_queue_limit: 8 * 1024 * 1024,
             slow_reader_timeout: Duration::from_secs(30),
+            event_queue: 1024,
+            disk_queue_limit: 16 * 1024 * 1024,
             tap: None,
         }
     }

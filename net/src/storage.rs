@@ -3,19 +3,25 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Cursor, Read, Write};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use bytes::{Bytes, BytesMut};
 use p2p_core::TransferId;
-
-/// A readable file to send, with its size.
-pub type Source = (u64, Box<dyn Read + Send>);
 
 /// File operations of the driver. Names handed to `create` and `commit`
 /// were validated by the core as plain file names; implementations still
 /// refuse anything else.
+///
+/// The calls block. The driver runs them on a worker thread of its own
+/// when [`Storage::blocking`] says so (the disk), and inline otherwise
+/// (memory, so that the simulator stays single-threaded).
 pub trait Storage: Clone + Send + Sync + 'static {
+    /// Whether the operations may block on a device: they then run off the
+    /// driver task, so that a slow disk never delays pings or handshakes.
+    fn blocking(&self) -> bool;
     /// Creates (truncates) the part file `part` for `transfer`.
     fn create(&self, transfer: TransferId, part: &str) -> io::Result<()>;
     /// Appends to the transfer's part file.
@@ -27,8 +33,13 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn discard(&self, transfer: TransferId) -> io::Result<()>;
     /// Deletes every part file still open (shutdown).
     fn discard_all(&self);
-    /// Opens a file to send.
-    fn open(&self, path: &Path) -> io::Result<Source>;
+    /// Opens the file at `path` to send it as `transfer`; returns its size.
+    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64>;
+    /// Reads up to `len` bytes at `offset` of an opened file (fewer only at
+    /// its end).
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<Bytes>;
+    /// Closes an opened file.
+    fn close_source(&self, transfer: TransferId);
 }
 
 /// Candidate final names: `name`, `name-(1).ext`, `name-(2).ext`, ...
@@ -71,6 +82,7 @@ type PartFile = (PathBuf, BufWriter<File>);
 pub struct DiskStorage {
     dir: PathBuf,
     open: Arc<Mutex<BTreeMap<TransferId, PartFile>>>,
+    sources: Arc<Mutex<BTreeMap<TransferId, File>>>,
 }
 
 impl DiskStorage {
@@ -81,6 +93,7 @@ impl DiskStorage {
         Ok(DiskStorage {
             dir,
             open: Arc::default(),
+            sources: Arc::default(),
         })
     }
 
@@ -91,6 +104,10 @@ impl DiskStorage {
 }
 
 impl Storage for DiskStorage {
+    fn blocking(&self) -> bool {
+        true
+    }
+
     fn create(&self, transfer: TransferId, part: &str) -> io::Result<()> {
         let path = self.dir.join(plain(part)?);
         let file = OpenOptions::new()
@@ -172,7 +189,7 @@ impl Storage for DiskStorage {
         }
     }
 
-    fn open(&self, path: &Path) -> io::Result<Source> {
+    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
         if !meta.is_file() {
@@ -181,7 +198,31 @@ impl Storage for DiskStorage {
                 "not a regular file",
             ));
         }
-        Ok((meta.len(), Box::new(file)))
+        lock(&self.sources).insert(transfer, file);
+        Ok(meta.len())
+    }
+
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<Bytes> {
+        let sources = lock(&self.sources);
+        let file = sources
+            .get(&transfer)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such source"))?;
+        let mut buf = BytesMut::zeroed(len);
+        let mut n = 0;
+        while n < len {
+            match file.read_at(&mut buf[n..], offset + n as u64) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        buf.truncate(n);
+        Ok(buf.freeze())
+    }
+
+    fn close_source(&self, transfer: TransferId) {
+        lock(&self.sources).remove(&transfer);
     }
 }
 
@@ -195,13 +236,16 @@ pub struct MemStorage {
 struct MemInner {
     parts: BTreeMap<TransferId, (String, Vec<u8>)>,
     files: BTreeMap<String, Arc<Vec<u8>>>,
-    outbox: BTreeMap<PathBuf, Arc<Vec<u8>>>,
+    outbox: BTreeMap<PathBuf, Bytes>,
+    sources: BTreeMap<TransferId, Bytes>,
 }
 
 impl MemStorage {
     /// Makes `data` available to send as `path`.
     pub fn add_source(&self, path: impl Into<PathBuf>, data: Vec<u8>) {
-        lock(&self.inner).outbox.insert(path.into(), Arc::new(data));
+        lock(&self.inner)
+            .outbox
+            .insert(path.into(), Bytes::from(data));
     }
 
     /// Committed files by name.
@@ -220,6 +264,10 @@ impl MemStorage {
 }
 
 impl Storage for MemStorage {
+    fn blocking(&self) -> bool {
+        false
+    }
+
     fn create(&self, transfer: TransferId, part: &str) -> io::Result<()> {
         plain(part)?;
         lock(&self.inner)
@@ -263,21 +311,34 @@ impl Storage for MemStorage {
         lock(&self.inner).parts.clear();
     }
 
-    fn open(&self, path: &Path) -> io::Result<Source> {
-        let data = lock(&self.inner)
+    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64> {
+        let mut inner = lock(&self.inner);
+        let data = inner
             .outbox
             .get(path)
             .cloned()
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
-        Ok((data.len() as u64, Box::new(Cursor::new(ArcBytes(data)))))
+        let len = data.len() as u64;
+        inner.sources.insert(transfer, data);
+        Ok(len)
     }
-}
 
-struct ArcBytes(Arc<Vec<u8>>);
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<Bytes> {
+        let inner = lock(&self.inner);
+        let data = inner
+            .sources
+            .get(&transfer)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such source"))?;
+        let start = usize::try_from(offset)
+            .unwrap_or(usize::MAX)
+            .min(data.len());
+        let end = start.saturating_add(len).min(data.len());
+        // A slice of the shared buffer: no copy.
+        Ok(data.slice(start..end))
+    }
 
-impl AsRef<[u8]> for ArcBytes {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
+    fn close_source(&self, transfer: TransferId) {
+        lock(&self.inner).sources.remove(&transfer);
     }
 }
 

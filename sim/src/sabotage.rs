@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use p2p_core::{Addr, TransferId};
-use p2p_net::{MemStorage, Source, Storage, Transport};
+use p2p_net::{MemStorage, Storage, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::transport::{TurmoilListener, TurmoilTransport};
@@ -79,8 +79,20 @@ impl Storage for CorruptingStorage {
         self.mem.discard_all()
     }
 
-    fn open(&self, path: &Path) -> io::Result<Source> {
-        self.mem.open(path)
+    fn blocking(&self) -> bool {
+        self.mem.blocking()
+    }
+
+    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64> {
+        self.mem.open_source(transfer, path)
+    }
+
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        self.mem.read(transfer, offset, len)
+    }
+
+    fn close_source(&self, transfer: TransferId) {
+        self.mem.close_source(transfer)
     }
 }
 

@@ -457,7 +457,10 @@ impl World {
                 Input::Committed { transfer, saved_as } => {
                     self.on_committed(h, *transfer, saved_as, at)
                 }
-                Input::StorageFailed { .. } => {}
+                Input::StorageFailed { .. }
+                | Input::Opened { .. }
+                | Input::Read { .. }
+                | Input::Flushed { .. } => {}
             },
             TapEvent::Output(output) => match output {
                 Output::Transmit { conn, data } => {
@@ -663,11 +666,9 @@ impl World {
 
     fn on_storage(&mut self, h: usize, op: &StorageOp, at: Duration) {
         match op {
-            StorageOp::Create { part, .. } => {
-                if !plain_name(part) {
-                    let detail = format!("part file {part:?} is not a plain name");
-                    self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
-                }
+            StorageOp::Create { part, .. } if !plain_name(part) => {
+                let detail = format!("part file {part:?} is not a plain name");
+                self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
             }
             StorageOp::Commit { transfer, name } => {
                 if let Err(why) = p2p_core::file::check_name(name) {
@@ -676,7 +677,7 @@ impl World {
                 }
                 self.hosts[h].commit_names.insert(*transfer, name.clone());
             }
-            StorageOp::Write { .. } | StorageOp::Discard { .. } => {}
+            _ => {}
         }
     }
 

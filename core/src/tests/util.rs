@@ -30,6 +30,8 @@ enum Delivery {
         remote: Option<SocketAddr>,
     },
     DialFailed(usize, ConnId, &'static str),
+    /// The sender's writer took `n` bytes off its queue.
+    Flushed(usize, ConnId, u64),
 }
 
 /// In-memory downloads directory of one node.
@@ -39,6 +41,14 @@ pub struct MemStorage {
     pub files: BTreeMap<String, Vec<u8>>,
     /// Every name ever created or committed, to check confinement.
     pub touched: Vec<String>,
+    /// Files the node may send, by path.
+    pub sources: BTreeMap<String, Bytes>,
+    /// Sources opened, by outgoing transfer.
+    pub open: BTreeMap<TransferId, Bytes>,
+    /// Storage ops answered later (a slow or silent disk) instead of at once.
+    pub hold_reads: bool,
+    /// Read ops not answered yet (with `hold_reads`).
+    pub held: Vec<StorageOp>,
 }
 
 pub struct TestNode {
@@ -222,7 +232,11 @@ impl Mesh {
         }
         match out {
             Output::Transmit { conn, data } => {
-                self.send(End::Node(i, conn), |to| Delivery::Data(to, data))
+                let n = data.len() as u64;
+                self.send(End::Node(i, conn), |to| Delivery::Data(to, data));
+                // The writer's queue drains as the link carries it.
+                let lat = self.latency;
+                self.push(now + lat, Delivery::Flushed(i, conn, n));
             }
             Output::Close { conn } => self.send(End::Node(i, conn), Delivery::Eof),
             Output::Dial { conn, addr } => {
@@ -291,6 +305,44 @@ impl Mesh {
             StorageOp::Discard { transfer } => {
                 st.parts.remove(&transfer);
             }
+            StorageOp::Read { .. } if st.hold_reads => st.held.push(op),
+            StorageOp::Open { transfer, path } => {
+                let input = match st.sources.get(&path) {
+                    Some(data) => {
+                        st.open.insert(transfer, data.clone());
+                        Input::Opened {
+                            transfer,
+                            size: data.len() as u64,
+                        }
+                    }
+                    None => Input::StorageFailed {
+                        transfer,
+                        error: format!("{path}: no such file"),
+                    },
+                };
+                self.nodes[i].node.handle_input(now, input);
+            }
+            StorageOp::Read {
+                transfer,
+                offset,
+                len,
+            } => {
+                let Some(data) = st.open.get(&transfer) else {
+                    return;
+                };
+                let start = (offset as usize).min(data.len());
+                let end = (start + len).min(data.len());
+                let data = data.slice(start..end);
+                let input = Input::Read {
+                    transfer,
+                    offset,
+                    data,
+                };
+                self.nodes[i].node.handle_input(now, input);
+            }
+            StorageOp::Close { transfer } => {
+                st.open.remove(&transfer);
+            }
         }
     }
 
@@ -305,6 +357,12 @@ impl Mesh {
                 }
             }
             Delivery::Data(End::Raw(r), data) => self.raws[r].received.extend_from_slice(&data),
+            Delivery::Flushed(i, conn, bytes) => {
+                if !self.nodes[i].crashed {
+                    let input = Input::Flushed { conn, bytes };
+                    self.nodes[i].node.handle_input(now, input);
+                }
+            }
             Delivery::Eof(End::Node(i, conn)) => {
                 if self.nodes[i].crashed {
                     return;

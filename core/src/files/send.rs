@@ -1,0 +1,318 @@
+//! The sending side of one file (docs/PROTOCOL.md §5.2), as a state
+//! machine over storage completions: open the source, read it once to hash
+//! it (`FILESTART` carries the checksum), then read it again chunk by chunk
+//! and send each chunk once every target's send queue is below the window,
+//! then `FILEEND`. At most one read is in flight and one chunk waits, so
+//! memory does not grow with the file.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::event::StorageOp;
+use crate::file::Outgoing;
+use crate::io::Outbox;
+use crate::peers::Peers;
+use crate::{ConnId, Event, PeerId, TransferId};
+
+/// Where a send is.
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for the source to open.
+    Opening,
+    /// Reading the whole source once for the checksum.
+    Hashing { hasher: Sha256, offset: u64 },
+    /// `FILESTART` is out; chunks follow.
+    Sending {
+        file: Outgoing,
+        /// Offset of the next read.
+        read_at: u64,
+        /// A read is in flight.
+        reading: bool,
+        /// A chunk read but not sent yet (a target's queue is full).
+        parked: Option<Bytes>,
+    },
+}
+
+/// Why a send ended early.
+#[derive(Debug)]
+pub(crate) enum SendEnd {
+    /// Every chunk and `FILEEND` went out to `peers` targets.
+    Done { peers: usize },
+    /// It failed; the source must be closed.
+    Failed(String),
+}
+
+/// One outgoing file.
+#[derive(Debug)]
+pub(crate) struct Send {
+    id: TransferId,
+    name: String,
+    to: Vec<PeerId>,
+    size: u64,
+    chunk_size: usize,
+    last_percent: u64,
+    phase: Phase,
+}
+
+/// Integer percent; an empty file is 100 %.
+fn percent(done: u64, size: u64) -> u64 {
+    if size == 0 {
+        return 100;
+    }
+    u64::try_from(u128::from(done) * 100 / u128::from(size)).unwrap_or(100)
+}
+
+impl Send {
+    /// A send of the source at `path` under `name` to `to`; asks the
+    /// driver to open it.
+    pub(crate) fn start(
+        id: TransferId,
+        path: String,
+        name: String,
+        to: Vec<PeerId>,
+        chunk_size: usize,
+        out: &mut Outbox,
+    ) -> Send {
+        out.push(crate::Output::Storage(StorageOp::Open {
+            transfer: id,
+            path,
+        }));
+        Send {
+            id,
+            name,
+            to,
+            size: 0,
+            chunk_size: chunk_size.max(1),
+            last_percent: 0,
+            phase: Phase::Opening,
+        }
+    }
+
+    pub(crate) fn targets(&self) -> &[PeerId] {
+        &self.to
+    }
+
+    fn read(&self, offset: u64, out: &mut Outbox) {
+        let len = (self.size - offset).min(self.chunk_size as u64) as usize;
+        out.push(crate::Output::Storage(StorageOp::Read {
+            transfer: self.id,
+            offset,
+            len,
+        }));
+    }
+
+    /// The source opened with `size` bytes: the hash pass starts.
+    pub(crate) fn on_opened(
+        &mut self,
+        size: u64,
+        peers: &Peers,
+        out: &mut Outbox,
+    ) -> Option<SendEnd> {
+        if !matches!(self.phase, Phase::Opening) {
+            return Some(SendEnd::Failed("storage answered an open twice".into()));
+        }
+        self.size = size;
+        self.phase = Phase::Hashing {
+            hasher: Sha256::new(),
+            offset: 0,
+        };
+        if size == 0 {
+            return self.hashed(peers, out);
+        }
+        self.read(0, out);
+        None
+    }
+
+    /// A read completed.
+    pub(crate) fn on_read(
+        &mut self,
+        offset: u64,
+        data: Bytes,
+        peers: &Peers,
+        queued: &BTreeMap<ConnId, u64>,
+        window: u64,
+        out: &mut Outbox,
+    ) -> Option<SendEnd> {
+        let want = (self.size.saturating_sub(offset)).min(self.chunk_size as u64);
+        match &mut self.phase {
+            Phase::Hashing { hasher, offset: at } if *at == offset => {
+                if data.len() as u64 != want {
+                    return Some(SendEnd::Failed("the file changed while hashing".into()));
+                }
+                hasher.update(&data);
+                *at += want;
+                let next = *at;
+                if next < self.size {
+                    self.read(next, out);
+                    return None;
+                }
+                self.hashed(peers, out)
+            }
+            Phase::Sending {
+                read_at,
+                reading,
+                parked,
+                ..
+            } if *reading && *read_at == offset && parked.is_none() => {
+                if data.len() as u64 != want {
+                    return Some(SendEnd::Failed("the file shrank while sending".into()));
+                }
+                *reading = false;
+                *read_at += want;
+                *parked = Some(data);
+                self.pump(peers, queued, window, out)
+            }
+            _ => Some(SendEnd::Failed(format!(
+                "storage answered a read at {offset} that was not asked"
+            ))),
+        }
+    }
+
+    /// The checksum is known: `FILESTART` goes out.
+    fn hashed(&mut self, peers: &Peers, out: &mut Outbox) -> Option<SendEnd> {
+        let Phase::Hashing { hasher, .. } = std::mem::replace(&mut self.phase, Phase::Opening)
+        else {
+            return Some(SendEnd::Failed("hash pass out of order".into()));
+        };
+        let sha256: [u8; 32] = hasher.finalize().into();
+        let file = match Outgoing::new(&self.name, self.size, sha256) {
+            Ok(f) => f,
+            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+        };
+        self.to.retain(|p| peers.contains(p));
+        if self.to.is_empty() {
+            return Some(SendEnd::Failed("every receiving peer disconnected".into()));
+        }
+        let start = file.start_frame();
+        transmit_to(peers, &self.to, &[start], out);
+        out.event(Event::FileSendStarted {
+            transfer: self.id,
+            name: self.name.clone(),
+            size: self.size,
+            peers: self.to.len(),
+        });
+        self.phase = Phase::Sending {
+            file,
+            read_at: 0,
+            reading: false,
+            parked: None,
+        };
+        self.advance(peers, out)
+    }
+
+    /// Starts the next read, or ends the file when everything was sent.
+    fn advance(&mut self, peers: &Peers, out: &mut Outbox) -> Option<SendEnd> {
+        let Phase::Sending {
+            file,
+            read_at,
+            reading,
+            parked,
+        } = &mut self.phase
+        else {
+            return None;
+        };
+        if *reading || parked.is_some() {
+            return None;
+        }
+        if *read_at < self.size {
+            *reading = true;
+            let at = *read_at;
+            self.read(at, out);
+            return None;
+        }
+        // Everything was read and sent (an empty file gets here at once).
+        let end = match file.end_frame(self.id) {
+            Ok(f) => f,
+            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+        };
+        if self.size == 0 {
+            out.event(Event::FileSendProgress {
+                transfer: self.id,
+                name: self.name.clone(),
+                sent: 0,
+                size: 0,
+            });
+        }
+        transmit_to(peers, &self.to, &[end], out);
+        Some(SendEnd::Done {
+            peers: self.to.len(),
+        })
+    }
+
+    /// Sends the parked chunk if every target has room, then reads on.
+    /// Call it whenever a queue drained or a target left.
+    pub(crate) fn pump(
+        &mut self,
+        peers: &Peers,
+        queued: &BTreeMap<ConnId, u64>,
+        window: u64,
+        out: &mut Outbox,
+    ) -> Option<SendEnd> {
+        let Phase::Sending { file, parked, .. } = &mut self.phase else {
+            return None;
+        };
+        self.to.retain(|p| peers.contains(p));
+        if self.to.is_empty() {
+            return Some(SendEnd::Failed("every receiving peer disconnected".into()));
+        }
+        let chunk = parked.as_ref()?;
+        // Every target at or below the window: the chunk then takes a
+        // stalled one above it, where the driver's slow-reader check sees it.
+        let full = self.to.iter().any(|p| {
+            peers
+                .conn_of(p)
+                .is_some_and(|c| queued.get(&c).copied().unwrap_or(0) > window)
+        });
+        if full {
+            return None;
+        }
+        let chunk = chunk.clone();
+        let frames = match file.chunk_frame(self.id, chunk) {
+            Ok(f) => f,
+            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+        };
+        *parked = None;
+        transmit_to(peers, &self.to, &frames, out);
+        let sent = file.sent();
+        let pct = percent(sent, self.size);
+        if pct > self.last_percent {
+            self.last_percent = pct;
+            out.event(Event::FileSendProgress {
+                transfer: self.id,
+                name: self.name.clone(),
+                sent,
+                size: self.size,
+            });
+        }
+        self.advance(peers, out)
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+/// Sends `frames` to each of `to` that is still connected; returns how many.
+pub(crate) fn transmit_to(
+    peers: &Peers,
+    to: &[PeerId],
+    frames: &[Bytes],
+    out: &mut Outbox,
+) -> usize {
+    let mut n = 0;
+    for p in to {
+        if let Some(conn) = peers.conn_of(p) {
+            n += 1;
+            for f in frames {
+                out.transmit(conn, f.clone());
+            }
+        }
+    }
+    n
+}

@@ -1,0 +1,298 @@
+//! The sending side of files in the core: whole-file sends driven by
+//! storage completions, through the harness.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use super::util::Mesh;
+use super::{content, converge, star, SEC};
+use crate::{Event, Output, StorageOp, Target, TransferId};
+
+/// `n` nodes bootstrapped to node 0, with a small send window so that a
+/// few MB take several round trips.
+fn paced_star(n: usize) -> Mesh {
+    let mut m = Mesh::new(n, |_, c| c.send_window = 256 * 1024);
+    for i in 1..n {
+        m.bootstrap(i, 0);
+    }
+    m
+}
+
+fn offer(m: &mut Mesh, i: usize, path: &str, data: &[u8]) {
+    m.nodes[i]
+        .storage
+        .sources
+        .insert(path.to_owned(), Bytes::copy_from_slice(data));
+}
+
+/// The send events of node `i` for `t`, as short names in order.
+fn send_events(m: &Mesh, i: usize, t: TransferId) -> Vec<&'static str> {
+    m.events(i)
+        .filter_map(|e| match e {
+            Event::FileSendStarted { transfer, .. } if *transfer == t => Some("started"),
+            Event::FileSendProgress { transfer, .. } if *transfer == t => Some("progress"),
+            Event::FileSent { transfer, .. } if *transfer == t => Some("sent"),
+            Event::FileSendFailed { transfer, .. } if *transfer == t => Some("failed"),
+            _ => None,
+        })
+        .collect()
+}
+
+fn failure_of(m: &Mesh, i: usize, t: TransferId) -> Option<String> {
+    m.events(i).find_map(|e| match e {
+        Event::FileSendFailed {
+            transfer, error, ..
+        } if *transfer == t => Some(error.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn send_file_reads_hashes_and_reaches_every_peer() {
+    let mut m = star(3);
+    converge(&mut m, 5 * SEC);
+    let data = content(1_000_003, 9);
+    offer(&mut m, 0, "/data/big.bin", &data);
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "/data/big.bin", "big.bin")
+        .unwrap();
+    m.run_for(5 * SEC);
+    for i in 1..3 {
+        assert_eq!(
+            m.nodes[i].storage.files.get("big.bin"),
+            Some(&data),
+            "node {i}"
+        );
+    }
+    let events = send_events(&m, 0, t);
+    assert_eq!(events.first(), Some(&"started"));
+    assert_eq!(events.last(), Some(&"sent"));
+    // 1 MB in 256 KiB chunks: progress at most once per percent, at least
+    // once per chunk.
+    let progress = events.iter().filter(|e| **e == "progress").count();
+    assert!((4..=100).contains(&progress), "{events:?}");
+    assert!(m.events(0).any(|e| matches!(
+        e,
+        Event::FileSent { transfer, peers: 2, size: 1_000_003, .. } if *transfer == t
+    )));
+    // The source was closed.
+    assert!(m.nodes[0].storage.open.is_empty());
+    // The checksum the receivers verified is the file's.
+    let sha = crate::file::to_hex(&Sha256::digest(&data).into());
+    assert!(m
+        .events(1)
+        .any(|e| matches!(e, Event::FileReceived { sha256, .. } if *sha256 == sha)));
+}
+
+#[test]
+fn an_empty_file_and_a_missing_file() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    offer(&mut m, 0, "empty", b"");
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "empty", "e.txt")
+        .unwrap();
+    let missing = m.nodes[0]
+        .node
+        .send_file(Target::All, "nope", "n.txt")
+        .unwrap();
+    m.run_for(SEC);
+    assert_eq!(m.nodes[1].storage.files.get("e.txt"), Some(&Vec::new()));
+    assert_eq!(send_events(&m, 0, t), ["started", "progress", "sent"]);
+    assert!(failure_of(&m, 0, missing).unwrap().contains("no such file"));
+    assert!(m.nodes[1].storage.files.get("n.txt").is_none());
+}
+
+#[test]
+fn bad_names_and_no_peers_are_refused_before_anything_is_read() {
+    let mut m = star(2);
+    assert!(m.nodes[0]
+        .node
+        .send_file(Target::All, "x", "a.bin")
+        .is_err());
+    converge(&mut m, 5 * SEC);
+    for bad in ["", "..", "a/b", "x.part"] {
+        assert!(
+            m.nodes[0].node.send_file(Target::All, "x", bad).is_err(),
+            "{bad:?}"
+        );
+    }
+    let stranger = crate::PeerId::parse("stranger").unwrap();
+    assert!(m.nodes[0]
+        .node
+        .send_file(Target::Peer(stranger), "x", "a.bin")
+        .is_err());
+    m.run_for(SEC);
+    assert!(m.nodes[0].storage.open.is_empty());
+}
+
+#[test]
+fn a_target_that_leaves_midway_does_not_stop_the_others() {
+    let mut m = paced_star(3);
+    converge(&mut m, 5 * SEC);
+    m.latency = Duration::from_millis(20);
+    let data = content(4_000_000, 1);
+    offer(&mut m, 0, "f", &data);
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(Duration::from_millis(30));
+    let now = m.now;
+    m.nodes[2].node.shutdown(now);
+    m.run_for(20 * SEC);
+    assert_eq!(m.nodes[1].storage.files.get("f.bin"), Some(&data));
+    assert!(m.events(0).any(|e| matches!(
+        e,
+        Event::FileSent { transfer, peers: 1, .. } if *transfer == t
+    )));
+}
+
+#[test]
+fn a_send_fails_when_every_target_leaves() {
+    let mut m = paced_star(2);
+    converge(&mut m, 5 * SEC);
+    m.latency = Duration::from_millis(20);
+    offer(&mut m, 0, "f", &content(4_000_000, 2));
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(Duration::from_millis(30));
+    let now = m.now;
+    m.nodes[1].node.shutdown(now);
+    m.run_for(5 * SEC);
+    let why = failure_of(&m, 0, t).expect("the send failed");
+    assert!(why.contains("disconnected"), "{why}");
+    assert!(m.nodes[0].storage.open.is_empty(), "source left open");
+}
+
+#[test]
+fn reads_that_never_come_leave_the_send_pending_until_aborted() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    offer(&mut m, 0, "f", &content(600_000, 3));
+    m.nodes[0].storage.hold_reads = true;
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(10 * SEC);
+    // Opened, one read asked, nothing sent, the mesh still fine.
+    assert_eq!(m.nodes[0].storage.held.len(), 1);
+    assert!(send_events(&m, 0, t).is_empty());
+    assert!(m.nodes[1].storage.parts.is_empty());
+    assert_eq!(m.nodes[0].node.peer_count(), 1);
+    assert!(m.nodes[0].node.abort_file(t));
+    m.run_for(SEC);
+    assert_eq!(send_events(&m, 0, t), ["failed"]);
+    assert!(m.nodes[0].storage.open.is_empty());
+    // A late answer to the held read is ignored.
+    let late = m.nodes[0].storage.held.pop().unwrap();
+    let StorageOp::Read {
+        transfer,
+        offset,
+        len,
+    } = late
+    else {
+        panic!("{late:?}")
+    };
+    let now = m.now;
+    m.nodes[0].node.handle_input(
+        now,
+        crate::Input::Read {
+            transfer,
+            offset,
+            data: Bytes::from(vec![0; len]),
+        },
+    );
+    m.run_for(SEC);
+    assert_eq!(send_events(&m, 0, t), ["failed"]);
+}
+
+#[test]
+fn chunks_wait_for_the_send_window() {
+    // One node and a raw peer that never reads: without Flushed reports,
+    // what is transmitted stays at about the window.
+    let mut config = crate::Config::new(9000);
+    config.send_window = 1024 * 1024;
+    let now = std::time::Instant::now();
+    let mut node = crate::Node::new(config, 1, now);
+    let conn = node.handle_accept(now, None);
+    node.handle_input(
+        now,
+        crate::Input::Received {
+            conn,
+            data: Bytes::from_static(b"peer:peer\nLISTEN:127.0.0.1:9001\nPONG\n"),
+        },
+    );
+    while node.poll_output().is_some() {}
+    let data = Bytes::from(content(8 * 1024 * 1024, 4));
+    let t = node.send_file(Target::All, "f", "f.bin").unwrap();
+    let mut transmitted = 0usize;
+    let mut reads = 0;
+    let mut reads_before_flush = 0;
+    let mut flushed = false;
+    for _ in 0..10_000 {
+        let Some(out) = node.poll_output() else {
+            if flushed {
+                break;
+            }
+            // Everything queued so far is written: the rest may go.
+            assert!(
+                transmitted < 2 * 1024 * 1024,
+                "{transmitted} bytes sent past the window"
+            );
+            flushed = true;
+            reads_before_flush = reads;
+            node.handle_input(
+                now,
+                crate::Input::Flushed {
+                    conn,
+                    bytes: transmitted as u64,
+                },
+            );
+            continue;
+        };
+        match out {
+            Output::Transmit { data, .. } => transmitted += data.len(),
+            Output::Storage(StorageOp::Open { transfer, .. }) => node.handle_input(
+                now,
+                crate::Input::Opened {
+                    transfer,
+                    size: data.len() as u64,
+                },
+            ),
+            Output::Storage(StorageOp::Read {
+                transfer,
+                offset,
+                len,
+            }) => {
+                reads += 1;
+                let o = offset as usize;
+                node.handle_input(
+                    now,
+                    crate::Input::Read {
+                        transfer,
+                        offset,
+                        data: data.slice(o..o + len),
+                    },
+                );
+            }
+            _ => {}
+        }
+    }
+    // 32 reads for the hash pass, then 4 or 5 chunks until the window;
+    // after the flush, as many again.
+    assert!(
+        (36..=38).contains(&reads_before_flush),
+        "{reads_before_flush} reads"
+    );
+    assert!(reads > reads_before_flush + 3, "{reads} reads");
+    assert!(transmitted > 2 * 1024 * 1024, "{transmitted}");
+    assert_eq!(node.file_targets(t).map(<[_]>::len), Some(1));
+}
