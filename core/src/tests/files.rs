@@ -104,7 +104,7 @@ fn an_empty_file_and_a_missing_file() {
     assert_eq!(m.nodes[1].storage.files.get("e.txt"), Some(&Vec::new()));
     assert_eq!(send_events(&m, 0, t), ["started", "progress", "sent"]);
     assert!(failure_of(&m, 0, missing).unwrap().contains("no such file"));
-    assert!(m.nodes[1].storage.files.get("n.txt").is_none());
+    assert!(!m.nodes[1].storage.files.contains_key("n.txt"));
 }
 
 #[test]
