@@ -23,6 +23,18 @@ pub struct Proc {
 impl Proc {
     /// Starts a node on a free loopback port, optionally bootstrapped.
     pub fn start(name: &str, dir: &Path, bootstrap: Option<u16>, extra: &[&str]) -> Proc {
+        Proc::start_with(name, dir, bootstrap, extra, true)
+    }
+
+    /// Like [`Proc::start`]; with `piped_stdin` false, stdin is closed
+    /// (`< /dev/null`), as when run from a script or a service manager.
+    pub fn start_with(
+        name: &str,
+        dir: &Path,
+        bootstrap: Option<u16>,
+        extra: &[&str],
+        piped_stdin: bool,
+    ) -> Proc {
         let downloads = dir.join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-node"));
         cmd.args([
@@ -40,7 +52,11 @@ impl Proc {
             cmd.arg(format!("127.0.0.1:{b}"));
         }
         let mut child = cmd
-            .stdin(Stdio::piped())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -139,10 +155,47 @@ impl Proc {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        self.signal("TERM");
         self.child.wait().expect("exits")
+    }
+
+    /// Sends signal `sig` ("INT", "TERM", ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// The exit status if the process exits within `ms`, else `None`.
+    pub fn exit_within(&mut self, ms: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until an incoming file has `at_least` bytes received (by the
+    /// node's progress events), and not yet been received whole.
+    pub fn wait_progress(&mut self, secs: u64, at_least: u64) -> Value {
+        let e = self.wait(secs, |e| {
+            e["type"] == "file_progress" && e["received"].as_u64().unwrap_or(0) >= at_least
+        });
+        let size = e["size"].as_u64().expect("size");
+        assert!(
+            e["received"].as_u64().unwrap() < size,
+            "the transfer ended before it could be interrupted: {e}"
+        );
+        assert_eq!(self.count(|e| e["type"] == "file_received"), 0);
+        e
     }
 }
 
@@ -177,6 +230,23 @@ pub fn mid_transfer(dir: &Path, mib: usize, seed: u64) -> (Proc, Proc) {
     a.send(&format!("/send {}", path.display()));
     b.wait(60, |e| e["type"] == "file_progress");
     (a, b)
+}
+
+/// Part files (`.<name>.<id>.part`) directly in `dir`, with their sizes.
+pub fn part_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let len = e.metadata().ok()?.len();
+                    (name.starts_with('.') && name.ends_with(".part")).then_some((name, len))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// Files in a directory tree, relative names.
