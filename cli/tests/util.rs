@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The `type` of the marker event for a stdout line that is not JSON.
+const NOT_JSON: &str = "__not_json";
+
 pub struct Proc {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
@@ -65,13 +68,13 @@ impl Proc {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("not a JSON line: {line:?}: {e}"),
+                // A panic here would end this thread only, and the test
+                // would report a timeout: the line goes to `wait` instead.
+                let v = serde_json::from_str::<Value>(&line).unwrap_or_else(
+                    |e| serde_json::json!({"type": NOT_JSON, "line": line, "error": e.to_string()}),
+                );
+                if tx.send(v).is_err() {
+                    return;
                 }
             }
         });
@@ -113,12 +116,20 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(v) => {
+                    assert_ne!(v["type"], NOT_JSON, "the node printed a non-JSON line: {v}");
                     self.seen.push(v.clone());
                     if f(&v) {
                         return v;
                     }
                 }
-                Err(_) => panic!("timed out after {secs} s; events so far: {:#?}", self.seen),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("timed out after {secs} s; events so far: {:#?}", self.seen)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "the node's output ended (did it exit? {:?}) while waiting; events so far: {:#?}",
+                    self.child.try_wait(),
+                    self.seen
+                ),
             }
         }
     }
@@ -130,6 +141,7 @@ impl Proc {
             .events
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
+            assert_ne!(v["type"], NOT_JSON, "the node printed a non-JSON line: {v}");
             self.seen.push(v);
         }
     }
