@@ -13,8 +13,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use p2p_benches::{
-    bytes_stream, chat_stream, decode_bytewise, decode_reads, memcpy_bytewise, memcpy_reads,
-    mixed_stream, reads, READ_SIZE,
+    bytes_stream, chat_stream, check_codec_stream, decode_bytewise, decode_reads, memcpy_bytewise,
+    memcpy_reads, mixed_stream, reads, READ_SIZE,
 };
 
 /// One workload: the stream for 64 KiB reads, and a smaller one of the same
@@ -51,12 +51,7 @@ fn codec(c: &mut Criterion) {
     for s in streams() {
         let big_reads = reads(&s.big, READ_SIZE);
         // Same frames whatever the reads: checked once here, outside timing.
-        let expect = decode_reads(std::slice::from_ref(&s.big));
-        assert_eq!(decode_reads(&big_reads), expect);
-        assert_eq!(
-            decode_bytewise(&s.small),
-            decode_reads(std::slice::from_ref(&s.small))
-        );
+        check_codec_stream(&s.big, &s.small);
 
         g.throughput(Throughput::Bytes(s.big.len() as u64));
         g.bench_function(BenchmarkId::new("decode_64k_reads", s.name), |b| {

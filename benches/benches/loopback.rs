@@ -14,151 +14,16 @@
 //! Run: `cargo bench -p p2p-benches --bench loopback`
 //! (only the small size: `... --bench loopback -- 32MiB`).
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
+use p2p_benches::loopback::{pair, plain_copy, transfer};
 use p2p_benches::{filler, MIB};
-use p2p_core::{Event, Target};
-use p2p_net::{start, DiskStorage, Events, NetConfig, NetEvent, NodeHandle, TcpTransport};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
-
-/// Buffer of the baseline copy: the protocol's chunk size, so both sides
-/// move data in the same pieces.
-const COPY_BUF: usize = 256 * 1024;
-
-struct Pair {
-    sender: NodeHandle,
-    sender_events: Events,
-    receiver: NodeHandle,
-    receiver_events: Events,
-    receiver_dir: PathBuf,
-}
-
-async fn node(
-    name: &str,
-    dir: &Path,
-    bootstrap: Option<std::net::SocketAddr>,
-) -> (NodeHandle, Events) {
-    let mut cfg = NetConfig::new(0);
-    cfg.core.name = Some(name.into());
-    cfg.seed = name.len() as u64;
-    if let Some(b) = bootstrap {
-        cfg.bootstrap.push(b.to_string());
-    }
-    let storage = DiskStorage::new(dir).expect("downloads dir");
-    start(cfg, TcpTransport::loopback(), storage)
-        .await
-        .expect("node starts")
-}
-
-async fn wait_for<T>(events: &mut Events, mut f: impl FnMut(NetEvent) -> Option<T>) -> T {
-    let wait = async {
-        loop {
-            let e = events.next().await.expect("node stopped");
-            if let Some(t) = f(e) {
-                return t;
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(300), wait)
-        .await
-        .expect("timed out waiting for an event")
-}
-
-async fn pair(root: &Path) -> Pair {
-    let receiver_dir = root.join("receiver");
-    let (sender, mut sender_events) = node("sender", &root.join("sender"), None).await;
-    let (receiver, mut receiver_events) =
-        node("receiver", &receiver_dir, Some(sender.local_addr())).await;
-    for events in [&mut sender_events, &mut receiver_events] {
-        wait_for(events, |e| {
-            matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())
-        })
-        .await;
-    }
-    Pair {
-        sender,
-        sender_events,
-        receiver,
-        receiver_events,
-        receiver_dir,
-    }
-}
-
-/// One transfer through the nodes; returns its duration. The received file
-/// is checked by size and then deleted (outside the timing).
-async fn transfer(p: &mut Pair, path: &Path, size: u64) -> Duration {
-    let t0 = Instant::now();
-    let peers = p.sender.send_file(path, Target::All).await.expect("sent");
-    assert_eq!(peers, 1);
-    let saved = wait_for(&mut p.receiver_events, |e| match e {
-        NetEvent::Core(Event::FileReceived { saved_as, size, .. }) => Some((saved_as, size)),
-        NetEvent::Core(Event::FileFailed { failure, .. }) => panic!("transfer failed: {failure:?}"),
-        _ => None,
-    })
-    .await;
-    let elapsed = t0.elapsed();
-    assert_eq!(saved.1, size);
-    std::fs::remove_file(p.receiver_dir.join(&saved.0)).expect("remove received file");
-    // Progress events pile up otherwise: nobody else reads them.
-    while p.sender_events.try_next().is_some() {}
-    elapsed
-}
-
-/// The baseline: read the file, write it to a loopback socket; the other
-/// end reads the socket and writes a file, then fsyncs it.
-async fn plain_copy(listener: &Arc<TcpListener>, src: &Path, dst: &Path) -> Duration {
-    let t0 = Instant::now();
-    let addr = listener.local_addr().expect("bound");
-    let dst_owned = dst.to_owned();
-    let listener = listener.clone();
-    // The receiver runs as its own task, like the receiving node's driver,
-    // so that its blocking file writes do not stall the sender.
-    let receive = tokio::spawn(async move {
-        let (mut sock, _) = listener.accept().await.expect("accept");
-        let mut out = File::create(&dst_owned).expect("create");
-        let mut buf = vec![0u8; COPY_BUF];
-        let mut n = 0u64;
-        loop {
-            let k = sock.read(&mut buf).await.expect("read");
-            if k == 0 {
-                break;
-            }
-            // Blocking write in the task, as the node's DiskStorage does.
-            out.write_all(&buf[..k]).expect("write");
-            n += k as u64;
-        }
-        out.sync_all().expect("fsync");
-        n
-    });
-    let send = async {
-        let mut sock = TcpStream::connect(addr).await.expect("connect");
-        let mut file = File::open(src).expect("open");
-        let mut buf = vec![0u8; COPY_BUF];
-        loop {
-            let k = file.read(&mut buf).expect("read file");
-            if k == 0 {
-                break;
-            }
-            sock.write_all(&buf[..k]).await.expect("send");
-        }
-        sock.shutdown().await.expect("shutdown");
-    };
-    send.await;
-    let received = receive.await.expect("receiver task");
-    let elapsed = t0.elapsed();
-    assert_eq!(received, std::fs::metadata(src).expect("src").len());
-    std::fs::remove_file(dst).expect("remove copy");
-    elapsed
-}
 
 fn loopback(c: &mut Criterion) {
     let rt = Runtime::new().expect("tokio runtime");

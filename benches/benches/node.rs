@@ -24,8 +24,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use p2p_benches::{chat_line, check_broadcast_shares_buffers, filler, Rig};
-use p2p_core::codec::{bytes_header, Decoder, Frame, Limits};
+use p2p_benches::{
+    broadcast_messages, chat_line, check_broadcast_shares_buffers, check_frames_become_events,
+    feed_frames, filler, FrameKind, Rig,
+};
+use p2p_core::codec::{Decoder, Frame, Limits};
 
 /// Frames per iteration, whatever the number of peers (100 per peer at 49).
 const FRAMES: usize = 4900;
@@ -33,60 +36,18 @@ const FRAMES: usize = 4900;
 const DISTINCT: usize = 100;
 const PEER_COUNTS: [usize; 2] = [1, 49];
 
-#[derive(Clone, Copy)]
-enum Kind {
-    Chat,
-    Bytes,
-}
-
-impl Kind {
-    fn name(self) -> &'static str {
-        match self {
-            Kind::Chat => "chat64",
-            Kind::Bytes => "bytes64",
-        }
-    }
-
-    /// `DISTINCT` wire frames of this kind, each 64 bytes of content.
-    fn frames(self) -> Vec<Bytes> {
-        (0..DISTINCT)
-            .map(|i| match self {
-                Kind::Chat => Bytes::from(format!("{}\n", chat_line(i))),
-                Kind::Bytes => {
-                    let mut f = bytes_header(64).to_vec();
-                    f.extend_from_slice(&filler(64, i as u64));
-                    Bytes::from(f)
-                }
-            })
-            .collect()
-    }
-}
-
 fn receive(c: &mut Criterion) {
     let mut g = c.benchmark_group("node");
     g.throughput(Throughput::Elements(FRAMES as u64));
-    for kind in [Kind::Chat, Kind::Bytes] {
-        let frames = kind.frames();
+    for kind in [FrameKind::Chat, FrameKind::Bytes] {
+        let frames = kind.frames(DISTINCT);
         for peers in PEER_COUNTS {
             let mut rig = Rig::new(peers);
-            let conns = rig.conns.clone();
-            let feed_all = |rig: &mut Rig| {
-                for f in 0..FRAMES {
-                    rig.feed(conns[f % peers], frames[f % DISTINCT].clone());
-                    rig.drain();
-                }
-            };
             // Checked once before timing, whatever filter is given: every
             // frame becomes exactly one event of its kind.
-            feed_all(&mut rig);
-            let s = &rig.sink;
-            let got = match kind {
-                Kind::Chat => (s.chats, s.binaries),
-                Kind::Bytes => (s.binaries, s.chats),
-            };
-            assert_eq!(got, (FRAMES, 0), "every frame became one event");
+            check_frames_become_events(&mut rig, kind, &frames, FRAMES);
             let id = BenchmarkId::new(format!("receive/{}", kind.name()), peers);
-            g.bench_function(id, |b| b.iter(|| feed_all(&mut rig)));
+            g.bench_function(id, |b| b.iter(|| feed_frames(&mut rig, &frames, FRAMES)));
 
             let mut decoders: Vec<Decoder> = (0..peers)
                 .map(|_| Decoder::new(Limits::default()))
@@ -127,27 +88,13 @@ fn broadcast(c: &mut Criterion) {
             .map(|i| Bytes::from(filler(64, i as u64)))
             .collect();
 
-        let mut rig = Rig::new(peers);
-        g.bench_function(BenchmarkId::new("broadcast/chat64", peers), |b| {
-            b.iter(|| {
-                for m in 0..messages {
-                    let n = rig.node.broadcast_chat(&texts[m % DISTINCT]);
-                    assert_eq!(n, Ok(peers));
-                    rig.drain();
-                }
-            })
-        });
-
-        let mut rig = Rig::new(peers);
-        g.bench_function(BenchmarkId::new("broadcast/bytes64", peers), |b| {
-            b.iter(|| {
-                for m in 0..messages {
-                    let n = rig.node.broadcast_bytes(payloads[m % DISTINCT].clone());
-                    assert_eq!(n, Ok(peers));
-                    rig.drain();
-                }
-            })
-        });
+        for kind in [FrameKind::Chat, FrameKind::Bytes] {
+            let mut rig = Rig::new(peers);
+            let id = BenchmarkId::new(format!("broadcast/{}", kind.name()), peers);
+            g.bench_function(id, |b| {
+                b.iter(|| broadcast_messages(&mut rig, kind, &texts, &payloads, messages))
+            });
+        }
 
         let mut queue: VecDeque<Bytes> = VecDeque::new();
         g.bench_function(BenchmarkId::new("fanout_only", peers), |b| {

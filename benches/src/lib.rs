@@ -13,6 +13,10 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Instant;
 
 use bytes::{BufMut, Bytes, BytesMut};
+
+pub mod file;
+pub mod loopback;
+pub mod sim;
 use p2p_core::codec::{bytes_header, Decoder, Frame, Limits};
 use p2p_core::file::{FileFrame, Outgoing, CHUNK_SIZE};
 use p2p_core::{Config, ConnId, Event, Input, Node, Output, PeerId, StorageOp, TransferId};
@@ -166,6 +170,20 @@ fn drain_decoder(dec: &mut Decoder, d: &mut Decoded) {
             Err(e) => panic!("benchmark stream failed to decode: {e}"),
         }
     }
+}
+
+/// The checks of the `codec` bench on one workload: `big` decodes to the
+/// same frames in one read and in [`READ_SIZE`] reads, and `small` (the
+/// stream for 1-byte reads) to the same frames bytewise and whole. Returns
+/// what `big` decoded to.
+pub fn check_codec_stream(big: &Bytes, small: &Bytes) -> Decoded {
+    let expect = decode_reads(std::slice::from_ref(big));
+    assert_eq!(decode_reads(&reads(big, READ_SIZE)), expect);
+    assert_eq!(
+        decode_bytewise(small),
+        decode_reads(std::slice::from_ref(small))
+    );
+    expect
 }
 
 /// The physical baseline of a decode: copying the same bytes, in the same
@@ -332,6 +350,88 @@ impl Rig {
     /// Drains the node into [`Rig::sink`].
     pub fn drain(&mut self) {
         self.sink.drain(&mut self.node, self.now);
+    }
+}
+
+/// The two kinds of frames the `node` bench sends through a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FrameKind {
+    /// 64-byte chat lines.
+    Chat,
+    /// Binary messages of 64 bytes.
+    Bytes,
+}
+
+impl FrameKind {
+    /// The bench's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            FrameKind::Chat => "chat64",
+            FrameKind::Bytes => "bytes64",
+        }
+    }
+
+    /// `distinct` wire frames of this kind, each 64 bytes of content.
+    pub fn frames(self, distinct: usize) -> Vec<Bytes> {
+        (0..distinct)
+            .map(|i| match self {
+                FrameKind::Chat => Bytes::from(format!("{}\n", chat_line(i))),
+                FrameKind::Bytes => {
+                    let mut f = bytes_header(64).to_vec();
+                    f.extend_from_slice(&filler(64, i as u64));
+                    Bytes::from(f)
+                }
+            })
+            .collect()
+    }
+}
+
+/// Feeds `count` frames, one per read, round-robin over the rig's peers
+/// and cycling through `frames`, draining after every read as the driver
+/// does.
+pub fn feed_frames(rig: &mut Rig, frames: &[Bytes], count: usize) {
+    let peers = rig.conns.len();
+    for f in 0..count {
+        let conn = rig.conns[f % peers];
+        rig.feed(conn, frames[f % frames.len()].clone());
+        rig.drain();
+    }
+}
+
+/// The check of the `node` bench's receive path: [`feed_frames`] turns
+/// every frame into exactly one event of its kind and nothing else.
+pub fn check_frames_become_events(rig: &mut Rig, kind: FrameKind, frames: &[Bytes], count: usize) {
+    let before = rig.sink.clone();
+    feed_frames(rig, frames, count);
+    let s = &rig.sink;
+    let (chats, binaries) = (s.chats - before.chats, s.binaries - before.binaries);
+    let got = match kind {
+        FrameKind::Chat => (chats, binaries),
+        FrameKind::Bytes => (binaries, chats),
+    };
+    assert_eq!(got, (count, 0), "every frame became one event");
+    assert_eq!(s.other_events, before.other_events, "no other event");
+}
+
+/// `messages` broadcasts of `kind`, cycling through `texts` (chat) or
+/// `payloads` (binary), each reaching every peer, drained after each.
+pub fn broadcast_messages(
+    rig: &mut Rig,
+    kind: FrameKind,
+    texts: &[String],
+    payloads: &[Bytes],
+    messages: usize,
+) {
+    let peers = rig.conns.len();
+    for m in 0..messages {
+        let n = match kind {
+            FrameKind::Chat => rig.node.broadcast_chat(&texts[m % texts.len()]),
+            FrameKind::Bytes => rig
+                .node
+                .broadcast_bytes(payloads[m % payloads.len()].clone()),
+        };
+        assert_eq!(n, Ok(peers));
+        rig.drain();
     }
 }
 

@@ -5,21 +5,20 @@
 
 mod util;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use util::Proc;
 
 fn raw(port: u16) -> TcpStream {
-    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    s
+    TcpStream::connect(("127.0.0.1", port)).unwrap()
 }
 
 /// A raw peer that completed the handshake as the reference dialer does.
 fn handshaked(port: u16, id: &str) -> TcpStream {
     let mut s = raw(port);
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.write_all(format!("{id}:{id}\nLISTEN:localhost:9999\n").as_bytes())
         .unwrap();
     let mut first = [0u8; 1];
@@ -27,17 +26,40 @@ fn handshaked(port: u16, id: &str) -> TcpStream {
     s
 }
 
-/// True once the node closed `s` (EOF or reset), reading and discarding.
-fn closed_by_node(s: &mut TcpStream) -> bool {
+/// How a connection ended, as seen by reading it until a deadline.
+#[derive(Debug, PartialEq, Eq)]
+enum Seen {
+    /// EOF or a reset: the node closed it.
+    Closed,
+    /// Still open at the deadline.
+    Open,
+}
+
+/// Reads and discards from `s` until the node closes it (EOF or reset), or
+/// until `within` has passed with the connection still open. A read timeout
+/// is a timeout, never a close.
+fn closed_within(s: &mut TcpStream, within: Duration) -> Seen {
     let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Seen::Open;
+        }
+        s.set_read_timeout(Some(left)).unwrap();
         match s.read(&mut buf) {
-            Ok(0) | Err(_) => return true,
+            Ok(0) => return Seen::Closed,
             Ok(_) => {}
+            Err(e) => match e.kind() {
+                ErrorKind::WouldBlock | ErrorKind::TimedOut => return Seen::Open,
+                ErrorKind::Interrupted => {}
+                ErrorKind::ConnectionReset
+                | ErrorKind::ConnectionAborted
+                | ErrorKind::BrokenPipe => return Seen::Closed,
+                _ => panic!("unexpected read error: {e}"),
+            },
         }
     }
-    false
 }
 
 fn bytes_frame(payload: &[u8]) -> Vec<u8> {
@@ -73,11 +95,21 @@ fn every_bad_input_closes_only_its_connection() {
                 && e["error"]["kind"] == "decode"
                 && e["error"]["detail"]["kind"] == kind
         });
-        assert!(closed_by_node(&mut s), "{id}: still open");
+        // The error is reported before the close: the close follows at once.
+        assert_eq!(
+            closed_within(&mut s, Duration::from_secs(3)),
+            Seen::Closed,
+            "{id}: still open"
+        );
     }
 
     // File frames that must abort only the transfer.
     let mut s = handshaked(a.port, "traversal");
+    // The helper tells an open connection from a closed one.
+    assert_eq!(
+        closed_within(&mut s, Duration::from_millis(300)),
+        Seen::Open
+    );
     let sha = "0".repeat(64);
     for name in ["../evil.txt", "../../../../x", "/tmp/abs"] {
         s.write_all(&bytes_frame(
@@ -105,15 +137,31 @@ fn every_bad_input_closes_only_its_connection() {
 
     // 500 idle connections and an unfinished hello: closed at the 10 s
     // handshake deadline, while the real peer keeps chatting.
+    let opened = Instant::now();
     let mut idle: Vec<TcpStream> = (0..500).map(|_| raw(a.port)).collect();
     idle[0].write_all(b"half-a-hel").unwrap();
     b.send("during the flood");
     a.wait(10, |e| {
         e["type"] == "chat" && e["text"] == "during the flood"
     });
-    for s in idle.iter_mut() {
-        assert!(closed_by_node(s));
+    // Still open well before the deadline...
+    assert_eq!(
+        closed_within(&mut idle[0], Duration::from_secs(5)),
+        Seen::Open
+    );
+    assert_eq!(
+        closed_within(&mut idle[499], Duration::from_millis(10)),
+        Seen::Open
+    );
+    // ... and closed by it, well before the 60 s peer timeout.
+    for (k, s) in idle.iter_mut().enumerate() {
+        let left = (opened + Duration::from_secs(15)).saturating_duration_since(Instant::now());
+        assert_eq!(closed_within(s, left), Seen::Closed, "idle connection {k}");
     }
+    assert!(
+        opened.elapsed() >= Duration::from_secs(9),
+        "closed before the deadline"
+    );
     a.drain(500);
     assert!(
         a.count(|e| e["type"] == "protocol_error" && e["error"]["kind"] == "handshake_timeout")

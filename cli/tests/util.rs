@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// The `type` of the marker event for a stdout line that is not JSON.
+const NOT_JSON: &str = "__not_json";
+
 pub struct Proc {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
@@ -23,6 +26,18 @@ pub struct Proc {
 impl Proc {
     /// Starts a node on a free loopback port, optionally bootstrapped.
     pub fn start(name: &str, dir: &Path, bootstrap: Option<u16>, extra: &[&str]) -> Proc {
+        Proc::start_with(name, dir, bootstrap, extra, true)
+    }
+
+    /// Like [`Proc::start`]; with `piped_stdin` false, stdin is closed
+    /// (`< /dev/null`), as when run from a script or a service manager.
+    pub fn start_with(
+        name: &str,
+        dir: &Path,
+        bootstrap: Option<u16>,
+        extra: &[&str],
+        piped_stdin: bool,
+    ) -> Proc {
         let downloads = dir.join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-node"));
         cmd.args([
@@ -40,7 +55,11 @@ impl Proc {
             cmd.arg(format!("127.0.0.1:{b}"));
         }
         let mut child = cmd
-            .stdin(Stdio::piped())
+            .stdin(if piped_stdin {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -49,13 +68,13 @@ impl Proc {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                match serde_json::from_str::<Value>(&line) {
-                    Ok(v) => {
-                        if tx.send(v).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => panic!("not a JSON line: {line:?}: {e}"),
+                // A panic here would end this thread only, and the test
+                // would report a timeout: the line goes to `wait` instead.
+                let v = serde_json::from_str::<Value>(&line).unwrap_or_else(
+                    |e| serde_json::json!({"type": NOT_JSON, "line": line, "error": e.to_string()}),
+                );
+                if tx.send(v).is_err() {
+                    return;
                 }
             }
         });
@@ -97,12 +116,20 @@ impl Proc {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
                 Ok(v) => {
+                    assert_ne!(v["type"], NOT_JSON, "the node printed a non-JSON line: {v}");
                     self.seen.push(v.clone());
                     if f(&v) {
                         return v;
                     }
                 }
-                Err(_) => panic!("timed out after {secs} s; events so far: {:#?}", self.seen),
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    panic!("timed out after {secs} s; events so far: {:#?}", self.seen)
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => panic!(
+                    "the node's output ended (did it exit? {:?}) while waiting; events so far: {:#?}",
+                    self.child.try_wait(),
+                    self.seen
+                ),
             }
         }
     }
@@ -114,6 +141,7 @@ impl Proc {
             .events
             .recv_timeout(deadline.saturating_duration_since(Instant::now()))
         {
+            assert_ne!(v["type"], NOT_JSON, "the node printed a non-JSON line: {v}");
             self.seen.push(v);
         }
     }
@@ -139,10 +167,47 @@ impl Proc {
 
     /// SIGTERM, then waits for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        self.signal("TERM");
         self.child.wait().expect("exits")
+    }
+
+    /// Sends signal `sig` ("INT", "TERM", ...) to the process.
+    pub fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -{sig} failed");
+    }
+
+    /// The exit status if the process exits within `ms`, else `None`.
+    pub fn exit_within(&mut self, ms: u64) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + Duration::from_millis(ms);
+        loop {
+            if let Some(st) = self.child.try_wait().expect("try_wait") {
+                return Some(st);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Waits until an incoming file has `at_least` bytes received (by the
+    /// node's progress events), and not yet been received whole.
+    pub fn wait_progress(&mut self, secs: u64, at_least: u64) -> Value {
+        let e = self.wait(secs, |e| {
+            e["type"] == "file_progress" && e["received"].as_u64().unwrap_or(0) >= at_least
+        });
+        let size = e["size"].as_u64().expect("size");
+        assert!(
+            e["received"].as_u64().unwrap() < size,
+            "the transfer ended before it could be interrupted: {e}"
+        );
+        assert_eq!(self.count(|e| e["type"] == "file_received"), 0);
+        e
     }
 }
 
@@ -177,6 +242,23 @@ pub fn mid_transfer(dir: &Path, mib: usize, seed: u64) -> (Proc, Proc) {
     a.send(&format!("/send {}", path.display()));
     b.wait(60, |e| e["type"] == "file_progress");
     (a, b)
+}
+
+/// Part files (`.<name>.<id>.part`) directly in `dir`, with their sizes.
+pub fn part_files(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let len = e.metadata().ok()?.len();
+                    (name.starts_with('.') && name.ends_with(".part")).then_some((name, len))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
 }
 
 /// Files in a directory tree, relative names.

@@ -15,12 +15,12 @@ use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use p2p_core::file::{
-    check_name, to_hex, Assembler, AssemblerLimits, FileFrame, MalformedFileFrame,
-};
+use p2p_core::file::{to_hex, Assembler, AssemblerLimits, FileFrame, MalformedFileFrame};
 use p2p_core::{Event, FileFailure, Output, PeerId, StorageOp, TransferId};
 
-use crate::common::{content_bytes, pick, pick_str, sha256, Reader, StorageTracker, Writer};
+use crate::common::{
+    content_bytes, is_plain_name, pick, pick_str, sha256, Reader, StorageTracker, Writer,
+};
 
 /// Senders the inputs choose from.
 const SENDERS: [&str; 3] = ["alice", "bob", "carol"];
@@ -503,7 +503,7 @@ impl Harness {
     }
 
     fn on_start(&mut self, from: &PeerId, name: String, size: u64, sha: [u8; 32], step: &Step) {
-        let accepted_name = check_name(&name).is_ok();
+        let accepted_name = is_plain_name(&name);
         if !accepted_name || size > MAX_FILE_SIZE {
             assert!(
                 step.ops.is_empty(),

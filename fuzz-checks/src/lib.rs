@@ -28,7 +28,7 @@ pub mod handshake;
 pub mod node;
 pub mod seeds;
 
-pub use common::{is_part_name, Writer};
+pub use common::{is_part_name, is_plain_name, Writer};
 pub use decode::{check_decode, DecodeInput, DecodeSummary};
 pub use file::{check_file, FileOp, FileSummary};
 pub use handshake::{check_handshake, HandshakeInput, HandshakeSummary};

@@ -11,17 +11,21 @@
 //!   own hello first on it, and the first frame the remote sent on it is a
 //!   hello with that id; the node's own id is never a peer;
 //! - at most one live connection per peer id;
-//! - bounded memory: buffered bytes within the decoder limits per
-//!   connection, connections no more than the driver holds open, known
+//! - bounded memory: buffered bytes within the decoder limits for each
+//!   connection (its share of `Node::buffered_bytes`, followed step by
+//!   step: see `Harness::account_buffers`), connections no more than the driver holds open, known
 //!   addresses within `max_known_addrs`, incoming transfers within the
 //!   per-peer cap (plus commits the driver has not answered);
 //! - outputs are coherent: transmits and closes only on connections the
 //!   node opened, nothing sent after a close, no dial of our own address,
 //!   nothing at all after shutdown, no timer already due after a timeout;
 //! - storage ops follow the [`p2p_core::StorageOp`] contract with plain
-//!   names, and a `Commit` only of content whose size and SHA-256 were
-//!   declared in a `FILESTART` and repeated in a `FILEEND` for that name on
-//!   the wire.
+//!   names (by the checks' own rule, not the core's `check_name`), a part
+//!   file is created only while a connection delivers bytes, and a `Commit`
+//!   only of content whose size and SHA-256 were declared in a `FILESTART`
+//!   and repeated in a `FILEEND` for that name on the connection the
+//!   transfer was created on, triggered by bytes of that connection: never
+//!   by another peer's frames.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -581,6 +585,20 @@ struct ConnModel {
     shadow_failed: bool,
     /// The first frame the remote sent.
     first_frame: Option<Frame>,
+    /// `(name, size, sha)` of every `FILESTART` the remote sent on it.
+    declared: BTreeSet<(String, u64, [u8; 32])>,
+    /// `(name, sha)` of every `FILEEND` the remote sent on it.
+    ended: BTreeSet<(String, [u8; 32])>,
+    /// Bounds on the bytes the node's decoder holds for it, derived from
+    /// `Node::buffered_bytes` (see `Harness::account_buffers`).
+    buffered: Bounds,
+}
+
+/// What is known of one connection's buffered bytes: `lo..=hi`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Bounds {
+    lo: usize,
+    hi: usize,
 }
 
 impl ConnModel {
@@ -594,6 +612,9 @@ impl ConnModel {
             shadow: Decoder::new(limits),
             shadow_failed: false,
             first_frame: None,
+            declared: BTreeSet::new(),
+            ended: BTreeSet::new(),
+            buffered: Bounds::default(),
         }
     }
 
@@ -612,10 +633,10 @@ struct Harness {
     now: Instant,
     conns: BTreeMap<ConnId, ConnModel>,
     storage: StorageTracker,
-    /// `(name, size, sha)` of every `FILESTART` any remote sent.
-    declared: BTreeSet<(String, u64, [u8; 32])>,
-    /// `(name, sha)` of every `FILEEND` any remote sent.
-    ended: BTreeSet<(String, [u8; 32])>,
+    /// The connection whose bytes the current step delivered, if any.
+    receiving: Option<ConnId>,
+    /// The connection each incoming transfer was created on.
+    origin: BTreeMap<TransferId, ConnId>,
     /// Outgoing transfers the node started.
     outgoing: Vec<(TransferId, u8)>,
     shut_down: bool,
@@ -632,8 +653,8 @@ impl Harness {
             now,
             conns: BTreeMap::new(),
             storage: StorageTracker::default(),
-            declared: BTreeSet::new(),
-            ended: BTreeSet::new(),
+            receiving: None,
+            origin: BTreeMap::new(),
             outgoing: Vec::new(),
             shut_down: false,
             summary: NodeSummary::default(),
@@ -668,6 +689,7 @@ impl Harness {
     }
 
     fn step(&mut self, op: NodeOp) {
+        self.receiving = None;
         match op {
             NodeOp::Accept { remote } => {
                 let conn = self
@@ -717,6 +739,7 @@ impl Harness {
                     let conn = *pick(&open, conn);
                     let data = Bytes::from(wire.bytes());
                     self.shadow(conn, &data);
+                    self.receiving = Some(conn);
                     self.node
                         .handle_input(self.now, Input::Received { conn, data });
                 }
@@ -870,10 +893,10 @@ impl Harness {
                     if let Frame::Bytes(payload) = &frame {
                         match FileFrame::parse(payload) {
                             Some(Ok(FileFrame::Start { name, size, sha256 })) => {
-                                self.declared.insert((name, size, sha256));
+                                c.declared.insert((name, size, sha256));
                             }
                             Some(Ok(FileFrame::End { name, sha256 })) => {
-                                self.ended.insert((name, sha256));
+                                c.ended.insert((name, sha256));
                             }
                             _ => {}
                         }
@@ -943,19 +966,16 @@ impl Harness {
                     c.node_closed = true;
                 }
                 Output::Storage(op) => {
+                    if let p2p_core::StorageOp::Create { transfer, .. } = &op {
+                        // Only a FILESTART from a remote creates a part file,
+                        // while the node reads that remote's bytes.
+                        let conn = self.receiving.unwrap_or_else(|| {
+                            panic!("Create of {transfer} while no connection delivered bytes")
+                        });
+                        self.origin.insert(*transfer, conn);
+                    }
                     if let Some((transfer, w)) = self.storage.apply(&op) {
-                        assert!(
-                            self.declared.contains(&(w.name.clone(), w.len, w.sha)),
-                            "Commit of {transfer} ({:?}, {} bytes): no FILESTART declared that content",
-                            w.name,
-                            w.len
-                        );
-                        assert!(
-                            self.ended.contains(&(w.name.clone(), w.sha)),
-                            "Commit of {transfer} ({:?}): no FILEEND confirmed that checksum",
-                            w.name
-                        );
-                        self.summary.committed += 1;
+                        self.check_commit(transfer, &w);
                     }
                 }
                 Output::Event(e) => {
@@ -972,8 +992,102 @@ impl Harness {
         events
     }
 
+    /// A `Commit` is of content that the remote which started the transfer
+    /// declared (`FILESTART`) and confirmed (`FILEEND`) on the connection
+    /// the transfer was created on, and the `FILEEND` that triggers it came
+    /// on that connection too: another peer, or the same peer on another
+    /// connection, cannot complete it.
+    fn check_commit(&mut self, transfer: TransferId, w: &crate::common::Written) {
+        let origin = *self
+            .origin
+            .get(&transfer)
+            .unwrap_or_else(|| panic!("Commit of {transfer} which no connection started"));
+        assert_eq!(
+            self.receiving,
+            Some(origin),
+            "Commit of {transfer} (started on {origin}) while reading {:?}",
+            self.receiving
+        );
+        let c = &self.conns[&origin];
+        assert!(
+            c.declared.contains(&(w.name.clone(), w.len, w.sha)),
+            "Commit of {transfer} ({:?}, {} bytes): no FILESTART on {origin} declared that content",
+            w.name,
+            w.len
+        );
+        assert!(
+            c.ended.contains(&(w.name.clone(), w.sha)),
+            "Commit of {transfer} ({:?}): no FILEEND on {origin} confirmed that checksum",
+            w.name
+        );
+        self.summary.committed += 1;
+    }
+
+    /// Follows each connection's share of `Node::buffered_bytes` and checks
+    /// it against the per-connection bound.
+    ///
+    /// The node reports only the sum over its decoders. A decoder changes
+    /// only when its own connection delivers bytes; any other decoder can
+    /// only vanish (the node drops a closed connection, at a time of its
+    /// choosing). So after a step that fed connection `c`, everything else
+    /// is known within bounds and `c`'s share is the rest: exact as long as
+    /// no closed connection may still hold bytes, and in any case
+    /// `lo <= buffered(c) <= hi`. A proven lower bound above the limit is a
+    /// broken per-connection bound, whatever the other connections hold.
+    fn account_buffers(&mut self) {
+        let per_conn = self
+            .config
+            .max_line_len
+            .max(self.config.max_bytes_per_message);
+        let total = self.node.buffered_bytes();
+        for c in self.conns.values_mut() {
+            if c.driver_closed {
+                // The driver reported it closed: the node holds nothing
+                // for it from now on (it never receives again).
+                c.buffered = Bounds::default();
+            } else if c.node_closed {
+                // Closing: it may be dropped at any time.
+                c.buffered.lo = 0;
+            }
+        }
+        if let Some(conn) = self.receiving {
+            let (others_lo, others_hi) = self
+                .conns
+                .iter()
+                .filter(|(&id, _)| id != conn)
+                .fold((0, 0), |(lo, hi), (_, c)| {
+                    (lo + c.buffered.lo, hi + c.buffered.hi)
+                });
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.buffered = Bounds {
+                    lo: total.saturating_sub(others_hi),
+                    hi: total.saturating_sub(others_lo),
+                };
+                assert!(
+                    c.buffered.lo <= per_conn,
+                    "{conn} holds at least {} buffered bytes, over the {per_conn}-byte \
+                     per-connection bound ({total} on {} connections)",
+                    c.buffered.lo,
+                    self.node.conn_count()
+                );
+            }
+        } else if total == 0 {
+            for c in self.conns.values_mut() {
+                c.buffered = Bounds::default();
+            }
+        }
+        let (lo, hi) = self.conns.values().fold((0, 0), |(lo, hi), c| {
+            (lo + c.buffered.lo, hi + c.buffered.hi)
+        });
+        assert!(
+            lo <= total && total <= hi,
+            "{total} bytes buffered, connections account for {lo}..={hi}"
+        );
+    }
+
     /// Invariants that hold between steps.
     fn check_state(&mut self) {
+        self.account_buffers();
         let peers: Vec<_> = self.node.peers().collect();
         self.summary.max_peers = self.summary.max_peers.max(peers.len());
         assert_eq!(peers.len(), self.node.peer_count());

@@ -90,11 +90,16 @@ async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
     });
     let mut stdin_open = true;
     let mut terminate = signal_terminate();
+    // One listener for the whole run: a `ctrl_c()` made anew in every turn
+    // of the loop misses a SIGINT that arrives while a turn is busy (an
+    // event printed, a command carried out).
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
 
     loop {
         tokio::select! {
             biased;
-            _ = tokio::signal::ctrl_c() => break,
+            _ = &mut ctrl_c => break,
             _ = terminate.recv() => break,
             ev = events.next() => match ev {
                 Some(ev) => console.event(&ev),

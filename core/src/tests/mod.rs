@@ -492,7 +492,9 @@ fn bad_input_silent_peers_hold_slots_only_for_the_connect_timeout() {
 
 #[test]
 fn bad_input_dialer_without_listen_is_answered_at_once_and_not_advertised() {
-    let mut m = star(2);
+    // Three nodes, so that node 0 has an address to share with node 1 and
+    // its answer is a PEERS list that could carry the ephemeral port.
+    let mut m = star(3);
     converge(&mut m, 5 * SEC);
     let r = m.raw_connect(0, Some("127.0.0.1:45678".parse().unwrap()));
     m.raw_send(r, b"nolisten:nolisten\n");
@@ -507,10 +509,24 @@ fn bad_input_dialer_without_listen_is_answered_at_once_and_not_advertised() {
     // Its ephemeral port is never shared.
     m.nodes[1].node.discover(m.now);
     m.run_for(SEC);
-    let shared = m.events(1).any(|e| {
-        matches!(e, Event::PeersReceived { addrs, .. } if addrs.iter().any(|a| a.ends_with(":45678")))
-    });
-    assert!(!shared);
+    let from0 = m.nodes[0].node.id().clone();
+    let lists: Vec<&Vec<String>> = m
+        .events(1)
+        .filter_map(|e| match e {
+            Event::PeersReceived { addrs, peer } if *peer == from0 => Some(addrs),
+            _ => None,
+        })
+        .collect();
+    // Node 0 answered, listing what it shares (node 2) ...
+    assert!(
+        lists.iter().any(|addrs| addrs.contains(&addr_of(2))),
+        "node 1 got no PEERS list from node 0 to check: {lists:?}"
+    );
+    // ... and never the dialer's port.
+    let shared = lists
+        .iter()
+        .any(|addrs| addrs.iter().any(|a| a.ends_with(":45678")));
+    assert!(!shared, "{lists:?}");
 }
 
 #[test]
@@ -560,24 +576,61 @@ fn bad_input_peers_lists_are_pruned_and_exclude_the_receiver() {
     m.run_for(SEC);
     for i in 0..3 {
         let me = addr_of(i);
+        let mut lists = 0;
         for (t, e) in &m.nodes[i].events {
             if let Event::PeersReceived { addrs, .. } = e {
                 if *t >= mark {
+                    lists += 1;
                     assert!(!addrs.contains(&dead), "node {i} was sent dead {dead}");
                     assert!(!addrs.contains(&me), "node {i} was sent its own address");
                 }
             }
         }
+        // One answer from each of its two live peers, at least.
+        assert!(lists >= 2, "node {i} got {lists} PEERS lists");
     }
-    // localhost and 127.0.0.1 are one peer.
+    // localhost and 127.0.0.1 are one peer: no second dial of node 1.
+    let dials = m.dials_to(0, 1);
     let now = m.now;
     m.nodes[0]
         .node
         .connect(now, &format!("localhost:{}", util::BASE_PORT + 1))
         .unwrap();
     m.run_for(SEC);
+    assert_eq!(m.dials_to(0, 1), dials, "{:?}", m.dials);
     assert_eq!(m.nodes[0].node.peer_count(), 2);
     assert_one_conn_per_peer(&m);
+}
+
+#[test]
+fn aliases_of_one_address_are_dialed_once() {
+    let mut m = Mesh::new(3, |_, _| {});
+    let now = m.now;
+    let port = util::BASE_PORT + 1;
+    for spelling in ["localhost", "127.0.0.1", "LOCALHOST", "LocalHost"] {
+        m.nodes[0]
+            .node
+            .connect(now, &format!("{spelling}:{port}"))
+            .unwrap();
+    }
+    // Learned from a peer in both spellings too.
+    let r = raw_peer(&mut m, 0, "gossip", 9999);
+    let p2 = util::BASE_PORT + 2;
+    m.raw_send(
+        r,
+        format!("PEERS:localhost:{p2},127.0.0.1:{p2},LOCALHOST:{p2}\n").as_bytes(),
+    );
+    m.run_for(5 * SEC);
+    assert_eq!(m.dials_to(0, 1), 1, "{:?}", m.dials);
+    assert_eq!(m.dials_to(0, 2), 1, "{:?}", m.dials);
+    // Two real peers and the raw one, each once.
+    assert_eq!(m.nodes[0].node.peer_count(), 3);
+    assert_one_conn_per_peer(&m);
+    let refused = m
+        .events(0)
+        .filter(|e| matches!(e, Event::Rejected { .. } | Event::DialFailed { .. }))
+        .count();
+    assert_eq!(refused, 0);
 }
 
 #[test]

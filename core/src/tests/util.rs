@@ -90,6 +90,8 @@ pub struct Mesh {
     fifo: BTreeMap<End, Instant>,
     /// Everything every node output, in order: the replay fingerprint.
     pub trace: String,
+    /// Every `Output::Dial`: the dialing node and the address, in order.
+    pub dials: Vec<(usize, String)>,
 }
 
 pub const BASE_PORT: u16 = 7000;
@@ -120,6 +122,7 @@ impl Mesh {
             wires: BTreeMap::new(),
             fifo: BTreeMap::new(),
             trace: String::new(),
+            dials: Vec::new(),
         };
         for _ in 0..n {
             m.add_node(&tweak);
@@ -240,9 +243,16 @@ impl Mesh {
             }
             Output::Close { conn } => self.send(End::Node(i, conn), Delivery::Eof),
             Output::Dial { conn, addr } => {
+                self.dials.push((i, addr.to_string()));
                 let target = (addr.port() as usize).checked_sub(BASE_PORT as usize);
                 let lat = self.latency;
-                match target.filter(|&j| j < self.nodes.len() && addr.host() == "127.0.0.1") {
+                // Both spellings of loopback reach the node, as a resolver
+                // would have it: telling them apart is the node's job.
+                let loopback = matches!(
+                    addr.host().to_ascii_lowercase().as_str(),
+                    "127.0.0.1" | "localhost"
+                );
+                match target.filter(|&j| j < self.nodes.len() && loopback) {
                     Some(j) if !self.nodes[j].crashed && !self.cut.contains(&pair(i, j)) => {
                         let remote = None;
                         self.push(
@@ -565,6 +575,16 @@ impl Mesh {
             self.send(e, Delivery::Eof);
             self.wires.remove(&e);
         }
+    }
+
+    /// How many times node `i` dialed node `j` (by port, whatever the
+    /// spelling of the host).
+    pub fn dials_to(&self, i: usize, j: usize) -> usize {
+        let port = format!(":{}", BASE_PORT as usize + j);
+        self.dials
+            .iter()
+            .filter(|(from, addr)| *from == i && addr.ends_with(&port))
+            .count()
     }
 
     pub fn events(&self, i: usize) -> impl Iterator<Item = &Event> {
