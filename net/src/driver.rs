@@ -250,7 +250,9 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 }
                 Output::Event(e) => {
                     self.settle_waiter(&e);
-                    self.emit(NetEvent::Core(e));
+                    if self.config.debug_events || !e.is_debug() {
+                        self.emit(NetEvent::Core(e));
+                    }
                 }
             }
         }
@@ -303,12 +305,17 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             }
             Incoming::Socket(SocketEvent::Received(conn, data)) => {
                 if self.conns.contains_key(&conn) {
+                    let (events, disk) = (self.backlog.len(), self.disk.pending());
                     self.input(now, Input::Received { conn, data });
                     self.drain_outputs();
-                    // What this connection sent filled the application's
-                    // queue or the disk's: read no more from it until they
-                    // drain (TCP then slows the sender, and only it).
-                    if self.congested() {
+                    // What this connection sent added to a full application
+                    // queue, or to a long disk queue: read no more from it
+                    // until they drain (TCP then slows that sender, and only
+                    // it; a peer that only pings is never held up).
+                    let more_events = self.backlog.len() > events;
+                    let more_disk = self.disk.pending() > disk
+                        && self.disk.pending() > self.config.disk_queue_limit;
+                    if more_events || more_disk {
                         if let Some(c) = self.conns.get(&conn) {
                             c.pause();
                             self.paused.insert(conn);

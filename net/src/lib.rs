@@ -86,6 +86,10 @@ pub struct NetConfig {
     /// Bytes of writes queued for the disk beyond which the connection
     /// that sends them is no longer read.
     pub disk_queue_limit: usize,
+    /// Whether debug-level events (heartbeats, peer lists; see
+    /// `Event::is_debug`) reach the application. Off by default: nobody
+    /// reading them must not hold up a peer.
+    pub debug_events: bool,
     /// Observes every core input and output (for simulation and tests).
     pub tap: Option<Tap>,
 }
@@ -100,6 +104,7 @@ impl std::fmt::Debug for NetConfig {
             .field("slow_reader_timeout", &self.slow_reader_timeout)
             .field("event_queue", &self.event_queue)
             .field("disk_queue_limit", &self.disk_queue_limit)
+            .field("debug_events", &self.debug_events)
             .field("tap", &self.tap.is_some())
             .finish()
     }
@@ -116,6 +121,7 @@ impl NetConfig {
             slow_reader_timeout: Duration::from_secs(30),
             event_queue: 1024,
             disk_queue_limit: 16 * 1024 * 1024,
+            debug_events: false,
             tap: None,
         }
     }

@@ -56,6 +56,7 @@ async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("P2P_LOG"))
         .try_init();
     let mut cfg = NetConfig::new(args.port);
+    cfg.debug_events = args.debug;
     cfg.core.name = args.name.clone();
     cfg.core.max_peers = args.max_peers as usize;
     cfg.core.advertise_host = args.advertise.clone();
