@@ -87,25 +87,188 @@ impl FromStr for Scenario {
     }
 }
 
-/// Deliberate bugs, only for showing that the checks can fail (tests and
-/// `--sabotage`). Never enabled by default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Deliberate bugs, only for showing that every check can fail (tests and
+/// `--sabotage`). Never enabled by default. Each lives in the simulator
+/// (a wrapped transport, storage, tap or host command loop), never in the
+/// core or the driver, and fires one named check in one scenario: see
+/// [`Sabotage::ALL`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sabotage {
-    /// The storage of one receiver flips a byte of the first file it writes,
-    /// so that a file is committed whose content does not match its hash.
+    /// Every host's storage flips a byte of the transfers it writes until
+    /// one of them is committed: a file is committed whose content does
+    /// not match the file sent.
     CorruptCommit,
-    /// The transport of one host flips a byte of the first chat line it
-    /// writes, so that a frame is received differently from how it was sent.
+    /// The transport flips a byte of the first chat line it writes: a frame
+    /// is received differently from how it was sent.
     CorruptWire,
+    /// The transport reports the listening port as the local address of
+    /// every dialed connection, so the two ends of a connection do not
+    /// name the same socket pair.
+    WrongLocalAddr,
+    /// One host reports its peer table with the connections of its peers
+    /// rotated: every peer appears carried by another peer's connection.
+    SwappedSnapshot,
+    /// Every host's storage saves committed files one directory up.
+    EscapeDownloads,
+    /// One host sends its first chat line twice.
+    ChatTwice,
+    /// The tap loses every peer removal for silence, as a node that keeps
+    /// timed-out peers in its table would look.
+    HiddenTimeout,
+    /// One host's transport silently discards everything it writes once
+    /// the mesh has formed.
+    MuteAfterMesh,
+    /// The first seed host's (`n0`) listener never accepts a connection.
+    DeafListener,
+    /// Once a connection to a host is lost after the mesh formed, the
+    /// transport refuses to dial that host again.
+    StickyBlacklist,
+    /// Storage `commit` fails for every received file.
+    FailingCommit,
+    /// One host's command loop loses its first chat line.
+    LostChat,
+    /// One host's peer table report leaves out its last peer.
+    ShortSnapshot,
+    /// Storage panics on the first write of a received file.
+    PanicWrite,
+    /// One host stops answering peer-table requests.
+    MuteSnapshot,
 }
 
 impl Sabotage {
+    /// Every planted bug, in the order `--list` shows them.
+    pub const ALL: [Sabotage; 15] = [
+        Sabotage::WrongLocalAddr,
+        Sabotage::SwappedSnapshot,
+        Sabotage::CorruptWire,
+        Sabotage::CorruptCommit,
+        Sabotage::EscapeDownloads,
+        Sabotage::ChatTwice,
+        Sabotage::HiddenTimeout,
+        Sabotage::MuteAfterMesh,
+        Sabotage::PanicWrite,
+        Sabotage::MuteSnapshot,
+        Sabotage::DeafListener,
+        Sabotage::StickyBlacklist,
+        Sabotage::FailingCommit,
+        Sabotage::LostChat,
+        Sabotage::ShortSnapshot,
+    ];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
+        self.about().0
+    }
+
+    /// The check it makes fail (one of [`crate::invariants::CHECKS`]).
+    pub fn check(self) -> &'static str {
+        self.about().1
+    }
+
+    /// The scenario it fires in.
+    pub fn scenario(self) -> Scenario {
+        self.about().2
+    }
+
+    /// What the bug does.
+    pub fn description(self) -> &'static str {
+        self.about().3
+    }
+
+    fn about(self) -> (&'static str, &'static str, Scenario, &'static str) {
+        use crate::invariants::*;
         match self {
-            Sabotage::CorruptCommit => "corrupt-commit",
-            Sabotage::CorruptWire => "corrupt-wire",
+            Sabotage::WrongLocalAddr => (
+                "wrong-local-addr",
+                ONE_CONNECTION_PER_PAIR,
+                Scenario::Mesh,
+                "the transport reports the listening port as a dialed connection's local address",
+            ),
+            Sabotage::SwappedSnapshot => (
+                "swapped-snapshot",
+                PEER_TABLE_HANDSHAKED,
+                Scenario::Mesh,
+                "n1 reports each peer on another peer's connection",
+            ),
+            Sabotage::CorruptWire => (
+                "corrupt-wire",
+                FRAME_INTEGRITY,
+                Scenario::Chat,
+                "the transport flips a byte of the first chat line it writes",
+            ),
+            Sabotage::CorruptCommit => (
+                "corrupt-commit",
+                FILE_HASH,
+                Scenario::File,
+                "storage flips a byte of each transfer until one is committed",
+            ),
+            Sabotage::EscapeDownloads => (
+                "escape-downloads",
+                INSIDE_DOWNLOADS,
+                Scenario::File,
+                "storage saves committed files one directory up (../name)",
+            ),
+            Sabotage::ChatTwice => (
+                "chat-twice",
+                CHAT_EXACTLY_ONCE,
+                Scenario::Chat,
+                "n1 sends its first chat line twice",
+            ),
+            Sabotage::HiddenTimeout => (
+                "hidden-timeout",
+                STALE_PEER_REMOVED,
+                Scenario::Churn,
+                "the tap loses peer removals for silence (dead peers seem kept)",
+            ),
+            Sabotage::MuteAfterMesh => (
+                "mute-after-mesh",
+                NO_FALSE_TIMEOUT,
+                Scenario::Latency,
+                "n1's transport discards all it writes once the mesh formed",
+            ),
+            Sabotage::PanicWrite => (
+                "panic-write",
+                NO_PANIC,
+                Scenario::File,
+                "storage panics on the first write of a received file",
+            ),
+            Sabotage::MuteSnapshot => (
+                "mute-snapshot",
+                NO_PANIC,
+                Scenario::Mesh,
+                "n1 stops answering peer-table requests",
+            ),
+            Sabotage::DeafListener => (
+                "deaf-listener",
+                MESH_FORMED,
+                Scenario::Mesh,
+                "the first seed host's (n0) listener never accepts a connection",
+            ),
+            Sabotage::StickyBlacklist => (
+                "sticky-blacklist",
+                MESH_REFORMED,
+                Scenario::Partition,
+                "once the mesh formed, a host whose connection was lost is never dialed again",
+            ),
+            Sabotage::FailingCommit => (
+                "failing-commit",
+                TRANSFERS_COMPLETE,
+                Scenario::File,
+                "storage commit fails for every received file, so none arrives",
+            ),
+            Sabotage::LostChat => (
+                "lost-chat",
+                CHAT_DELIVERED,
+                Scenario::Chat,
+                "n1's command loop loses its first chat line",
+            ),
+            Sabotage::ShortSnapshot => (
+                "short-snapshot",
+                PEER_TABLE_MATCHES,
+                Scenario::Mesh,
+                "n1's peer-table report leaves out its last peer",
+            ),
         }
     }
 }
@@ -114,13 +277,13 @@ impl FromStr for Sabotage {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "corrupt-commit" => Ok(Sabotage::CorruptCommit),
-            "corrupt-wire" => Ok(Sabotage::CorruptWire),
-            _ => Err(format!(
-                "unknown sabotage {s:?} (one of: corrupt-commit, corrupt-wire)"
-            )),
-        }
+        Sabotage::ALL
+            .into_iter()
+            .find(|b| b.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = Sabotage::ALL.iter().map(|b| b.name()).collect();
+                format!("unknown sabotage {s:?} (one of: {})", names.join(", "))
+            })
     }
 }
 

@@ -8,12 +8,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use p2p_core::Target;
-use p2p_net::{start, Events, MemStorage, NetEvent, NodeHandle, Storage, Transport};
+use std::sync::atomic::Ordering;
+
+use p2p_core::{DisconnectReason, Event, Output, Target};
+use p2p_net::{start, Events, MemStorage, NetEvent, NodeHandle, Storage, TapEvent, Transport};
 use tokio::sync::mpsc;
 
 use crate::config::{Sabotage, SimConfig};
-use crate::sabotage::{CorruptingStorage, CorruptingTransport};
+use crate::sabotage::{BuggyStorage, BuggyTransport, CorruptingStorage, TransportBug, TARGET};
 use crate::transport::TurmoilTransport;
 use crate::world::{lock, HostCmd, Shared};
 
@@ -41,20 +43,32 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
         tokio::time::sleep(plan.start_delay).await;
     }
     let mem = MemStorage::default();
-    let sabotage = cfg.sabotage;
-    let armed = lock(&world).sabotage.clone();
+    let (armed, meshed) = {
+        let w = lock(&world);
+        (w.sabotage.clone(), w.meshed.clone())
+    };
     // The deliberate bugs wrap the real pieces; without them the host runs
     // exactly the deployed transport and storage.
-    match sabotage {
-        Some(Sabotage::CorruptCommit) => {
+    let Some(bug) = cfg.sabotage else {
+        return life_with(world, &cfg, plan, life, TurmoilTransport, mem.clone(), mem).await;
+    };
+    let transport = BuggyTransport::new(TransportBug {
+        bug,
+        host: h,
+        armed: armed.clone(),
+        meshed,
+        blacklist: Arc::default(),
+    });
+    match bug {
+        Sabotage::CorruptCommit => {
             let storage = CorruptingStorage::new(mem.clone(), armed);
-            life_with(world, &cfg, plan, life, TurmoilTransport, storage, mem).await
+            life_with(world, &cfg, plan, life, transport, storage, mem).await
         }
-        Some(Sabotage::CorruptWire) => {
-            let transport = CorruptingTransport::new(armed);
-            life_with(world, &cfg, plan, life, transport, mem.clone(), mem).await
+        Sabotage::EscapeDownloads | Sabotage::FailingCommit | Sabotage::PanicWrite => {
+            let storage = BuggyStorage::new(mem.clone(), bug, armed);
+            life_with(world, &cfg, plan, life, transport, storage, mem).await
         }
-        None => life_with(world, &cfg, plan, life, TurmoilTransport, mem.clone(), mem).await,
+        _ => life_with(world, &cfg, plan, life, transport, mem.clone(), mem).await,
     }
 }
 
@@ -71,7 +85,14 @@ async fn life_with<T: Transport, S: Storage>(
     let mut net = cfg.net_config(h, life);
     net.bootstrap = plan.bootstrap.clone();
     let tap_world = world.clone();
-    net.tap = Some(Arc::new(move |ev| lock(&tap_world).on_tap(h, life, ev)));
+    let hide_timeouts = cfg.sabotage == Some(Sabotage::HiddenTimeout);
+    net.tap = Some(Arc::new(move |ev| {
+        if hide_timeouts && is_timeout_removal(ev) {
+            // The planted bug: the event never reaches the world.
+            return;
+        }
+        lock(&tap_world).on_tap(h, life, ev)
+    }));
     let (node, events) = start(net, transport, storage).await.map_err(|e| {
         format!(
             "{}: the node did not start: {e}",
@@ -85,13 +106,26 @@ async fn life_with<T: Transport, S: Storage>(
         let at = turmoil::sim_elapsed().unwrap_or_default();
         lock(&world).host_started(h, life, node.id().clone(), mem.clone(), tx, at);
     }
-    serve(world, h, life, node, events, rx, mem).await
+    serve(world, cfg.sabotage, h, life, node, events, rx, mem).await
+}
+
+/// A peer dropped for silence (`hidden-timeout` loses these).
+fn is_timeout_removal(ev: &TapEvent<'_>) -> bool {
+    matches!(
+        ev,
+        TapEvent::Output(Output::Event(Event::PeerDisconnected {
+            reason: DisconnectReason::Timeout { .. },
+            ..
+        }))
+    )
 }
 
 /// Carries out commands and watches the node's own events (the core's
 /// events reach the world through the tap already).
+#[allow(clippy::too_many_arguments)]
 async fn serve(
     world: Shared,
+    bug: Option<Sabotage>,
     h: usize,
     life: u32,
     node: NodeHandle,
@@ -111,10 +145,20 @@ async fn serve(
                 let (world, node) = (world.clone(), node.clone());
                 match cmd {
                     HostCmd::Chat(text) => {
+                        let times = match bug {
+                            Some(b @ (Sabotage::ChatTwice | Sabotage::LostChat))
+                                if h == TARGET && lock(&world).sabotage.swap(false, Ordering::Relaxed) =>
+                            {
+                                if b == Sabotage::ChatTwice { 2 } else { 0 }
+                            }
+                            _ => 1,
+                        };
                         tokio::task::spawn_local(async move {
                             // No peers is a legitimate answer; deliveries are
-                            // checked from what was transmitted.
-                            let _ = node.chat(&text).await;
+                            // checked against the connections of the sender.
+                            for _ in 0..times {
+                                let _ = node.chat(&text).await;
+                            }
                         });
                     }
                     HostCmd::SendFile(name) => {
@@ -127,9 +171,34 @@ async fn serve(
                         });
                     }
                     HostCmd::Snapshot => {
+                        let bug = bug.filter(|_| h == TARGET);
+                        if bug == Some(Sabotage::MuteSnapshot) {
+                            continue;
+                        }
                         tokio::task::spawn_local(async move {
-                            if let Ok(peers) = node.peers().await {
-                                lock(&world).snapshot(h, life, peers);
+                            match node.peers().await {
+                                Ok(mut peers) => {
+                                    match bug {
+                                        Some(Sabotage::ShortSnapshot) => {
+                                            peers.pop();
+                                        }
+                                        Some(Sabotage::SwappedSnapshot) if peers.len() > 1 => {
+                                            let first = peers[0].conn;
+                                            for i in 0..peers.len() - 1 {
+                                                peers[i].conn = peers[i + 1].conn;
+                                            }
+                                            if let Some(last) = peers.last_mut() {
+                                                last.conn = first;
+                                            }
+                                        }
+                                        _ => {}
+                                    }
+                                    lock(&world).snapshot(h, life, peers);
+                                }
+                                Err(e) => {
+                                    let detail = format!("the node's peer table request failed: {e}");
+                                    lock(&world).host_failed(h, life, detail);
+                                }
                             }
                         });
                     }

@@ -4,7 +4,7 @@
 //! carries the simulated time; the report adds the seed and the command
 //! that replays it.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use p2p_core::PeerId;
@@ -32,7 +32,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ),
     (
         INSIDE_DOWNLOADS,
-        "nothing is written outside a node's downloads (plain names only)",
+        "nothing is written outside a node's downloads (plain names by the simulator's own rule)",
     ),
     (
         CHAT_EXACTLY_ONCE,
@@ -46,19 +46,22 @@ pub const CHECKS: &[(&str, &str)] = &[
         NO_FALSE_TIMEOUT,
         "(latency) no heartbeat or handshake between live, reachable peers times out",
     ),
-    (NO_PANIC, "no simulated host panics or stops"),
+    (
+        NO_PANIC,
+        "no simulated host panics, stops, or fails to answer a peer-table request",
+    ),
     (MESH_FORMED, "the full mesh forms before the deadline"),
     (
         MESH_REFORMED,
-        "after the faults stop, the full mesh (re)forms within the bound",
+        "after the faults stop, the full mesh (re)forms within the bound and connections settle",
     ),
     (
         TRANSFERS_COMPLETE,
-        "sends finish, every peer that stayed connected holds the exact file, no part file is left",
+        "a live sender's sends finish without error; every peer established with it when a send started, or sent the file's end, and still connected at the end holds the exact file; no part file is left",
     ),
     (
         CHAT_DELIVERED,
-        "every chat line reaches every peer it was sent to over a connection that stayed up",
+        "every chat line reaches every peer established with its sender when it was sent, or transmitted to, over a connection that stayed up",
     ),
     (
         PEER_TABLE_MATCHES,
@@ -193,15 +196,25 @@ impl World {
                 ));
             }
         }
+        // Per (file, receiver, life): whether any connection it was expected
+        // on stayed up.
+        let mut expected: BTreeMap<(&str, usize, u32), bool> = BTreeMap::new();
         for e in &self.file_expect {
-            let Some(src) = self.files.get(&e.name) else {
+            let stayed = e
+                .key
+                .and_then(|k| self.pairs.get(&k))
+                .is_some_and(|p| !p.closed);
+            *expected.entry((&e.name, e.host, e.life)).or_default() |= stayed;
+        }
+        for ((name, r, life), stayed) in expected {
+            let Some(src) = self.files.get(name) else {
                 continue;
             };
-            let host = &self.hosts[e.host];
-            if !host.alive || host.life() != e.life {
+            let host = &self.hosts[r];
+            if !host.alive || host.life() != life {
                 continue;
             }
-            match self.received_files.get(&(e.host, e.life, e.name.clone())) {
+            match self.received_files.get(&(r, life, name.to_owned())) {
                 Some(saved) => {
                     let same = host
                         .storage
@@ -211,27 +224,17 @@ impl World {
                     if !same {
                         found.push((
                             FILE_HASH,
-                            Some(e.host),
-                            format!("{saved} differs from the {} sent", e.name),
+                            Some(r),
+                            format!("{saved} differs from the {name} sent"),
                         ));
                     }
                 }
-                None => {
-                    let stayed = e
-                        .key
-                        .and_then(|k| self.pairs.get(&k))
-                        .is_some_and(|p| !p.closed);
-                    if stayed {
-                        found.push((
-                            TRANSFERS_COMPLETE,
-                            Some(e.host),
-                            format!(
-                                "stayed connected to the sender of {} but never committed it",
-                                e.name
-                            ),
-                        ));
-                    }
-                }
+                None if stayed => found.push((
+                    TRANSFERS_COMPLETE,
+                    Some(r),
+                    format!("stayed connected to the sender of {name} but never committed it"),
+                )),
+                None => {}
             }
         }
         for (h, host) in self.hosts.iter().enumerate() {
@@ -265,15 +268,21 @@ impl World {
     pub(crate) fn check_chats(&mut self, at: Duration) {
         let mut found = Vec::new();
         for (text, msg) in &self.chats {
+            // Per receiver and life: whether a connection it was expected
+            // on stayed up.
+            let mut expected: BTreeMap<(usize, u32), bool> = BTreeMap::new();
             for &(r, life, key) in &msg.expected {
+                let stayed = key
+                    .and_then(|k| self.pairs.get(&k))
+                    .is_some_and(|p| !p.closed);
+                *expected.entry((r, life)).or_default() |= stayed;
+            }
+            for ((r, life), stayed) in expected {
                 let host = &self.hosts[r];
                 if !host.alive || host.life() != life {
                     continue;
                 }
                 let n = msg.delivered.get(&(r, life)).copied().unwrap_or(0);
-                let stayed = key
-                    .and_then(|k| self.pairs.get(&k))
-                    .is_some_and(|p| !p.closed);
                 if n == 0 && stayed {
                     found.push((r, format!("chat line {text:?} never arrived")));
                 }

@@ -127,14 +127,39 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
     ))
 }
 
-/// Lets connections settle (no state change for a while, within a bound),
-/// then checks every node's own peer table against the tracked one. A
-/// snapshot can straddle an input the driver processed in the same tick,
-/// so a mismatch must show in two snapshots to count.
+/// Lets connections settle (no state change for a while, within a bound:
+/// a mesh that never settles is a violation), decides the watches still
+/// pending (pairs whose ends disagree, crashed peers that must leave every
+/// table), then checks every node's own peer table against the tracked
+/// one. A snapshot can straddle an input the driver processed in the same
+/// tick, so a mismatch must show in two snapshots to count; a running host
+/// that does not answer is a violation.
 fn end_game(sim: &mut turmoil::Sim<'_>, world: &Shared, capture: &PanicCapture) {
     let quiet = Duration::from_millis(300);
     let give_up = sim.elapsed() + Duration::from_secs(3);
-    while sim.elapsed() < give_up && sim.elapsed() < lock(world).last_conn_change + quiet {
+    while sim.elapsed() < lock(world).last_conn_change + quiet {
+        if sim.elapsed() >= give_up {
+            let mut w = lock(world);
+            let (at, last) = (w.now, w.last_conn_change);
+            let detail = format!(
+                "connections still changing 3000 ms after the scenario ended (last change at {} ms)",
+                last.as_millis()
+            );
+            w.violate(MESH_REFORMED, at, None, detail);
+            return;
+        }
+        if !step(sim, world, capture) {
+            return;
+        }
+    }
+    // Every pending watch is decided by its deadline (end_step reports
+    // the ones that fail); a disagreement that resolves ends its watch.
+    let bound = sim.elapsed() + Duration::from_secs(60);
+    loop {
+        let by = lock(world).watches_decided_by();
+        if by.is_none_or(|by| sim.elapsed() > by) || sim.elapsed() > bound {
+            break;
+        }
         if !step(sim, world, capture) {
             return;
         }
@@ -158,6 +183,14 @@ fn end_game(sim: &mut turmoil::Sim<'_>, world: &Shared, capture: &PanicCapture) 
         }
         let now = sim.elapsed();
         let mut w = lock(world);
+        let missing = w.snapshots_missing();
+        if !missing.is_empty() {
+            for h in missing {
+                let detail = "did not answer a peer-table request within 50 steps".to_owned();
+                w.violate(NO_PANIC, now, Some(h), detail);
+            }
+            return;
+        }
         let found = w.snapshot_problems();
         if found.is_empty() {
             return;

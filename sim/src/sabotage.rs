@@ -1,10 +1,12 @@
-//! Deliberate bugs behind a switch ([`crate::Sabotage`]): they show that the
-//! checks can fail. Each acts until it has done its damage once (a
-//! corrupted file committed, a corrupted line sent), then behaves like the
-//! real piece it wraps.
+//! Deliberate bugs behind a switch ([`crate::Sabotage`]): they show that
+//! every check can fail. Each wraps a real piece of a simulated host (its
+//! transport, storage, tap or command loop), never the core or the driver.
+//! Most act once (a corrupted file committed, a corrupted line sent, a
+//! chat line lost) and then behave like the piece they wrap.
 
 use std::collections::BTreeSet;
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -15,8 +17,12 @@ use p2p_core::{Addr, TransferId};
 use p2p_net::{MemStorage, Storage, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::config::{Sabotage, PORT};
 use crate::transport::{TurmoilListener, TurmoilTransport};
 use crate::world::CHAT_PREFIX;
+
+/// The host most deliberate bugs single out (every mesh has an `n1`).
+pub(crate) const TARGET: usize = 1;
 
 /// Memory storage that flips one byte of every transfer it writes until one
 /// such transfer is committed, so that a file whose content differs from
@@ -96,60 +102,164 @@ impl Storage for CorruptingStorage {
     }
 }
 
-/// turmoil transport whose first write containing a simulator chat line
-/// flips a byte of that line on the wire.
+/// Memory storage with one planted bug: `escape-downloads` saves committed
+/// files one directory up, `failing-commit` fails every commit,
+/// `panic-write` panics on the first write.
 #[derive(Debug, Clone)]
-pub(crate) struct CorruptingTransport {
+pub(crate) struct BuggyStorage {
+    mem: MemStorage,
+    bug: Sabotage,
     armed: Arc<AtomicBool>,
 }
 
-impl CorruptingTransport {
-    pub(crate) fn new(armed: Arc<AtomicBool>) -> Self {
-        CorruptingTransport { armed }
+impl BuggyStorage {
+    pub(crate) fn new(mem: MemStorage, bug: Sabotage, armed: Arc<AtomicBool>) -> Self {
+        BuggyStorage { mem, bug, armed }
     }
 }
 
-/// A turmoil stream that may corrupt one write.
-pub(crate) struct CorruptingStream {
+impl Storage for BuggyStorage {
+    fn create(&self, transfer: TransferId, part: &str) -> io::Result<()> {
+        self.mem.create(transfer, part)
+    }
+
+    fn write(&self, transfer: TransferId, data: &[u8]) -> io::Result<()> {
+        if self.bug == Sabotage::PanicWrite && self.armed.swap(false, Ordering::Relaxed) {
+            panic!("planted bug (panic-write): storage write of {transfer:?}");
+        }
+        self.mem.write(transfer, data)
+    }
+
+    fn commit(&self, transfer: TransferId, name: &str) -> io::Result<String> {
+        if self.bug == Sabotage::FailingCommit {
+            return Err(io::Error::other("planted bug (failing-commit)"));
+        }
+        let saved = self.mem.commit(transfer, name)?;
+        if self.bug == Sabotage::EscapeDownloads {
+            // The bug: joins the name to the parent of the downloads.
+            return Ok(format!("../{saved}"));
+        }
+        Ok(saved)
+    }
+
+    fn discard(&self, transfer: TransferId) -> io::Result<()> {
+        self.mem.discard(transfer)
+    }
+
+    fn discard_all(&self) {
+        self.mem.discard_all()
+    }
+
+    fn open(&self, path: &Path) -> io::Result<Source> {
+        self.mem.open(path)
+    }
+}
+
+/// What one host's [`BuggyTransport`] does wrong.
+#[derive(Debug, Clone)]
+pub(crate) struct TransportBug {
+    pub(crate) bug: Sabotage,
+    /// The host it runs on.
+    pub(crate) host: usize,
+    /// Shared by every host: the bug has yet to act (`corrupt-wire`).
+    pub(crate) armed: Arc<AtomicBool>,
+    /// Set once the full mesh first held.
+    pub(crate) meshed: Arc<AtomicBool>,
+    /// `sticky-blacklist`: hosts this node will never dial again.
+    pub(crate) blacklist: Arc<Mutex<BTreeSet<IpAddr>>>,
+}
+
+impl TransportBug {
+    fn muted(&self) -> bool {
+        self.bug == Sabotage::MuteAfterMesh
+            && self.host == TARGET
+            && self.meshed.load(Ordering::Relaxed)
+    }
+
+    fn blacklist(&self) -> std::sync::MutexGuard<'_, BTreeSet<IpAddr>> {
+        self.blacklist.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// turmoil's transport with one planted bug: `corrupt-wire` flips a byte
+/// of the first chat line written, `wrong-local-addr` reports the
+/// listening port as a dialed connection's local address, `mute-after-mesh`
+/// discards every write of one host once the mesh formed, `deaf-listener`
+/// never accepts on `n0`, `sticky-blacklist` never dials again a host whose
+/// connection was lost after the mesh formed.
+#[derive(Debug, Clone)]
+pub(crate) struct BuggyTransport {
+    bug: TransportBug,
+}
+
+impl BuggyTransport {
+    pub(crate) fn new(bug: TransportBug) -> Self {
+        BuggyTransport { bug }
+    }
+}
+
+/// A turmoil stream with the transport's bug.
+pub(crate) struct BuggyStream {
     inner: turmoil::net::TcpStream,
-    armed: Arc<AtomicBool>,
+    bug: TransportBug,
+    remote: Option<IpAddr>,
 }
 
-/// A listener handing out [`CorruptingStream`]s.
-pub(crate) struct CorruptingListener {
+/// A listener handing out [`BuggyStream`]s.
+pub(crate) struct BuggyListener {
     inner: TurmoilListener,
-    armed: Arc<AtomicBool>,
+    bug: TransportBug,
 }
 
-impl Transport for CorruptingTransport {
-    type Stream = CorruptingStream;
-    type Listener = CorruptingListener;
+impl Transport for BuggyTransport {
+    type Stream = BuggyStream;
+    type Listener = BuggyListener;
 
     async fn bind(&self, port: u16) -> io::Result<Self::Listener> {
         let inner = TurmoilTransport.bind(port).await?;
-        Ok(CorruptingListener {
+        Ok(BuggyListener {
             inner,
-            armed: self.armed.clone(),
+            bug: self.bug.clone(),
         })
     }
 
-    async fn connect(
-        &self,
-        addr: &Addr,
-    ) -> io::Result<(Self::Stream, Option<std::net::SocketAddr>)> {
-        let (inner, local) = TurmoilTransport.connect(addr).await?;
-        let armed = self.armed.clone();
-        Ok((CorruptingStream { inner, armed }, local))
+    async fn connect(&self, addr: &Addr) -> io::Result<(Self::Stream, Option<SocketAddr>)> {
+        let remote = addr.as_str().parse::<SocketAddr>().ok().map(|a| a.ip());
+        if self.bug.bug == Sabotage::StickyBlacklist
+            && remote.is_some_and(|ip| self.bug.blacklist().contains(&ip))
+        {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionRefused,
+                "blacklisted (planted bug)",
+            ));
+        }
+        let (inner, mut local) = TurmoilTransport.connect(addr).await?;
+        if self.bug.bug == Sabotage::WrongLocalAddr {
+            local = local.map(|l| SocketAddr::new(l.ip(), PORT));
+        }
+        let stream = BuggyStream {
+            inner,
+            bug: self.bug.clone(),
+            remote,
+        };
+        Ok((stream, local))
     }
 }
 
-impl p2p_net::Listener for CorruptingListener {
-    type Stream = CorruptingStream;
+impl p2p_net::Listener for BuggyListener {
+    type Stream = BuggyStream;
 
     async fn accept(&mut self) -> io::Result<(Self::Stream, std::net::SocketAddr)> {
+        if self.bug.bug == Sabotage::DeafListener && self.bug.host == 0 {
+            std::future::pending::<()>().await;
+        }
         let (inner, remote) = self.inner.accept().await?;
-        let armed = self.armed.clone();
-        Ok((CorruptingStream { inner, armed }, remote))
+        let stream = BuggyStream {
+            inner,
+            bug: self.bug.clone(),
+            remote: Some(remote.ip()),
+        };
+        Ok((stream, remote))
     }
 
     fn local_addr(&self) -> io::Result<std::net::SocketAddr> {
@@ -157,7 +267,17 @@ impl p2p_net::Listener for CorruptingListener {
     }
 }
 
-impl AsyncRead for CorruptingStream {
+impl Drop for BuggyStream {
+    fn drop(&mut self) {
+        if self.bug.bug == Sabotage::StickyBlacklist && self.bug.meshed.load(Ordering::Relaxed) {
+            if let Some(ip) = self.remote {
+                self.bug.blacklist().insert(ip);
+            }
+        }
+    }
+}
+
+impl AsyncRead for BuggyStream {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -167,18 +287,22 @@ impl AsyncRead for CorruptingStream {
     }
 }
 
-impl AsyncWrite for CorruptingStream {
+impl AsyncWrite for BuggyStream {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
+        if self.bug.muted() {
+            return Poll::Ready(Ok(buf.len()));
+        }
         let prefix = CHAT_PREFIX.as_bytes();
-        let found = if self.armed.load(Ordering::Relaxed) {
-            buf.windows(prefix.len()).position(|w| w == prefix)
-        } else {
-            None
-        };
+        let found =
+            if self.bug.bug == Sabotage::CorruptWire && self.bug.armed.load(Ordering::Relaxed) {
+                buf.windows(prefix.len()).position(|w| w == prefix)
+            } else {
+                None
+            };
         if let Some(i) = found {
             let mut bad = buf.to_vec();
             // Flip a letter of the line's text (after the prefix), keeping
@@ -187,7 +311,7 @@ impl AsyncWrite for CorruptingStream {
             bad[at] ^= 0x01;
             let r = Pin::new(&mut self.inner).poll_write(cx, &bad);
             if matches!(r, Poll::Ready(Ok(_))) {
-                self.armed.store(false, Ordering::Relaxed);
+                self.bug.armed.store(false, Ordering::Relaxed);
             }
             return r;
         }

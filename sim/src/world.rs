@@ -14,7 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -104,7 +104,9 @@ pub(crate) struct FileSource {
     pub(crate) done: Option<Result<usize, String>>,
 }
 
-/// `FILEEND` of `name` was transmitted to `host` in `life` on `key`.
+/// `host` in `life` must hold `name` if the connection `key` to the sender
+/// stays up: it was established with the sender when the send started, or
+/// the sender transmitted `FILEEND` to it on `key`.
 #[derive(Debug)]
 pub(crate) struct FileExpect {
     pub(crate) name: String,
@@ -117,8 +119,12 @@ pub(crate) struct FileExpect {
 #[derive(Debug, Default)]
 pub(crate) struct ChatMsg {
     pub(crate) sender_id: Option<PeerId>,
-    /// Receivers it was transmitted to: (host, life, connection).
+    /// Receivers that must get it while the connection stays up: those
+    /// established with the sender when it was sent, and those it was
+    /// transmitted to: (host, life, connection).
     pub(crate) expected: Vec<(usize, u32, Option<PairKey>)>,
+    /// Transmissions of the line to peers.
+    pub(crate) transmitted: usize,
     pub(crate) delivered: BTreeMap<(usize, u32), u32>,
 }
 
@@ -184,10 +190,15 @@ pub(crate) struct World {
     /// Any timeout between live peers is a violation (latency scenario).
     pub(crate) strict_timeouts: bool,
     pub(crate) partition: Option<PartitionWatch>,
+    /// Hosts whose input being processed carried bytes found corrupted:
+    /// what the node makes of them is already a violation.
+    corrupt_input: BTreeSet<usize>,
     /// Live peers dropped on a closed connection: (host, peer) -> when.
     recent_drops: BTreeMap<(usize, PeerId), Duration>,
     /// Armed deliberate bug (see [`crate::Sabotage`]).
     pub(crate) sabotage: Arc<AtomicBool>,
+    /// Set once the full mesh first held (some deliberate bugs wait for it).
+    pub(crate) meshed: Arc<AtomicBool>,
     /// Print events to stderr.
     log: bool,
 }
@@ -232,8 +243,10 @@ impl World {
             series: cfg.plot.then(Series::default),
             strict_timeouts: false,
             partition: None,
+            corrupt_input: BTreeSet::new(),
             recent_drops: BTreeMap::new(),
             sabotage: Arc::new(AtomicBool::new(cfg.sabotage.is_some())),
+            meshed: Arc::new(AtomicBool::new(false)),
             log: cfg.log,
         }
     }
@@ -363,11 +376,46 @@ impl World {
         }
         self.trace
             .note(at, format_args!("command {h}.{} {cmd:?}", host.life()));
-        if let HostCmd::Chat(text) = &cmd {
-            let sender_id = host.id.clone();
-            self.chats.entry(text.clone()).or_default().sender_id = sender_id;
+        let sender_id = host.id.clone();
+        match &cmd {
+            HostCmd::Chat(text) => {
+                let linked = self.established_with(h);
+                let msg = self.chats.entry(text.clone()).or_default();
+                msg.sender_id = sender_id;
+                msg.expected.extend(linked);
+            }
+            HostCmd::SendFile(name) => {
+                let linked = self.established_with(h);
+                self.file_expect
+                    .extend(linked.into_iter().map(|(host, life, key)| FileExpect {
+                        name: name.clone(),
+                        host,
+                        life,
+                        key,
+                    }));
+            }
+            HostCmd::Snapshot => {}
         }
-        host.cmds.as_ref().is_some_and(|c| c.send(cmd).is_ok())
+        self.hosts[h]
+            .cmds
+            .as_ref()
+            .is_some_and(|c| c.send(cmd).is_ok())
+    }
+
+    /// The running hosts `h` has an established connection with, by the
+    /// tap: (host, life, connection).
+    fn established_with(&self, h: usize) -> Vec<(usize, u32, Option<PairKey>)> {
+        let mut out = Vec::new();
+        for t in self.hosts[h].conns.values() {
+            let Some(id) = &t.established else { continue };
+            let Some(&r) = self.live_ids.get(id) else {
+                continue;
+            };
+            if r != h {
+                out.push((r, self.hosts[r].life(), t.key));
+            }
+        }
+        out
     }
 
     /// Running hosts, in index order.
@@ -395,10 +443,30 @@ impl World {
         );
     }
 
-    /// A host's `send_file` returned.
+    /// A host's `send_file` returned. A live sender's send must not fail.
     pub(crate) fn file_send_done(&mut self, name: &str, result: Result<usize, String>) {
-        if let Some(f) = self.files.get_mut(name) {
-            f.done.get_or_insert(result);
+        let Some(f) = self.files.get_mut(name) else {
+            return;
+        };
+        if f.done.is_some() {
+            return;
+        }
+        f.done = Some(result.clone());
+        let sender = f.sender;
+        let lived = self.hosts[sender].alive && self.hosts[sender].life() == f.sender_life;
+        if let (Err(e), true) = (result, lived) {
+            let at = turmoil::sim_elapsed().unwrap_or(self.now);
+            let detail = format!("sending {name} failed: {e}");
+            self.violate(TRANSFERS_COMPLETE, at, Some(sender), detail);
+        }
+    }
+
+    /// Host `h`'s software in life `life` failed to do what it was asked.
+    pub(crate) fn host_failed(&mut self, h: usize, life: u32, detail: String) {
+        let host = &self.hosts[h];
+        if host.alive && host.life() == life {
+            let at = turmoil::sim_elapsed().unwrap_or(self.now);
+            self.violate(NO_PANIC, at, Some(h), detail);
         }
     }
 
@@ -445,6 +513,9 @@ impl World {
                 | TapEvent::Output(Output::Dial { .. } | Output::Close { .. })
         ) {
             self.last_conn_change = at;
+        }
+        if matches!(ev, TapEvent::Input(_)) {
+            self.corrupt_input.remove(&h);
         }
         match ev {
             TapEvent::Accepted { conn, remote } => self.on_accept(h, *conn, *remote),
@@ -571,6 +642,7 @@ impl World {
                 Frame::Line(line) if line.starts_with(CHAT_PREFIX) => {
                     if let Some(msg) = self.chats.get_mut(line.as_str()) {
                         msg.expected.push((r, life, key));
+                        msg.transmitted += 1;
                     }
                 }
                 Frame::Bytes(b) if b.starts_with(b"FILEEND:") => {
@@ -614,6 +686,7 @@ impl World {
             }
         }
         if let Some(p) = problem {
+            self.corrupt_input.insert(h);
             self.violate(FRAME_INTEGRITY, at, Some(h), format!("{conn}: {p}"));
         }
         self.refresh_established(h, conn);
@@ -671,8 +744,9 @@ impl World {
                 self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
             }
             StorageOp::Commit { transfer, name } => {
-                if let Err(why) = p2p_core::file::check_name(name) {
-                    let detail = format!("commit to {name:?}: {why}");
+                // Judged by the simulator's own rule, not the core's.
+                if !plain_name(name) {
+                    let detail = format!("commit to {name:?}, not a plain name");
                     self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
                 }
                 self.hosts[h].commit_names.insert(*transfer, name.clone());
@@ -682,12 +756,13 @@ impl World {
     }
 
     fn on_committed(&mut self, h: usize, transfer: TransferId, saved_as: &str, at: Duration) {
-        if !plain_name(saved_as) {
-            let detail = format!("file saved as {saved_as:?}, not a plain name");
-            self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
-        }
         let host = &mut self.hosts[h];
         let name = host.commit_names.remove(&transfer);
+        if !plain_name(saved_as) {
+            // Outside the downloads: its content is not there to judge.
+            let detail = format!("file saved as {saved_as:?}, outside the downloads");
+            return self.violate(INSIDE_DOWNLOADS, at, Some(h), detail);
+        }
         let data = host
             .storage
             .as_ref()
@@ -884,6 +959,10 @@ impl World {
     }
 
     fn chat_received(&mut self, h: usize, from: &PeerId, text: &str, at: Duration) {
+        if self.corrupt_input.contains(&h) {
+            // Decoded from corrupted bytes: reported as frame_integrity.
+            return;
+        }
         self.coverage.hit("chat_delivered");
         let life = self.hosts[h].life();
         let Some(msg) = self.chats.get_mut(text) else {
@@ -1001,7 +1080,7 @@ impl World {
                 self.disagree.remove(&(a, b));
             }
         }
-        let grace = self.timers.peer_timeout + self.timers.connect + Duration::from_secs(1);
+        let grace = self.disagree_grace();
         let late: Vec<(usize, usize, Duration)> = self
             .disagree
             .iter()
@@ -1037,6 +1116,7 @@ impl World {
         self.mesh_full = self.full_mesh();
         if self.mesh_full && self.first_mesh_at.is_none() {
             self.first_mesh_at = Some(self.last_peer_change);
+            self.meshed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -1073,6 +1153,30 @@ impl World {
             .all(|h| h.snapshot.is_some())
     }
 
+    /// Running hosts that did not answer the snapshot request.
+    pub(crate) fn snapshots_missing(&self) -> Vec<usize> {
+        (0..self.hosts.len())
+            .filter(|&h| self.hosts[h].alive && self.hosts[h].snapshot.is_none())
+            .collect()
+    }
+
+    /// When the last pending watch (a pair whose ends disagree, a crashed
+    /// peer that must leave every table) is decided, if any is pending.
+    pub(crate) fn watches_decided_by(&self) -> Option<Duration> {
+        let stale = self.stale_watch.last().map(|(d, _)| *d);
+        let split = self
+            .disagree
+            .values()
+            .max()
+            .map(|&since| since + self.disagree_grace() + self.tick);
+        stale.max(split)
+    }
+
+    /// How long the two ends of a pair may keep different connections.
+    fn disagree_grace(&self) -> Duration {
+        self.timers.peer_timeout + self.timers.connect + Duration::from_secs(1)
+    }
+
     /// Forgets the snapshots, before asking again.
     pub(crate) fn clear_snapshots(&mut self) {
         for h in &mut self.hosts {
@@ -1083,7 +1187,7 @@ impl World {
     /// How many chat lines were sent, and deliveries expected and made.
     pub(crate) fn chat_totals(&self) -> (usize, usize, u64) {
         let sent = self.chats.len();
-        let expected = self.chats.values().map(|m| m.expected.len()).sum();
+        let expected = self.chats.values().map(|m| m.transmitted).sum();
         let delivered = self
             .chats
             .values()
@@ -1156,8 +1260,14 @@ fn log_lifecycle(host: &str, at: Duration, ev: &TapEvent<'_>) {
     eprintln!("{:>9.3} s  {host:<5} {what}", at.as_secs_f64());
 }
 
-/// A file name inside the downloads directory: no separators, no parent
-/// references, no NUL, not empty.
+/// A file name inside the downloads directory, by the simulator's own rule
+/// (independent of `p2p_core::file::check_name`, which it judges): not
+/// empty, not `.` or `..`, no `/`, `\\`, NUL or other control character.
 pub(crate) fn plain_name(name: &str) -> bool {
-    !name.is_empty() && name != "." && name != ".." && !name.contains(['/', '\\', '\0'])
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control())
 }

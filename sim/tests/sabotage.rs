@@ -1,0 +1,117 @@
+//! Every check can fail: each planted bug ([`Sabotage::ALL`]) runs in its
+//! scenario on a small mesh, and exactly the check it targets, and no
+//! other, is reported as violated, on every seed tried.
+
+use std::collections::BTreeSet;
+
+use p2p_sim::invariants::CHECKS;
+use p2p_sim::{run, Sabotage, SimConfig};
+
+/// Runs `bug` in its scenario with `peers` peers on seeds 1..=3 and
+/// asserts that its check, and only it, is violated.
+fn fires_only_its_check(bug: Sabotage, peers: usize) {
+    for seed in 1..=3 {
+        let mut cfg = SimConfig::new(bug.scenario(), peers, seed);
+        cfg.sabotage = Some(bug);
+        let r = run(&cfg).expect("valid configuration");
+        let checks: BTreeSet<&str> = r.violations.iter().map(|v| v.check).collect();
+        assert_eq!(
+            checks,
+            BTreeSet::from([bug.check()]),
+            "{} on seed {seed}:\n{}",
+            bug.name(),
+            r.summary()
+        );
+        assert!(!r.passed());
+        assert!(r.replay.ends_with(&format!("--sabotage {}", bug.name())));
+    }
+}
+
+#[test]
+fn every_check_has_a_planted_bug() {
+    for (check, _) in CHECKS {
+        assert!(
+            Sabotage::ALL.iter().any(|b| b.check() == *check),
+            "no planted bug fires {check}"
+        );
+    }
+    for b in Sabotage::ALL {
+        assert!(CHECKS.iter().any(|(c, _)| *c == b.check()), "{}", b.name());
+        assert_eq!(b.name().parse::<Sabotage>(), Ok(b));
+    }
+}
+
+#[test]
+fn one_connection_per_pair_fires_on_wrong_local_addr() {
+    fires_only_its_check(Sabotage::WrongLocalAddr, 4);
+}
+
+#[test]
+fn peer_table_handshaked_fires_on_swapped_snapshot() {
+    fires_only_its_check(Sabotage::SwappedSnapshot, 4);
+}
+
+#[test]
+fn frame_integrity_fires_on_corrupt_wire() {
+    fires_only_its_check(Sabotage::CorruptWire, 4);
+}
+
+#[test]
+fn file_hash_fires_on_corrupt_commit() {
+    fires_only_its_check(Sabotage::CorruptCommit, 4);
+}
+
+#[test]
+fn inside_downloads_fires_on_escape_downloads() {
+    fires_only_its_check(Sabotage::EscapeDownloads, 4);
+}
+
+#[test]
+fn chat_exactly_once_fires_on_chat_twice() {
+    fires_only_its_check(Sabotage::ChatTwice, 4);
+}
+
+#[test]
+fn stale_peer_removed_fires_on_hidden_timeout() {
+    fires_only_its_check(Sabotage::HiddenTimeout, 5);
+}
+
+#[test]
+fn no_false_timeout_fires_on_mute_after_mesh() {
+    fires_only_its_check(Sabotage::MuteAfterMesh, 4);
+}
+
+#[test]
+fn no_panic_fires_on_panic_write() {
+    fires_only_its_check(Sabotage::PanicWrite, 4);
+}
+
+#[test]
+fn no_panic_fires_on_mute_snapshot() {
+    fires_only_its_check(Sabotage::MuteSnapshot, 4);
+}
+
+#[test]
+fn mesh_formed_fires_on_deaf_listener() {
+    fires_only_its_check(Sabotage::DeafListener, 4);
+}
+
+#[test]
+fn mesh_reformed_fires_on_sticky_blacklist() {
+    fires_only_its_check(Sabotage::StickyBlacklist, 4);
+}
+
+#[test]
+fn transfers_complete_fires_on_failing_commit() {
+    fires_only_its_check(Sabotage::FailingCommit, 6);
+}
+
+#[test]
+fn chat_delivered_fires_on_lost_chat() {
+    fires_only_its_check(Sabotage::LostChat, 4);
+}
+
+#[test]
+fn peer_table_matches_fires_on_short_snapshot() {
+    fires_only_its_check(Sabotage::ShortSnapshot, 4);
+}
