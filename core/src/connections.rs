@@ -200,6 +200,18 @@ pub(crate) struct Connections {
     pub(crate) out: Outbox,
 }
 
+/// Longest peer name kept, in bytes (docs/PROTOCOL.md §2.2).
+pub(crate) const MAX_NAME_LEN: usize = 64;
+
+/// A peer's name cut to [`MAX_NAME_LEN`] bytes at a character boundary.
+fn cap_name(name: &str) -> String {
+    let mut end = name.len().min(MAX_NAME_LEN);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    name[..end].to_owned()
+}
+
 fn ms(d: Duration) -> u64 {
     u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
@@ -390,7 +402,7 @@ impl Connections {
     ) -> Option<Established> {
         let name = match name.trim() {
             "" => id.to_string(),
-            n => n.to_owned(),
+            n => cap_name(n),
         };
         let c = self.conns.get_mut(&conn)?;
         c.state = ConnState::Established {

@@ -150,8 +150,20 @@ impl Storage for BuggyStorage {
         self.mem.discard_all()
     }
 
-    fn open(&self, path: &Path) -> io::Result<Source> {
-        self.mem.open(path)
+    fn blocking(&self) -> bool {
+        self.mem.blocking()
+    }
+
+    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64> {
+        self.mem.open_source(transfer, path)
+    }
+
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+        self.mem.read(transfer, offset, len)
+    }
+
+    fn close_source(&self, transfer: TransferId) {
+        self.mem.close_source(transfer)
     }
 }
 

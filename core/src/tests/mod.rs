@@ -854,3 +854,18 @@ fn merging_simultaneous_connects_never_drops_the_peer_meanwhile() {
         .events(0)
         .any(|e| matches!(e, Event::Chat { text, .. } if text == "late")));
 }
+
+#[test]
+fn peer_names_are_capped_at_64_bytes() {
+    let mut m = util::Mesh::new(1, |_, _| {});
+    let long = format!("{}é{}", "n".repeat(63), "x".repeat(500));
+    let r = m.raw_connect(0, None);
+    m.raw_send(
+        r,
+        format!("longname:{long}\nLISTEN:localhost:9999\nPONG\n").as_bytes(),
+    );
+    m.run_for(SEC);
+    let peer = m.nodes[0].node.peers().next().expect("established");
+    // 63 bytes of "n", and the two-byte "é" would pass 64: cut before it.
+    assert_eq!(peer.name, "n".repeat(63));
+}
