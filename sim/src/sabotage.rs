@@ -191,6 +191,16 @@ impl TransportBug {
     fn blacklist(&self) -> std::sync::MutexGuard<'_, BTreeSet<IpAddr>> {
         self.blacklist.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// `sticky-blacklist`: a connection to `ip` was lost (or could not be
+    /// made) after the mesh formed.
+    fn lost(&self, ip: Option<IpAddr>) {
+        if self.bug == Sabotage::StickyBlacklist && self.meshed.load(Ordering::Relaxed) {
+            if let Some(ip) = ip {
+                self.blacklist().insert(ip);
+            }
+        }
+    }
 }
 
 /// turmoil's transport with one planted bug: `corrupt-wire` flips a byte
@@ -245,7 +255,13 @@ impl Transport for BuggyTransport {
                 "blacklisted (planted bug)",
             ));
         }
-        let (inner, mut local) = TurmoilTransport.connect(addr).await?;
+        let (inner, mut local) = match TurmoilTransport.connect(addr).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.bug.lost(remote);
+                return Err(e);
+            }
+        };
         if self.bug.bug == Sabotage::WrongLocalAddr {
             local = local.map(|l| SocketAddr::new(l.ip(), PORT));
         }
@@ -281,11 +297,7 @@ impl p2p_net::Listener for BuggyListener {
 
 impl Drop for BuggyStream {
     fn drop(&mut self) {
-        if self.bug.bug == Sabotage::StickyBlacklist && self.bug.meshed.load(Ordering::Relaxed) {
-            if let Some(ip) = self.remote {
-                self.bug.blacklist().insert(ip);
-            }
-        }
+        self.bug.lost(self.remote);
     }
 }
 
@@ -295,7 +307,14 @@ impl AsyncRead for BuggyStream {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        match &r {
+            Poll::Ready(Err(_)) => self.bug.lost(self.remote),
+            Poll::Ready(Ok(())) if buf.filled().len() == before => self.bug.lost(self.remote),
+            _ => {}
+        }
+        r
     }
 }
 
@@ -335,6 +354,7 @@ impl AsyncWrite for BuggyStream {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.bug.lost(self.remote);
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }

@@ -61,14 +61,15 @@ struct Args {
     /// [default: 30000].
     #[arg(long)]
     mesh_deadline_ms: Option<u64>,
-    /// A deliberate bug, to see a check fail: corrupt-commit or corrupt-wire.
+    /// A deliberate bug that makes one check fail (see --list for each bug's
+    /// check and scenario).
     #[arg(long, value_parser = parse_sabotage)]
     sabotage: Option<Sabotage>,
     /// Print every node event (heartbeats excepted) and fault to stderr,
     /// with simulated time: the way to follow a replayed failure.
     #[arg(long)]
     log: bool,
-    /// List the scenarios, checks and coverage counters, then exit.
+    /// List the scenarios, checks, planted bugs and coverage counters, then exit.
     #[arg(long)]
     list: bool,
 }
@@ -279,6 +280,16 @@ fn print_list() {
     println!("checks:");
     for (name, what) in CHECKS {
         println!("  {name:<34} {what}");
+    }
+    println!("sabotages:");
+    for b in Sabotage::ALL {
+        println!(
+            "  {:<18} {:<24} {:<9} {}",
+            b.name(),
+            b.check(),
+            b.scenario().name(),
+            b.description()
+        );
     }
     println!("coverage counters:");
     for (name, what) in COUNTERS {

@@ -1,0 +1,410 @@
+//! The `p2p-sim` binary as users run it: exit codes, the replay line and
+//! replaying it, identical stdout for identical arguments, seed sweeps,
+//! `--check-determinism`, `--plot`, `--list` and a 50-peer mesh.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn p2p_sim(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_p2p-sim"))
+        .args(args)
+        .output()
+        .expect("p2p-sim runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8(o.stdout.clone()).expect("utf-8 stdout")
+}
+
+fn show(o: &Output) -> String {
+    format!(
+        "status {:?}\n--- stdout\n{}\n--- stderr\n{}",
+        o.status.code(),
+        stdout(o),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn a_passing_run_exits_0() {
+    let o = p2p_sim(&["--scenario", "mesh", "--peers", "6", "--seed", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("result    PASS"), "{out}");
+    assert!(!out.contains("replay"), "{out}");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let o = p2p_sim(&["--peers", "1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let o = p2p_sim(&["--sabotage", "no-such-bug"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+#[test]
+fn a_planted_bug_exits_1_and_its_replay_line_reproduces_it() {
+    let args = [
+        "--scenario",
+        "file",
+        "--peers",
+        "6",
+        "--seed",
+        "3",
+        "--sabotage",
+        "corrupt-commit",
+    ];
+    let o = p2p_sim(&args);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("result    FAIL"), "{out}");
+    assert!(out.contains("file_hash at "), "{out}");
+    let replay = out
+        .lines()
+        .find_map(|l| l.trim_start().strip_prefix("replay    "))
+        .unwrap_or_else(|| panic!("no replay line in\n{out}"));
+    let args_again = replay
+        .strip_prefix("cargo run --release --bin p2p-sim -- ")
+        .unwrap_or_else(|| panic!("unexpected replay line {replay:?}"));
+    let again: Vec<&str> = args_again.split_whitespace().collect();
+    assert!(again
+        .windows(2)
+        .any(|w| w == ["--sabotage", "corrupt-commit"]));
+    let o2 = p2p_sim(&again);
+    assert_eq!(o2.status.code(), Some(1), "{}", show(&o2));
+    assert_eq!(stdout(&o2), out, "the replay printed something else");
+    // The replay command is also on stderr, for scripts that keep stdout.
+    assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("p2p-sim: replay: {replay}")));
+}
+
+/// Each `--list` line of the sabotages section: name, check, scenario.
+fn sabotages() -> Vec<(String, String, String)> {
+    let o = p2p_sim(&["--list"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    let section: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "sabotages:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    let checks: Vec<&str> = out
+        .lines()
+        .skip_while(|l| *l != "checks:")
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(checks.len(), 14, "{out}");
+    let list: Vec<(String, String, String)> = section
+        .iter()
+        .map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            assert!(w.len() > 3, "no description in {l:?}");
+            (w[0].to_owned(), w[1].to_owned(), w[2].to_owned())
+        })
+        .collect();
+    for c in &checks {
+        assert!(
+            list.iter().any(|(_, check, _)| check == c),
+            "no planted bug listed for {c}\n{out}"
+        );
+    }
+    list
+}
+
+#[test]
+fn every_listed_sabotage_fails_its_check_on_seeds_1_to_3() {
+    for (name, check, scenario) in sabotages() {
+        let peers = if scenario == "file" { "6" } else { "5" };
+        let args = [
+            "--scenario",
+            &scenario,
+            "--sabotage",
+            &name,
+            "--peers",
+            peers,
+            "--seeds",
+            "1..=3",
+            "--json",
+        ];
+        let o = p2p_sim(&args);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", show(&o));
+        let out = stdout(&o);
+        let lines: Vec<serde_json::Value> = out
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a JSON line"))
+            .collect();
+        assert_eq!(lines.len(), 4, "three seeds and a total: {out}");
+        for v in &lines[..3] {
+            let violated: Vec<&str> = v["violations"]
+                .as_array()
+                .expect("violations")
+                .iter()
+                .filter_map(|x| x["check"].as_str())
+                .collect();
+            assert!(
+                violated.contains(&check.as_str()),
+                "{name} on seed {}: {check} not among {violated:?}",
+                v["seed"]
+            );
+        }
+        assert_eq!(lines[3]["total"]["failed"], 3, "{out}");
+    }
+}
+
+#[test]
+fn the_same_arguments_print_the_same_stdout() {
+    let args = ["--scenario", "churn", "--peers", "6", "--seed", "4"];
+    let a = p2p_sim(&args);
+    let b = p2p_sim(&args);
+    assert_eq!(a.status.code(), Some(0), "{}", show(&a));
+    assert_eq!(stdout(&a), stdout(&b));
+    let json = [
+        "--scenario",
+        "chat",
+        "--peers",
+        "5",
+        "--seed",
+        "4",
+        "--json",
+    ];
+    assert_eq!(stdout(&p2p_sim(&json)), stdout(&p2p_sim(&json)));
+}
+
+#[test]
+fn a_seed_sweep_prints_a_line_per_seed_and_a_total() {
+    let o = p2p_sim(&["--scenario", "mesh", "--peers", "5", "--seeds", "1..4"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    for (i, l) in lines[..3].iter().enumerate() {
+        assert!(l.starts_with(&format!("seed {} ", i + 1)), "{l}");
+        assert!(l.contains(" ok "), "{l}");
+    }
+    assert!(
+        lines[3].starts_with("total: 3 seeds, 3 passed, 0 failed, "),
+        "{}",
+        lines[3]
+    );
+    // A..=B includes B: the same three seeds.
+    let inclusive = p2p_sim(&["--scenario", "mesh", "--peers", "5", "--seeds", "1..=3"]);
+    assert_eq!(stdout(&inclusive), out);
+    // A failing seed in a sweep fails the sweep and names its replay.
+    let o = p2p_sim(&[
+        "--scenario",
+        "mesh",
+        "--peers",
+        "5",
+        "--seeds",
+        "1..3",
+        "--sabotage",
+        "short-snapshot",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("FAIL"), "{out}");
+    assert!(out.contains("replay: cargo run --release --bin p2p-sim -- "));
+    assert!(out.contains("total: 2 seeds, 0 passed, 2 failed"), "{out}");
+}
+
+#[test]
+fn check_determinism_runs_each_seed_twice() {
+    let o = p2p_sim(&[
+        "--scenario",
+        "file",
+        "--peers",
+        "5",
+        "--seed",
+        "2",
+        "--check-determinism",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("determinism: seed 2 ran twice, same trace"));
+    let o = p2p_sim(&[
+        "--scenario",
+        "churn",
+        "--peers",
+        "5",
+        "--seeds",
+        "1..3",
+        "--check-determinism",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    let runs: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    for v in &runs[..2] {
+        assert_eq!(v["deterministic"], true, "{v}");
+        assert_eq!(v["rerun_trace_hash"], v["trace_hash"]);
+    }
+}
+
+#[test]
+fn plot_writes_well_formed_svg() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("partition.svg");
+    let o = p2p_sim(&[
+        "--scenario",
+        "partition",
+        "--peers",
+        "6",
+        "--seed",
+        "3",
+        "--plot",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let svg = std::fs::read_to_string(&path).expect("the plot was written");
+    assert_eq!(xml_root(&svg), Ok("svg".to_owned()), "{svg}");
+    assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
+    assert_eq!(svg.matches("<path").count(), 6, "one line per peer");
+    assert!(!Path::new(&dir.path().join("other.svg")).exists());
+}
+
+#[test]
+fn the_quick_start_fifty_peer_mesh_passes() {
+    let o = p2p_sim(&["--peers", "50", "--seed", "7"]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(
+        out.starts_with("p2p-sim: scenario mesh, 50 peers, seed 7"),
+        "{out}"
+    );
+    assert!(out.contains("result    PASS: full mesh at "), "{out}");
+}
+
+/// A small well-formedness check: every tag closes in order, attributes
+/// are quoted, entities are known, one root element. Returns the root's
+/// name.
+fn xml_root(doc: &str) -> Result<String, String> {
+    let mut rest = doc.trim_start();
+    if let Some(r) = rest.strip_prefix("<?xml") {
+        rest = r.split_once("?>").ok_or("unclosed declaration")?.1;
+    }
+    let mut stack: Vec<String> = Vec::new();
+    let mut root: Option<String> = None;
+    while !rest.is_empty() {
+        if let Some(r) = rest.strip_prefix("<!--") {
+            rest = r.split_once("-->").ok_or("unclosed comment")?.1;
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix("</") {
+            let (name, r) = r.split_once('>').ok_or("unclosed end tag")?;
+            let open = stack.pop().ok_or("end tag without start")?;
+            if open != name.trim() {
+                return Err(format!("</{name}> closes <{open}>"));
+            }
+            rest = r;
+            continue;
+        }
+        if let Some(r) = rest.strip_prefix('<') {
+            let end = tag_end(r).ok_or("unclosed tag")?;
+            let (tag, r) = (&r[..end], &r[end + 1..]);
+            let empty = tag.ends_with('/');
+            let tag = tag.trim_end_matches('/');
+            let name: String = tag.chars().take_while(|c| !c.is_whitespace()).collect();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || "-_:.".contains(c))
+            {
+                return Err(format!("bad tag name {name:?}"));
+            }
+            attributes(&tag[name.len()..])?;
+            if stack.is_empty() {
+                if root.is_some() {
+                    return Err("more than one root element".into());
+                }
+                root = Some(name.clone());
+            }
+            if !empty {
+                stack.push(name);
+            }
+            rest = r;
+            continue;
+        }
+        let (text, r) = rest.split_at(rest.find('<').unwrap_or(rest.len()));
+        if stack.is_empty() && !text.trim().is_empty() {
+            return Err("text outside the root".into());
+        }
+        entities(text)?;
+        rest = r;
+    }
+    if let Some(open) = stack.pop() {
+        return Err(format!("<{open}> never closed"));
+    }
+    root.ok_or_else(|| "no root element".into())
+}
+
+/// Where the tag starting after `<` ends (its `>`), skipping quoted values.
+fn tag_end(s: &str) -> Option<usize> {
+    let mut quote = None;
+    for (i, c) in s.char_indices() {
+        match (quote, c) {
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '>') => return Some(i),
+            (None, '<') => return None,
+            _ => {}
+        }
+    }
+    None
+}
+
+fn attributes(mut s: &str) -> Result<(), String> {
+    loop {
+        s = s.trim_start();
+        if s.is_empty() {
+            return Ok(());
+        }
+        let (name, r) = s
+            .split_once('=')
+            .ok_or(format!("attribute without value: {s:?}"))?;
+        if name.trim().is_empty() || name.trim().contains(char::is_whitespace) {
+            return Err(format!("bad attribute name {name:?}"));
+        }
+        let r = r.trim_start();
+        let q = r.chars().next().filter(|c| *c == '"' || *c == '\'');
+        let q = q.ok_or(format!("unquoted value of {name}"))?;
+        let (value, r) = r[1..].split_once(q).ok_or("unclosed value")?;
+        if value.contains('<') {
+            return Err(format!("'<' in the value of {name}"));
+        }
+        entities(value)?;
+        s = r;
+    }
+}
+
+fn entities(s: &str) -> Result<(), String> {
+    let mut rest = s;
+    while let Some(i) = rest.find('&') {
+        let r = &rest[i + 1..];
+        let (ent, r) = r.split_once(';').ok_or("unterminated entity")?;
+        let known = matches!(ent, "amp" | "lt" | "gt" | "quot" | "apos")
+            || ent.strip_prefix('#').is_some_and(|n| {
+                n.strip_prefix('x').map_or_else(
+                    || n.parse::<u32>().is_ok(),
+                    |h| u32::from_str_radix(h, 16).is_ok(),
+                )
+            });
+        if !known {
+            return Err(format!("unknown entity &{ent};"));
+        }
+        rest = r;
+    }
+    Ok(())
+}
+
+#[test]
+fn the_xml_check_rejects_broken_documents() {
+    assert_eq!(xml_root("<svg a=\"1\"><g/></svg>"), Ok("svg".into()));
+    assert!(xml_root("<svg><g></svg>").is_err());
+    assert!(xml_root("<svg a=1></svg>").is_err());
+    assert!(xml_root("<svg></svg><svg></svg>").is_err());
+    assert!(xml_root("<svg>a & b</svg>").is_err());
+}
