@@ -47,7 +47,11 @@ impl Files {
             sending: BTreeMap::new(),
             sends: BTreeMap::new(),
             next_transfer: 0,
-            chunk_size: config.chunk_size.clamp(1, config.max_bytes_per_message / 2),
+            // Each chunk must fit in one bytes frame with its prefix.
+            chunk_size: config
+                .chunk_size
+                .min(config.max_bytes_per_message / 2)
+                .max(1),
             window: config.send_window,
             out: Outbox::default(),
         }
