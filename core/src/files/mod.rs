@@ -228,18 +228,7 @@ impl Files {
         sha256: [u8; 32],
     ) -> Result<TransferId, CommandError> {
         let file = Outgoing::new(name, size, sha256)?;
-        let to: Vec<PeerId> = match target {
-            Target::All => peers.ids().cloned().collect(),
-            Target::Peer(p) => {
-                if !peers.contains(&p) {
-                    return Err(CommandError::UnknownPeer(p.to_string()));
-                }
-                vec![p]
-            }
-        };
-        if to.is_empty() {
-            return Err(CommandError::NoPeers);
-        }
+        let to = Self::targets_of(peers, target)?;
         let id = self.next_id();
         let frame = file.start_frame();
         send::transmit_to(peers, &to, &[frame], &mut self.out);
