@@ -9,7 +9,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use p2p_core::{CloseReason, ConnId};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufWriter};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::AbortHandle;
 
 /// What socket tasks tell the driver.
@@ -32,6 +32,8 @@ pub(crate) struct ConnHandle {
     /// The reader waits while this is set (backpressure towards the peer).
     paused: Arc<AtomicBool>,
     resume: Arc<Notify>,
+    /// Reads the reader may hand over before the driver consumed them.
+    credits: Arc<Semaphore>,
     reader: AbortHandle,
     writer: AbortHandle,
     /// When the queue first went over the limit, if it still is.
@@ -44,6 +46,11 @@ pub(crate) struct ConnHandle {
 /// buffer, so an idle connection holds a few KiB, a busy one 64 KiB reads.
 const READ_SIZE: usize = 64 * 1024;
 const MIN_READ: usize = 4 * 1024;
+
+/// Reads of one connection waiting for the driver at most: a busy peer
+/// cannot queue many reads ahead of a quiet peer's `PING` in the driver's
+/// channel, and what it has in flight stays at a few read buffers.
+const READS_IN_FLIGHT: usize = 2;
 
 impl ConnHandle {
     /// Starts the reader and writer tasks of a connected stream.
@@ -64,8 +71,9 @@ impl ConnHandle {
         let paused = Arc::new(AtomicBool::new(false));
         let resume = Arc::new(Notify::new());
 
+        let credits = Arc::new(Semaphore::new(READS_IN_FLIGHT));
         let ev = events.clone();
-        let (p, r) = (paused.clone(), resume.clone());
+        let (p, r, cr) = (paused.clone(), resume.clone(), credits.clone());
         let reader = tokio::spawn(async move {
             let mut want = MIN_READ;
             let mut buf = BytesMut::new();
@@ -84,6 +92,10 @@ impl ConnHandle {
                             want = (want * 2).min(READ_SIZE);
                         }
                         let data = buf.split().freeze();
+                        match cr.acquire().await {
+                            Ok(permit) => permit.forget(),
+                            Err(_) => return,
+                        }
                         if ev
                             .send(SocketEvent::Received(conn, data).into())
                             .await
@@ -148,6 +160,7 @@ impl ConnHandle {
             reported: 0,
             paused,
             resume,
+            credits,
             reader,
             writer,
             over_since: None,
@@ -176,6 +189,11 @@ impl ConnHandle {
         let delta = total - self.reported;
         self.reported = total;
         (delta > 0).then_some(delta)
+    }
+
+    /// The driver handled one read of this connection.
+    pub(crate) fn consumed(&self) {
+        self.credits.add_permits(1);
     }
 
     /// Stops reading from the socket after the read in progress.

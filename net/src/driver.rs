@@ -187,15 +187,22 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         !self.backlog.is_empty() || self.disk.pending() > self.config.disk_queue_limit
     }
 
+    /// Resumes paused connections once the shared queues have room and
+    /// their own send queue is back under the limit.
     fn resume_if_room(&mut self) {
         if self.paused.is_empty() || self.congested() {
             return;
         }
-        for conn in std::mem::take(&mut self.paused) {
-            if let Some(c) = self.conns.get(&conn) {
+        let limit = self.config.send_queue_limit;
+        let conns = &self.conns;
+        self.paused.retain(|conn| match conns.get(conn) {
+            Some(c) if c.queued() <= limit => {
                 c.resume();
+                false
             }
-        }
+            Some(_) => true,
+            None => false,
+        });
     }
 
     /// Tells the core what the writers flushed, so that file sends pace.
@@ -209,6 +216,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         for (conn, bytes) in flushed {
             self.input(now, Input::Flushed { conn, bytes });
         }
+        self.resume_if_room();
     }
 
     fn on_disk_done(&mut self, done: Done) {
@@ -304,18 +312,25 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 }
             }
             Incoming::Socket(SocketEvent::Received(conn, data)) => {
-                if self.conns.contains_key(&conn) {
+                if let Some(c) = self.conns.get(&conn) {
+                    c.consumed();
                     let (events, disk) = (self.backlog.len(), self.disk.pending());
                     self.input(now, Input::Received { conn, data });
                     self.drain_outputs();
                     // What this connection sent added to a full application
-                    // queue, or to a long disk queue: read no more from it
-                    // until they drain (TCP then slows that sender, and only
-                    // it; a peer that only pings is never held up).
+                    // queue or a long disk queue, or it does not read what
+                    // we answer (a PING flood from a peer that reads no
+                    // PONG): read no more from it until they drain. TCP then
+                    // slows that sender, and only it; a peer that only pings
+                    // and reads its answers is never held up.
                     let more_events = self.backlog.len() > events;
                     let more_disk = self.disk.pending() > disk
                         && self.disk.pending() > self.config.disk_queue_limit;
-                    if more_events || more_disk {
+                    let unread = self
+                        .conns
+                        .get(&conn)
+                        .is_some_and(|c| c.queued() > self.config.send_queue_limit);
+                    if more_events || more_disk || unread {
                         if let Some(c) = self.conns.get(&conn) {
                             c.pause();
                             self.paused.insert(conn);

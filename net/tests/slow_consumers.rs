@@ -123,6 +123,55 @@ async fn an_application_that_stops_reading_slows_only_the_flooding_peer() {
     a.shutdown().await.ok();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_floods_pings_and_reads_no_pong_is_not_read_either() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = NetConfig::new(0);
+    cfg.send_queue_limit = 1024 * 1024;
+    let (a, _events) = start(
+        cfg,
+        TcpTransport::loopback(),
+        DiskStorage::new(dir.path()).unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = a.local_addr();
+    let pinger_conn = raw_peer(addr, "pinger");
+    let mut flooder = raw_peer(addr, "flooder");
+    let written = tokio::task::spawn_blocking(move || {
+        flooder
+            .set_write_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let block = "PING\n".repeat(20_000);
+        let (mut total, start) = (0u64, Instant::now());
+        let mut at_1s = None;
+        while start.elapsed() < Duration::from_secs(3) {
+            if at_1s.is_none() && start.elapsed() >= Duration::from_secs(1) {
+                at_1s = Some(total);
+            }
+            match flooder.write(block.as_bytes()) {
+                Ok(n) => total += n as u64,
+                Err(_) => std::thread::sleep(Duration::from_millis(10)),
+            }
+        }
+        (at_1s.unwrap_or(total), total)
+    });
+    let worst =
+        tokio::task::spawn_blocking(move || ping_worst(pinger_conn, Duration::from_secs(3)))
+            .await
+            .unwrap();
+    let (at_1s, total) = written.await.unwrap();
+    eprintln!(
+        "PING flood: {at_1s} bytes by 1 s, {total} by 3 s; other peer's slowest PONG {worst:?}"
+    );
+    // Our PONGs to it stay queued (it reads none): once its queue passed
+    // the limit we stopped reading its PINGs, so it wrote almost nothing
+    // more (kernel buffers on both sides hold a few MB).
+    assert!(total - at_1s < 8 * 1024 * 1024, "{at_1s} -> {total}");
+    assert!(worst < Duration::from_millis(500), "slowest PONG {worst:?}");
+    a.shutdown().await.ok();
+}
+
 /// Memory, but every write of a part file takes `delay` (on the storage
 /// worker, since it blocks).
 #[derive(Clone)]
