@@ -15,7 +15,7 @@ use p2p_net::{start, Events, MemStorage, NetEvent, NodeHandle, Storage, TapEvent
 use tokio::sync::mpsc;
 
 use crate::config::{Sabotage, SimConfig};
-use crate::sabotage::{BuggyStorage, BuggyTransport, CorruptingStorage, TransportBug, TARGET};
+use crate::sabotage::{BuggyStorage, BuggyTransport, TransportBug, TARGET};
 use crate::transport::TurmoilTransport;
 use crate::world::{lock, HostCmd, Shared};
 
@@ -60,11 +60,10 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
         blacklist: Arc::default(),
     });
     match bug {
-        Sabotage::CorruptCommit => {
-            let storage = CorruptingStorage::new(mem.clone(), armed);
-            life_with(world, &cfg, plan, life, transport, storage, mem).await
-        }
-        Sabotage::EscapeDownloads | Sabotage::FailingCommit | Sabotage::PanicWrite => {
+        Sabotage::CorruptCommit
+        | Sabotage::EscapeDownloads
+        | Sabotage::FailingCommit
+        | Sabotage::PanicWrite => {
             let storage = BuggyStorage::new(mem.clone(), bug, armed);
             life_with(world, &cfg, plan, life, transport, storage, mem).await
         }

@@ -24,23 +24,29 @@ use crate::world::CHAT_PREFIX;
 /// The host most deliberate bugs single out (every mesh has an `n1`).
 pub(crate) const TARGET: usize = 1;
 
-/// Memory storage that flips one byte of every transfer it writes until one
-/// such transfer is committed, so that a file whose content differs from
-/// what the core verified gets committed whatever the schedule (a transfer
-/// aborted by a flapping link does not defuse it).
+/// Memory storage with one planted bug:
+/// - `corrupt-commit` flips one byte of every transfer it writes until one
+///   such transfer is committed, so that a file whose content differs from
+///   what the core verified gets committed whatever the schedule (a
+///   transfer aborted by a flapping link does not defuse it);
+/// - `escape-downloads` saves committed files one directory up;
+/// - `failing-commit` fails every commit;
+/// - `panic-write` panics on the first write.
 #[derive(Debug, Clone)]
-pub(crate) struct CorruptingStorage {
+pub(crate) struct BuggyStorage {
     mem: MemStorage,
-    /// Shared by every host: cleared by the first corrupted commit.
+    bug: Sabotage,
+    /// Shared by every host: cleared once the bug did its harm.
     armed: Arc<AtomicBool>,
-    /// Transfers of this host with a flipped byte.
+    /// `corrupt-commit`: transfers of this host with a flipped byte.
     tainted: Arc<Mutex<BTreeSet<TransferId>>>,
 }
 
-impl CorruptingStorage {
-    pub(crate) fn new(mem: MemStorage, armed: Arc<AtomicBool>) -> Self {
-        CorruptingStorage {
+impl BuggyStorage {
+    pub(crate) fn new(mem: MemStorage, bug: Sabotage, armed: Arc<AtomicBool>) -> Self {
+        BuggyStorage {
             mem,
+            bug,
             armed,
             tainted: Arc::default(),
         }
@@ -52,27 +58,42 @@ impl CorruptingStorage {
     }
 }
 
-impl Storage for CorruptingStorage {
+impl Storage for BuggyStorage {
     fn create(&self, transfer: TransferId, part: &str) -> io::Result<()> {
         self.mem.create(transfer, part)
     }
 
     fn write(&self, transfer: TransferId, data: &[u8]) -> io::Result<()> {
-        if !data.is_empty() && self.armed.load(Ordering::Relaxed) && self.tainted().insert(transfer)
-        {
-            let mut bad = data.to_vec();
-            bad[0] ^= 0x01;
-            return self.mem.write(transfer, &bad);
+        match self.bug {
+            Sabotage::PanicWrite if self.armed.swap(false, Ordering::Relaxed) => {
+                panic!("planted bug (panic-write): storage write of {transfer:?}");
+            }
+            Sabotage::CorruptCommit
+                if !data.is_empty()
+                    && self.armed.load(Ordering::Relaxed)
+                    && self.tainted().insert(transfer) =>
+            {
+                let mut bad = data.to_vec();
+                bad[0] ^= 0x01;
+                self.mem.write(transfer, &bad)
+            }
+            _ => self.mem.write(transfer, data),
         }
-        self.mem.write(transfer, data)
     }
 
     fn commit(&self, transfer: TransferId, name: &str) -> io::Result<String> {
-        let result = self.mem.commit(transfer, name);
-        if result.is_ok() && self.tainted().remove(&transfer) {
+        if self.bug == Sabotage::FailingCommit {
+            return Err(io::Error::other("planted bug (failing-commit)"));
+        }
+        let saved = self.mem.commit(transfer, name)?;
+        if self.bug == Sabotage::CorruptCommit && self.tainted().remove(&transfer) {
             self.armed.store(false, Ordering::Relaxed);
         }
-        result
+        if self.bug == Sabotage::EscapeDownloads {
+            // The bug: joins the name to the parent of the downloads.
+            return Ok(format!("../{saved}"));
+        }
+        Ok(saved)
     }
 
     fn discard(&self, transfer: TransferId) -> io::Result<()> {
@@ -82,71 +103,6 @@ impl Storage for CorruptingStorage {
 
     fn discard_all(&self) {
         self.tainted().clear();
-        self.mem.discard_all()
-    }
-
-    fn blocking(&self) -> bool {
-        self.mem.blocking()
-    }
-
-    fn open_source(&self, transfer: TransferId, path: &Path) -> io::Result<u64> {
-        self.mem.open_source(transfer, path)
-    }
-
-    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
-        self.mem.read(transfer, offset, len)
-    }
-
-    fn close_source(&self, transfer: TransferId) {
-        self.mem.close_source(transfer)
-    }
-}
-
-/// Memory storage with one planted bug: `escape-downloads` saves committed
-/// files one directory up, `failing-commit` fails every commit,
-/// `panic-write` panics on the first write.
-#[derive(Debug, Clone)]
-pub(crate) struct BuggyStorage {
-    mem: MemStorage,
-    bug: Sabotage,
-    armed: Arc<AtomicBool>,
-}
-
-impl BuggyStorage {
-    pub(crate) fn new(mem: MemStorage, bug: Sabotage, armed: Arc<AtomicBool>) -> Self {
-        BuggyStorage { mem, bug, armed }
-    }
-}
-
-impl Storage for BuggyStorage {
-    fn create(&self, transfer: TransferId, part: &str) -> io::Result<()> {
-        self.mem.create(transfer, part)
-    }
-
-    fn write(&self, transfer: TransferId, data: &[u8]) -> io::Result<()> {
-        if self.bug == Sabotage::PanicWrite && self.armed.swap(false, Ordering::Relaxed) {
-            panic!("planted bug (panic-write): storage write of {transfer:?}");
-        }
-        self.mem.write(transfer, data)
-    }
-
-    fn commit(&self, transfer: TransferId, name: &str) -> io::Result<String> {
-        if self.bug == Sabotage::FailingCommit {
-            return Err(io::Error::other("planted bug (failing-commit)"));
-        }
-        let saved = self.mem.commit(transfer, name)?;
-        if self.bug == Sabotage::EscapeDownloads {
-            // The bug: joins the name to the parent of the downloads.
-            return Ok(format!("../{saved}"));
-        }
-        Ok(saved)
-    }
-
-    fn discard(&self, transfer: TransferId) -> io::Result<()> {
-        self.mem.discard(transfer)
-    }
-
-    fn discard_all(&self) {
         self.mem.discard_all()
     }
 

@@ -20,6 +20,24 @@ fn paced_star(n: usize) -> Mesh {
     m
 }
 
+/// Node 0 of a paced `n`-node mesh starts sending `data` to everyone;
+/// 30 ms later node `leaver` shuts down. Runs 20 s more.
+fn send_then_leave(n: usize, data: &[u8], leaver: usize) -> (Mesh, TransferId) {
+    let mut m = paced_star(n);
+    converge(&mut m, 5 * SEC);
+    m.latency = Duration::from_millis(20);
+    offer(&mut m, 0, "f", data);
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(Duration::from_millis(30));
+    let now = m.now;
+    m.nodes[leaver].node.shutdown(now);
+    m.run_for(20 * SEC);
+    (m, t)
+}
+
 fn offer(m: &mut Mesh, i: usize, path: &str, data: &[u8]) {
     m.nodes[i]
         .storage
@@ -132,19 +150,8 @@ fn bad_names_and_no_peers_are_refused_before_anything_is_read() {
 
 #[test]
 fn a_target_that_leaves_midway_does_not_stop_the_others() {
-    let mut m = paced_star(3);
-    converge(&mut m, 5 * SEC);
-    m.latency = Duration::from_millis(20);
     let data = content(4_000_000, 1);
-    offer(&mut m, 0, "f", &data);
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
-    m.run_for(Duration::from_millis(30));
-    let now = m.now;
-    m.nodes[2].node.shutdown(now);
-    m.run_for(20 * SEC);
+    let (m, t) = send_then_leave(3, &data, 2);
     assert_eq!(m.nodes[1].storage.files.get("f.bin"), Some(&data));
     assert!(m.events(0).any(|e| matches!(
         e,
@@ -154,18 +161,7 @@ fn a_target_that_leaves_midway_does_not_stop_the_others() {
 
 #[test]
 fn a_send_fails_when_every_target_leaves() {
-    let mut m = paced_star(2);
-    converge(&mut m, 5 * SEC);
-    m.latency = Duration::from_millis(20);
-    offer(&mut m, 0, "f", &content(4_000_000, 2));
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
-    m.run_for(Duration::from_millis(30));
-    let now = m.now;
-    m.nodes[1].node.shutdown(now);
-    m.run_for(5 * SEC);
+    let (m, t) = send_then_leave(2, &content(4_000_000, 2), 1);
     let why = failure_of(&m, 0, t).expect("the send failed");
     assert!(why.contains("disconnected"), "{why}");
     assert!(m.nodes[0].storage.open.is_empty(), "source left open");
