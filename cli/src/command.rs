@@ -182,6 +182,7 @@ mod tests {
             addr: Some(p2p_core::Addr::parse(addr).unwrap()),
             outbound: true,
             conn: p2p_core::ConnId(1),
+            extensions: Vec::new(),
         };
         let peers = [
             p("a1", "bob", "10.0.0.1:1"),

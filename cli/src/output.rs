@@ -53,7 +53,7 @@ pub fn clock() -> String {
 fn close_text(r: &CloseReason) -> String {
     match r {
         CloseReason::Eof => "connection closed".into(),
-        CloseReason::Io { error } => error.clone(),
+        CloseReason::Io { error } => error.to_string(),
         CloseReason::SlowReader { queued } => format!("not reading ({queued} bytes queued)"),
     }
 }
@@ -455,6 +455,14 @@ impl Console {
             Event::PingSent { peer } => {
                 self.line("DEBUG", &format!("Sent PING to {}", self.name(peer)))
             }
+            Event::PeerExtensions { peer, extensions } => self.line(
+                "DEBUG",
+                &format!("{} speaks {}", self.name(peer), extensions.join(" ")),
+            ),
+            Event::ExtensionIgnored { peer, why } => self.line(
+                "DEBUG",
+                &format!("Ignored an extension frame from {}: {why}", self.name(peer)),
+            ),
             Event::PongReceived { peer } => {
                 self.line("DEBUG", &format!("Received PONG from {}", self.name(peer)))
             }

@@ -82,6 +82,12 @@ fn a_sender_killed_mid_transfer_leaves_the_receiver_nothing() {
     b.wait(5, |e| {
         e["type"] == "peer_disconnected" && e["name"] == "alice"
     });
+    // The part file is deleted by the storage worker, right after the
+    // event that reports the abort.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    while !util::files_under(&b.downloads).is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     assert_eq!(util::files_under(&b.downloads), Vec::<String>::new());
     assert_peers(&mut b, &[]);
 }

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 
 use crate::codec::{self, Message};
+use crate::extensions::RESERVED_PREFIXES;
 use crate::io::Outbox;
 use crate::peers::Peers;
 use crate::{CommandError, Event, PeerId};
@@ -41,7 +42,14 @@ impl Chat {
         Ok(Message::Chat(text.to_owned()).to_bytes())
     }
 
-    fn bytes_header(&self, len: usize) -> Result<Bytes, CommandError> {
+    fn bytes_header(&self, data: &[u8]) -> Result<Bytes, CommandError> {
+        if let Some(prefix) = RESERVED_PREFIXES
+            .into_iter()
+            .find(|p| data.starts_with(p.as_bytes()))
+        {
+            return Err(CommandError::ReservedPrefix { prefix });
+        }
+        let len = data.len();
         if len > self.max_bytes_per_message {
             return Err(CommandError::TooLarge {
                 len,
@@ -93,7 +101,7 @@ impl Chat {
         peers: &Peers,
         data: Bytes,
     ) -> Result<usize, CommandError> {
-        let header = self.bytes_header(data.len())?;
+        let header = self.bytes_header(&data)?;
         Ok(self.transmit_all(peers, &[header, data]))
     }
 
@@ -104,7 +112,7 @@ impl Chat {
         data: Bytes,
     ) -> Result<(), CommandError> {
         let conn = Self::conn_of(peers, peer)?;
-        let header = self.bytes_header(data.len())?;
+        let header = self.bytes_header(&data)?;
         self.out.transmit(conn, header);
         self.out.transmit(conn, data);
         Ok(())

@@ -13,7 +13,7 @@ use rand_core::RngCore;
 use crate::addrbook::{AddrBook, AddrState, Failure};
 use crate::io::Outbox;
 use crate::timer::TimerTable;
-use crate::{Addr, CommandError, Config, ConnId, Event, PeerId};
+use crate::{Addr, CommandError, Config, ConnId, DialFailure, Event, PeerId};
 
 /// A random delay in `0..=max`, in whole milliseconds.
 pub(crate) fn jitter(rng: &mut ChaCha8Rng, max: Duration) -> Duration {
@@ -211,7 +211,7 @@ impl Dialer {
         &mut self,
         now: Instant,
         addr: &Addr,
-        reason: String,
+        reason: DialFailure,
         rng: &mut ChaCha8Rng,
     ) {
         let bootstrap = self.bootstraps.get(addr).copied();

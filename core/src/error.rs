@@ -1,15 +1,125 @@
 //! Typed errors of the core.
 
-use serde::Serialize;
+use std::fmt;
+use std::io;
+
+use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use crate::codec::DecodeError;
+use crate::CloseReason;
+
+/// An I/O failure as the driver saw it: its kind, to match on, and the
+/// operating system's words, for people.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IoError {
+    /// The kind (`connection_refused`, `timed_out`, ... in JSON).
+    #[serde(serialize_with = "ser_kind")]
+    pub kind: io::ErrorKind,
+    /// The error text.
+    pub detail: String,
+}
+
+impl IoError {
+    /// An error of `kind` with its text.
+    pub fn new(kind: io::ErrorKind, detail: impl Into<String>) -> Self {
+        IoError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl From<&io::Error> for IoError {
+    fn from(e: &io::Error) -> Self {
+        IoError::new(e.kind(), e.to_string())
+    }
+}
+
+impl From<io::Error> for IoError {
+    fn from(e: io::Error) -> Self {
+        IoError::from(&e)
+    }
+}
+
+impl fmt::Display for IoError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+/// `ConnectionRefused` as `connection_refused`.
+fn ser_kind<S: Serializer>(kind: &io::ErrorKind, s: S) -> Result<S::Ok, S::Error> {
+    let mut out = String::new();
+    for (i, c) in format!("{kind:?}").chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    s.serialize_str(&out)
+}
+
+/// Why a dial did not reach a peer.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum DialFailure {
+    /// The socket did not connect.
+    #[error("{0}")]
+    Io(IoError),
+    /// The connection ended before the handshake completed.
+    #[error("closed during the handshake: {0}")]
+    Closed(CloseReason),
+    /// The handshake broke the protocol.
+    #[error("{0}")]
+    Protocol(ProtocolError),
+    /// The listener is at its peer limit.
+    #[error("MAX_PEERS")]
+    MaxPeers,
+    /// The address turned out to be our own.
+    #[error("this is our own address")]
+    OwnAddress,
+}
+
+/// Why sending a file failed.
+#[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
+#[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum SendFailure {
+    /// The source could not be opened or read.
+    #[error("{0}")]
+    Storage(IoError),
+    /// The source changed between the hash pass and the send.
+    #[error("the file {0}")]
+    Changed(&'static str),
+    /// Storage answered out of turn (a driver bug).
+    #[error("storage answered out of turn: {0}")]
+    OutOfTurn(String),
+    /// The core refused the file (name, size).
+    #[error("{0}")]
+    Refused(CommandError),
+    /// Every target disconnected.
+    #[error("every receiving peer disconnected")]
+    TargetsGone,
+    /// The application aborted it.
+    #[error("aborted")]
+    Aborted,
+    /// The node shut down.
+    #[error("the node shut down")]
+    Shutdown,
+}
 
 /// Why a connection was closed for misbehaving. Every one of these closes
 /// exactly that connection; the node and its other peers go on.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
 // Adjacent tagging: `Decode` wraps an enum that is itself tagged by `kind`.
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// The byte stream could not be decoded into frames.
     #[error("bad framing: {0}")]
@@ -53,6 +163,7 @@ pub enum ProtocolError {
 /// Why an application command was refused. Nothing was sent.
 #[derive(Debug, Clone, PartialEq, Eq, Error, Serialize)]
 #[serde(tag = "kind", content = "detail", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CommandError {
     /// Chat text that the wire cannot carry as chat.
     #[error("cannot send {text:?} as chat: {why}")]
@@ -79,6 +190,13 @@ pub enum CommandError {
         /// The limit.
         limit: usize,
     },
+    /// A binary message starting with a prefix only the node itself sends
+    /// (docs/PROTOCOL.md §7.1): the receiver would misread it.
+    #[error("a binary message may not start with {prefix:?}")]
+    ReservedPrefix {
+        /// The prefix.
+        prefix: &'static str,
+    },
     /// A file name that the receivers would refuse.
     #[error("invalid file name {0:?}")]
     InvalidFileName(String),
@@ -101,6 +219,21 @@ pub enum CommandError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn io_errors_keep_their_kind() {
+        let e = IoError::from(io::Error::from(io::ErrorKind::ConnectionRefused));
+        assert_eq!(e.kind, io::ErrorKind::ConnectionRefused);
+        let json = serde_json::to_string(&DialFailure::Io(IoError::new(
+            io::ErrorKind::TimedOut,
+            "connect timed out",
+        )))
+        .unwrap();
+        assert_eq!(
+            json,
+            r#"{"kind":"io","detail":{"kind":"timed_out","detail":"connect timed out"}}"#
+        );
+    }
 
     #[test]
     fn errors_serialize_to_valid_json_with_one_kind_per_level() {

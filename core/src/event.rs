@@ -3,7 +3,7 @@
 use bytes::Bytes;
 use serde::{Serialize, Serializer};
 
-use crate::{Addr, ConnId, PeerId, ProtocolError, TransferId};
+use crate::{Addr, ConnId, DialFailure, IoError, PeerId, ProtocolError, SendFailure, TransferId};
 
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -51,7 +51,7 @@ pub enum Event {
         /// The address.
         addr: Addr,
         /// What the driver or the handshake reported.
-        reason: String,
+        reason: DialFailure,
         /// Consecutive failures of this address.
         failures: u32,
     },
@@ -186,7 +186,7 @@ pub enum Event {
         /// File name.
         name: String,
         /// Why.
-        error: String,
+        error: SendFailure,
     },
     /// A connection broke the protocol and was closed.
     ProtocolError {
@@ -209,6 +209,22 @@ pub enum Event {
         kept: ConnId,
         /// The duplicate being retired.
         retired: ConnId,
+    },
+    /// Debug: a peer's caps frame said which extensions it speaks
+    /// (docs/PROTOCOL.md §7.3).
+    PeerExtensions {
+        /// The peer.
+        peer: PeerId,
+        /// `name/version` tokens.
+        extensions: Vec<String>,
+    },
+    /// Debug: an extension frame was ignored (malformed, not announced,
+    /// not spoken here); the connection goes on.
+    ExtensionIgnored {
+        /// The sender.
+        peer: PeerId,
+        /// Why.
+        why: String,
     },
     /// Debug: we sent `PING`.
     PingSent {
@@ -245,6 +261,8 @@ impl Event {
             self,
             Event::PingSent { .. }
                 | Event::DuplicateRetired { .. }
+                | Event::PeerExtensions { .. }
+                | Event::ExtensionIgnored { .. }
                 | Event::PongReceived { .. }
                 | Event::PeersRequested { .. }
                 | Event::PeersReceived { .. }
@@ -283,14 +301,26 @@ pub enum CloseReason {
     Eof,
     /// A read or write failed.
     Io {
-        /// The error text.
-        error: String,
+        /// The error.
+        error: IoError,
     },
     /// The peer did not drain its send queue in time.
     SlowReader {
         /// Bytes queued when we gave up.
         queued: u64,
     },
+}
+
+impl std::fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CloseReason::Eof => f.write_str("closed by the remote"),
+            CloseReason::Io { error } => write!(f, "{error}"),
+            CloseReason::SlowReader { queued } => {
+                write!(f, "not reading: {queued} bytes queued")
+            }
+        }
+    }
 }
 
 /// Why a handshake was refused.
@@ -365,8 +395,8 @@ pub enum FileFailure {
     PeerGone,
     /// The driver could not write or commit it.
     Storage {
-        /// The error text.
-        error: String,
+        /// The error.
+        error: IoError,
     },
     /// The node shut down mid-transfer.
     Shutdown,
@@ -447,4 +477,7 @@ pub struct PeerInfo {
     pub outbound: bool,
     /// The connection carrying it.
     pub conn: ConnId,
+    /// The extensions it announced, as `name/version` (empty for a
+    /// reference node).
+    pub extensions: Vec<String>,
 }

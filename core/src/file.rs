@@ -661,10 +661,9 @@ impl Assembler {
     pub fn handle_storage_failed(
         &mut self,
         transfer: TransferId,
-        error: String,
+        error: crate::IoError,
         out: &mut VecDeque<Output>,
     ) {
-        let error = truncate_for_report(&error);
         self.abort(transfer, FileFailure::Storage { error }, out);
     }
 
@@ -738,6 +737,10 @@ mod tests {
                 _ => panic!("the assembler only emits storage ops and events"),
             })
             .collect()
+    }
+
+    fn io_err(s: &str) -> crate::IoError {
+        crate::IoError::new(std::io::ErrorKind::Other, s)
     }
 
     fn peer(s: &str) -> PeerId {
@@ -1454,9 +1457,9 @@ mod tests {
         rig.end(&a, "g", b"ab");
         // Running transfer.
         rig.asm
-            .handle_storage_failed(TransferId(1), "disk full".into(), &mut rig.out);
+            .handle_storage_failed(TransferId(1), io_err("disk full"), &mut rig.out);
         let storage = FileFailure::Storage {
-            error: "disk full".into(),
+            error: io_err("disk full"),
         };
         assert_eq!(
             drain(&mut rig.out),
@@ -1464,16 +1467,16 @@ mod tests {
         );
         // Committing transfer.
         rig.asm
-            .handle_storage_failed(TransferId(3), "disk full".into(), &mut rig.out);
+            .handle_storage_failed(TransferId(3), io_err("disk full"), &mut rig.out);
         assert_eq!(
             drain(&mut rig.out),
             vec![discard(3), failed(Some(3), &a, "g", storage)]
         );
         // Unknown (or already failed) transfers are ignored.
         rig.asm
-            .handle_storage_failed(TransferId(1), "again".into(), &mut rig.out);
+            .handle_storage_failed(TransferId(1), io_err("again"), &mut rig.out);
         rig.asm
-            .handle_storage_failed(TransferId(99), "never".into(), &mut rig.out);
+            .handle_storage_failed(TransferId(99), io_err("never"), &mut rig.out);
         rig.asm
             .handle_committed(TransferId(3), "g".into(), &mut rig.out);
         assert_eq!(drain(&mut rig.out), vec![]);

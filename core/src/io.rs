@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::event::{CloseReason, StorageOp};
-use crate::{Addr, ConnId, Event, PeerId, TransferId};
+use crate::{Addr, ConnId, Event, IoError, PeerId, TransferId};
 
 /// Something that happened outside the node: reported by the driver.
 #[derive(Debug, Clone)]
@@ -28,7 +28,7 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
         /// What went wrong.
-        reason: String,
+        error: IoError,
     },
     /// Bytes arrived on a connection.
     Received {
@@ -79,8 +79,8 @@ pub enum Input {
     StorageFailed {
         /// The transfer.
         transfer: TransferId,
-        /// The error text.
-        error: String,
+        /// The error.
+        error: IoError,
     },
 }
 

@@ -24,7 +24,8 @@
 //!         Output::Dial { conn, addr } => {
 //!             assert_eq!(addr.as_str(), "127.0.0.1:8000");
 //!             // A driver opens a socket here; pretend the dial failed.
-//!             node.handle_input(now, Input::DialFailed { conn, reason: "refused".into() });
+//!             let error = p2p_core::IoError::new(std::io::ErrorKind::ConnectionRefused, "refused");
+//!             node.handle_input(now, Input::DialFailed { conn, error });
 //!         }
 //!         Output::Transmit { .. } | Output::Close { .. } | Output::Storage(_) => {}
 //!         Output::Event(event) => println!("{event:?}"),
@@ -46,6 +47,7 @@ mod dialer;
 mod discovery;
 mod error;
 mod event;
+mod extensions;
 pub mod file;
 mod files;
 mod heartbeat;
@@ -64,7 +66,7 @@ pub struct ReadmeDoctests;
 
 pub use addr::Addr;
 pub use config::Config;
-pub use error::{CommandError, ProtocolError};
+pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
     CloseReason, DisconnectReason, Event, FileFailure, PeerInfo, RejectReason, StorageOp,
 };

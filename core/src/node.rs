@@ -13,6 +13,7 @@
 //! | discovery | `discovery.rs` | `REQUEST_PEERS`/`PEERS`, gossip |
 //! | heartbeat | `heartbeat.rs` | `PING`/`PONG` |
 //! | chat | `chat.rs` | chat lines and binary messages |
+//! | extensions | `extensions.rs` | `P2PX/` frames, capability exchange |
 //! | files | `files.rs` | file transfers |
 
 use std::collections::{BTreeMap, VecDeque};
@@ -29,11 +30,15 @@ use crate::connections::{ConnState, Connections, Ended, Expiry, Next};
 use crate::dialer::{Dialer, Step};
 use crate::discovery::Discovery;
 use crate::event::{CloseReason, DisconnectReason, Event, PeerInfo};
+use crate::extensions::{Extensions, EXT_PREFIX};
 use crate::files::Files;
 use crate::heartbeat::Heartbeat;
 use crate::io::{Input, Output, Target};
 use crate::peers::Peers;
-use crate::{Addr, CommandError, Config, ConnId, PeerId, ProtocolError, RejectReason, TransferId};
+use crate::{
+    Addr, CommandError, Config, ConnId, DialFailure, PeerId, ProtocolError, RejectReason,
+    TransferId,
+};
 
 /// The sans-IO mesh node. See the [crate docs](crate) for the driving loop.
 #[derive(Debug)]
@@ -51,6 +56,7 @@ pub struct Node {
     discovery: Discovery,
     heartbeat: Heartbeat,
     chat: Chat,
+    ext: Extensions,
     files: Files,
     out: VecDeque<Output>,
     /// Bytes handed out for each connection and not reported flushed.
@@ -104,6 +110,7 @@ impl Node {
             heartbeat: Heartbeat::new(now, config.ping_interval),
             chat: Chat::new(config.max_line_len, config.max_bytes_per_message),
             files: Files::new(&config),
+            ext: Extensions::default(),
             dialer,
             peers: Peers::default(),
             config,
@@ -134,7 +141,10 @@ impl Node {
 
     /// Established peers, in id order.
     pub fn peers(&self) -> impl Iterator<Item = PeerInfo> + '_ {
-        self.peers.info()
+        self.peers.info().map(|mut p| {
+            p.extensions = self.ext.of(&p.id);
+            p
+        })
     }
 
     /// Number of established peers.
@@ -178,6 +188,7 @@ impl Node {
         self.discovery.out.drain_into(out);
         self.heartbeat.out.drain_into(out);
         self.chat.out.drain_into(out);
+        self.ext.out.drain_into(out);
         self.files.out.drain_into(out);
     }
 
@@ -200,8 +211,9 @@ impl Node {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::Connected { conn, local } => self.on_connected(conn, local),
-            Input::DialFailed { conn, reason } => {
+            Input::DialFailed { conn, error } => {
                 if let Some(Ended::Dial { addr }) = self.conns.remove(conn).map(|c| c.ended()) {
+                    let reason = DialFailure::Io(error);
                     self.dialer.dial_failed(now, &addr, reason, &mut self.rng);
                 }
             }
@@ -439,6 +451,7 @@ impl Node {
         self.conns.shutdown(&mut self.peers);
         self.collect();
         self.files.shutdown();
+        self.ext.shutdown();
         self.dialer.shutdown();
         self.discovery.shutdown();
         self.heartbeat.shutdown();
@@ -565,14 +578,14 @@ impl Node {
                 self.conns.report(rejected(RejectReason::MaxPeers));
                 self.collect();
                 self.dialer
-                    .dial_failed(now, &addr, "MAX_PEERS".into(), &mut self.rng);
+                    .dial_failed(now, &addr, DialFailure::MaxPeers, &mut self.rng);
             }
             Message::Hello { id, .. } if id == self.id => {
                 self.conns.close(conn);
                 self.dialer.on_self(&addr);
                 self.conns.report(rejected(RejectReason::SelfConnection));
                 self.collect();
-                let reason = "this is our own address".into();
+                let reason = DialFailure::OwnAddress;
                 self.dialer.dial_failed(now, &addr, reason, &mut self.rng);
             }
             Message::Hello { id, .. }
@@ -620,6 +633,8 @@ impl Node {
             }
             self.collect();
             self.heartbeat.greet(conn);
+            self.collect();
+            self.ext.greet(conn);
         }
         self.collect();
     }
@@ -672,6 +687,9 @@ impl Node {
                 &mut self.rng,
             ),
             Message::Chat(text) => self.chat.on_chat(&self.peers, peer, text),
+            Message::Bytes(data) if data.starts_with(EXT_PREFIX) => {
+                self.ext.on_frame(conn, &peer, data)
+            }
             Message::Bytes(data) => {
                 if let Some(data) = self.files.on_bytes(now, &peer, data) {
                     self.chat.on_bytes(peer, data);
@@ -706,11 +724,7 @@ impl Node {
         let Some(c) = self.conns.remove(conn) else {
             return;
         };
-        let why = match &reason {
-            CloseReason::Eof => "closed during the handshake".to_owned(),
-            CloseReason::Io { error } => error.clone(),
-            other => format!("{other:?}"),
-        };
+        let why = DialFailure::Closed(reason.clone());
         self.conn_ended(
             now,
             conn,
@@ -753,7 +767,7 @@ impl Node {
         conn: ConnId,
         ended: Ended,
         reason: DisconnectReason,
-        dial_error: String,
+        dial_error: DialFailure,
     ) {
         match ended {
             Ended::Peer { peer, name } => self.peer_lost(now, conn, &peer, &name, reason),
@@ -781,6 +795,7 @@ impl Node {
         {
             return;
         }
+        self.ext.on_peer_lost(peer);
         self.collect();
         self.files.on_peer_gone(peer, &self.peers, &self.queued);
         self.collect();
@@ -793,7 +808,7 @@ impl Node {
             return;
         };
         self.collect();
-        let dial_error = error.to_string();
+        let dial_error = DialFailure::Protocol(error.clone());
         self.conn_ended(
             now,
             conn,

@@ -72,6 +72,7 @@ impl Peers {
         self.map.values().map(|p| p.conn).collect()
     }
 
+    /// Snapshots; `extensions` is filled in by the node.
     pub(crate) fn info(&self) -> impl Iterator<Item = PeerInfo> + '_ {
         self.map.iter().map(|(id, p)| PeerInfo {
             id: id.clone(),
@@ -79,6 +80,7 @@ impl Peers {
             addr: p.addr.clone(),
             outbound: p.outbound,
             conn: p.conn,
+            extensions: Vec::new(),
         })
     }
 }

@@ -663,8 +663,11 @@ impl Harness {
         let transfer = *pick(&live, sel);
         self.storage.storage_failed(transfer);
         let mut out = VecDeque::new();
-        self.asm
-            .handle_storage_failed(transfer, "disk full ".repeat(50), &mut out);
+        self.asm.handle_storage_failed(
+            transfer,
+            p2p_core::IoError::new(std::io::ErrorKind::StorageFull, "disk full ".repeat(50)),
+            &mut out,
+        );
         let step = self.collect(&mut out);
         let expected = if self.models.contains_key(&transfer) {
             vec![transfer]

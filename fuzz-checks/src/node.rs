@@ -35,7 +35,7 @@ use bytes::Bytes;
 use p2p_core::codec::{Decoder, Frame, Limits};
 use p2p_core::file::{to_hex, FileFrame};
 use p2p_core::{
-    CloseReason, Config, ConnId, Event, Input, Node, Output, PeerId, Target, TransferId,
+    CloseReason, Config, ConnId, Event, Input, IoError, Node, Output, PeerId, Target, TransferId,
 };
 
 use crate::common::{content_bytes, pick, pick_str, sha256, Reader, StorageTracker, Writer};
@@ -726,9 +726,9 @@ impl Harness {
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.driver_closed = true;
                     }
-                    let reason = "connection refused".into();
+                    let error = IoError::new(std::io::ErrorKind::ConnectionRefused, "refused");
                     self.node
-                        .handle_input(self.now, Input::DialFailed { conn, reason });
+                        .handle_input(self.now, Input::DialFailed { conn, error });
                 }
             }
             NodeOp::Receive { conn, wire } => {
@@ -754,7 +754,7 @@ impl Harness {
                     // Four cases kept so the committed corpus decodes as before.
                     let reason = match reason % 4 {
                         1 => CloseReason::Io {
-                            error: "reset".into(),
+                            error: IoError::new(std::io::ErrorKind::ConnectionReset, "reset"),
                         },
                         2 => CloseReason::SlowReader { queued: 1 << 20 },
                         _ => CloseReason::Eof,
@@ -788,7 +788,7 @@ impl Harness {
                     live.push(TransferId(u64::from(sel)));
                     let transfer = *pick(&live, sel);
                     self.storage.storage_failed(transfer);
-                    let error = "no space left on device".into();
+                    let error = IoError::new(std::io::ErrorKind::StorageFull, "no space left");
                     self.node
                         .handle_input(self.now, Input::StorageFailed { transfer, error });
                 }

@@ -104,11 +104,7 @@ impl ConnHandle {
                             return;
                         }
                     }
-                    Err(e) => {
-                        break CloseReason::Io {
-                            error: e.to_string(),
-                        }
-                    }
+                    Err(e) => break CloseReason::Io { error: e.into() },
                 }
             };
             let _ = ev.send(SocketEvent::Closed(conn, reason).into()).await;
@@ -139,15 +135,7 @@ impl ConnHandle {
             .await;
             if let Err(e) = result {
                 let _ = events
-                    .send(
-                        SocketEvent::Closed(
-                            conn,
-                            CloseReason::Io {
-                                error: e.to_string(),
-                            },
-                        )
-                        .into(),
-                    )
+                    .send(SocketEvent::Closed(conn, CloseReason::Io { error: e.into() }).into())
                     .await;
             }
         })

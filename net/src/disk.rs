@@ -23,7 +23,7 @@ impl<S: Storage> Executor<S> {
     fn execute(&mut self, op: StorageOp) -> Option<Input> {
         let failed = |transfer, e: std::io::Error| Input::StorageFailed {
             transfer,
-            error: e.to_string(),
+            error: e.into(),
         };
         match op {
             StorageOp::Create { transfer, part } => {

@@ -306,7 +306,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                         now,
                         Input::DialFailed {
                             conn,
-                            reason: e.to_string(),
+                            error: e.into(),
                         },
                     ),
                 }
@@ -362,7 +362,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             } => (*transfer, Ok(*peers)),
             Event::FileSendFailed {
                 transfer, error, ..
-            } => (*transfer, Err(NetError::File(error.clone()))),
+            } => (*transfer, Err(NetError::Send(error.clone()))),
             _ => return,
         };
         if let Some(w) = self.file_waiters.remove(&transfer) {

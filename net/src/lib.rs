@@ -158,9 +158,12 @@ pub enum NetError {
     /// The core refused a command.
     #[error(transparent)]
     Command(#[from] p2p_core::CommandError),
-    /// A file to send could not be read.
+    /// A path that cannot be sent (no file name, not UTF-8).
     #[error("{0}")]
     File(String),
+    /// Sending a file failed.
+    #[error("{0}")]
+    Send(p2p_core::SendFailure),
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,

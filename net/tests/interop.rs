@@ -29,6 +29,8 @@ async fn our_node(dir: &std::path::Path) -> (NodeHandle, Events) {
 struct Script {
     rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
     wr: tokio::net::tcp::OwnedWriteHalf,
+    /// Extension frames seen (the caps frame).
+    opaque: usize,
 }
 
 impl Script {
@@ -37,16 +39,51 @@ impl Script {
         Script {
             rd: BufReader::new(r),
             wr: w,
+            opaque: 0,
+        }
+    }
+
+    /// The next frame as the reference reads it: `Ok(line)` or
+    /// `Err(payload)` of a bytes frame. Our extension frames (`P2PX/`,
+    /// which the reference shows as `<binary data: N bytes>`) are counted
+    /// and skipped; there may be one per connection.
+    async fn frame(&mut self) -> Result<String, Vec<u8>> {
+        loop {
+            let mut l = String::new();
+            tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut l))
+                .await
+                .expect("a line in time")
+                .expect("readable");
+            let l = l.trim_end().to_owned();
+            let Some(len) = l.strip_prefix("BYTES:") else {
+                return Ok(l);
+            };
+            let payload = self.payload(len.parse().expect("a length")).await;
+            if !payload.starts_with(b"P2PX/") {
+                return Err(payload);
+            }
+            self.opaque += 1;
+            assert!(
+                self.opaque <= 1,
+                "more than one opaque frame on a connection"
+            );
         }
     }
 
     async fn line(&mut self) -> String {
-        let mut l = String::new();
-        tokio::time::timeout(Duration::from_secs(10), self.rd.read_line(&mut l))
+        match self.frame().await {
+            Ok(l) => l,
+            Err(b) => panic!("a bytes frame of {} bytes where a line was due", b.len()),
+        }
+    }
+
+    async fn payload(&mut self, len: usize) -> Vec<u8> {
+        let mut buf = vec![0; len];
+        tokio::time::timeout(Duration::from_secs(10), self.rd.read_exact(&mut buf))
             .await
-            .expect("a line in time")
+            .expect("a payload in time")
             .expect("readable");
-        l.trim_end().to_owned()
+        buf
     }
 
     /// Reads lines until one satisfies `f` (the reference ignores the rest).
@@ -73,11 +110,11 @@ impl Script {
 
     /// Reads one bytes frame (skipping control lines).
     async fn read_bytes_frame(&mut self) -> Vec<u8> {
-        let header = self.line_where(|l| l.starts_with("BYTES:")).await;
-        let len: usize = header["BYTES:".len()..].parse().unwrap();
-        let mut buf = vec![0; len];
-        self.rd.read_exact(&mut buf).await.unwrap();
-        buf
+        loop {
+            if let Err(payload) = self.frame().await {
+                return payload;
+            }
+        }
     }
 }
 

@@ -14,14 +14,32 @@ use std::time::{Duration, Instant};
 use p2p_core::{Event, Target, TransferId};
 use p2p_net::{start, DiskStorage, MemStorage, NetConfig, NetEvent, Storage, TcpTransport};
 
-/// A raw reference-style peer: handshakes with `to` under `id`.
+/// A raw reference-style peer: handshakes with `to` under `id` and reads
+/// up to the node's caps frame (the last thing it sends after the hello),
+/// so that what follows is lines only.
 fn raw_peer(to: SocketAddr, id: &str) -> TcpStream {
     let mut s = TcpStream::connect(to).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     write!(s, "{id}:{id}\nLISTEN:127.0.0.1:1\n").unwrap();
-    let mut hello = [0u8; 1];
-    s.read_exact(&mut hello).unwrap();
-    s
+    loop {
+        // Byte by byte: nothing past the caps frame may be swallowed.
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while b[0] != b'\n' {
+            s.read_exact(&mut b).unwrap();
+            line.push(b[0]);
+        }
+        if let Some(len) = std::str::from_utf8(&line)
+            .unwrap()
+            .trim()
+            .strip_prefix("BYTES:")
+        {
+            let mut payload = vec![0; len.parse().unwrap()];
+            s.read_exact(&mut payload).unwrap();
+            assert!(payload.starts_with(b"P2PX/caps\n"));
+            return s;
+        }
+    }
 }
 
 /// Sends `PING` every 100 ms for `run` and returns the slowest `PONG`.

@@ -116,7 +116,8 @@ async fn a_full_disk_or_a_failed_rename_aborts_only_that_transfer() {
             failure: FileFailure::Storage { error },
             ..
         } => {
-            assert!(error.contains("No space left"), "{error}")
+            assert_eq!(error.kind, std::io::ErrorKind::StorageFull, "{error}");
+            assert!(error.detail.contains("No space left"), "{error}")
         }
         other => panic!("{other:?}"),
     }

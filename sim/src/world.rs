@@ -21,8 +21,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use p2p_core::codec::{Frame, Limits};
 use p2p_core::{
-    CloseReason, ConnId, DisconnectReason, Event, Input, Output, PeerId, PeerInfo, ProtocolError,
-    RejectReason, StorageOp, TransferId,
+    CloseReason, ConnId, DialFailure, DisconnectReason, Event, Input, Output, PeerId, PeerInfo,
+    ProtocolError, RejectReason, StorageOp, TransferId,
 };
 use p2p_net::{MemStorage, TapEvent};
 use sha2::{Digest, Sha256};
@@ -827,7 +827,11 @@ impl World {
             },
             Event::DialFailed { addr, reason, .. } => {
                 self.coverage.hit("dial_failed");
-                if self.strict_timeouts && reason.contains("timed out") {
+                let timed_out = matches!(
+                    reason,
+                    DialFailure::Io(e) if e.kind == std::io::ErrorKind::TimedOut
+                );
+                if self.strict_timeouts && timed_out {
                     let detail = format!("dial to {addr} timed out");
                     self.violate(NO_FALSE_TIMEOUT, at, Some(h), detail);
                 }
@@ -1249,8 +1253,8 @@ fn log_lifecycle(host: &str, at: Duration, ev: &TapEvent<'_>) {
         TapEvent::Input(Input::Connected { conn, local }) => {
             format!("connected {conn} local {local:?}")
         }
-        TapEvent::Input(Input::DialFailed { conn, reason }) => {
-            format!("dial {conn} failed: {reason}")
+        TapEvent::Input(Input::DialFailed { conn, error }) => {
+            format!("dial {conn} failed: {error}")
         }
         TapEvent::Input(Input::Closed { conn, reason }) => format!("closed {conn}: {reason:?}"),
         TapEvent::Output(Output::Dial { conn, addr }) => format!("dial {conn} to {addr}"),

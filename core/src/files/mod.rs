@@ -14,7 +14,10 @@ use crate::event::StorageOp;
 use crate::file::{check_name, Assembler, AssemblerLimits, FileFrame, Outgoing};
 use crate::io::{Outbox, Output};
 use crate::peers::Peers;
-use crate::{truncate_for_report, CommandError, Config, ConnId, Event, PeerId, Target, TransferId};
+use crate::{
+    truncate_for_report, CommandError, Config, ConnId, Event, IoError, PeerId, SendFailure, Target,
+    TransferId,
+};
 use send::{Send, SendEnd};
 
 #[derive(Debug)]
@@ -80,9 +83,9 @@ impl Files {
             .handle_committed(transfer, saved_as, self.out.queue());
     }
 
-    pub(crate) fn on_storage_failed(&mut self, transfer: TransferId, error: String) {
+    pub(crate) fn on_storage_failed(&mut self, transfer: TransferId, error: IoError) {
         if self.sends.contains_key(&transfer) {
-            return self.end_send(transfer, SendEnd::Failed(error));
+            return self.end_send(transfer, SendEnd::Failed(SendFailure::Storage(error)));
         }
         self.assembler
             .handle_storage_failed(transfer, error, self.out.queue());
@@ -193,7 +196,7 @@ impl Files {
         if !self.sends.contains_key(&transfer) {
             return false;
         }
-        self.end_send(transfer, SendEnd::Failed("aborted".into()));
+        self.end_send(transfer, SendEnd::Failed(SendFailure::Aborted));
         true
     }
 
@@ -285,7 +288,7 @@ impl Files {
         self.sending.clear();
         let ids: Vec<TransferId> = self.sends.keys().copied().collect();
         for id in ids {
-            self.end_send(id, SendEnd::Failed("the node shut down".into()));
+            self.end_send(id, SendEnd::Failed(SendFailure::Shutdown));
         }
     }
 

@@ -14,7 +14,7 @@ use crate::event::StorageOp;
 use crate::file::Outgoing;
 use crate::io::Outbox;
 use crate::peers::Peers;
-use crate::{ConnId, Event, PeerId, TransferId};
+use crate::{ConnId, Event, PeerId, SendFailure, TransferId};
 
 /// Where a send is.
 #[derive(Debug)]
@@ -41,7 +41,7 @@ pub(crate) enum SendEnd {
     /// Every chunk and `FILEEND` went out to `peers` targets.
     Done { peers: usize },
     /// It failed; the source must be closed.
-    Failed(String),
+    Failed(SendFailure),
 }
 
 /// One outgoing file.
@@ -111,7 +111,9 @@ impl Send {
         out: &mut Outbox,
     ) -> Option<SendEnd> {
         if !matches!(self.phase, Phase::Opening) {
-            return Some(SendEnd::Failed("storage answered an open twice".into()));
+            return Some(SendEnd::Failed(SendFailure::OutOfTurn(
+                "an open answered twice".into(),
+            )));
         }
         self.size = size;
         self.phase = Phase::Hashing {
@@ -139,7 +141,9 @@ impl Send {
         match &mut self.phase {
             Phase::Hashing { hasher, offset: at } if *at == offset => {
                 if data.len() as u64 != want {
-                    return Some(SendEnd::Failed("the file changed while hashing".into()));
+                    return Some(SendEnd::Failed(SendFailure::Changed(
+                        "changed while hashing",
+                    )));
                 }
                 hasher.update(&data);
                 *at += want;
@@ -157,16 +161,18 @@ impl Send {
                 ..
             } if *reading && *read_at == offset && parked.is_none() => {
                 if data.len() as u64 != want {
-                    return Some(SendEnd::Failed("the file shrank while sending".into()));
+                    return Some(SendEnd::Failed(SendFailure::Changed(
+                        "shrank while sending",
+                    )));
                 }
                 *reading = false;
                 *read_at += want;
                 *parked = Some(data);
                 self.pump(peers, queued, window, out)
             }
-            _ => Some(SendEnd::Failed(format!(
-                "storage answered a read at {offset} that was not asked"
-            ))),
+            _ => Some(SendEnd::Failed(SendFailure::OutOfTurn(format!(
+                "a read at {offset} that was not asked"
+            )))),
         }
     }
 
@@ -174,16 +180,18 @@ impl Send {
     fn hashed(&mut self, peers: &Peers, out: &mut Outbox) -> Option<SendEnd> {
         let Phase::Hashing { hasher, .. } = std::mem::replace(&mut self.phase, Phase::Opening)
         else {
-            return Some(SendEnd::Failed("hash pass out of order".into()));
+            return Some(SendEnd::Failed(SendFailure::OutOfTurn(
+                "hash pass out of order".into(),
+            )));
         };
         let sha256: [u8; 32] = hasher.finalize().into();
         let file = match Outgoing::new(&self.name, self.size, sha256) {
             Ok(f) => f,
-            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+            Err(e) => return Some(SendEnd::Failed(SendFailure::Refused(e))),
         };
         self.to.retain(|p| peers.contains(p));
         if self.to.is_empty() {
-            return Some(SendEnd::Failed("every receiving peer disconnected".into()));
+            return Some(SendEnd::Failed(SendFailure::TargetsGone));
         }
         let start = file.start_frame();
         transmit_to(peers, &self.to, &[start], out);
@@ -225,7 +233,7 @@ impl Send {
         // Everything was read and sent (an empty file gets here at once).
         let end = match file.end_frame(self.id) {
             Ok(f) => f,
-            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+            Err(e) => return Some(SendEnd::Failed(SendFailure::Refused(e))),
         };
         if self.size == 0 {
             out.event(Event::FileSendProgress {
@@ -255,7 +263,7 @@ impl Send {
         };
         self.to.retain(|p| peers.contains(p));
         if self.to.is_empty() {
-            return Some(SendEnd::Failed("every receiving peer disconnected".into()));
+            return Some(SendEnd::Failed(SendFailure::TargetsGone));
         }
         let chunk = parked.as_ref()?;
         // Every target at or below the window: the chunk then takes a
@@ -271,7 +279,7 @@ impl Send {
         let chunk = chunk.clone();
         let frames = match file.chunk_frame(self.id, chunk) {
             Ok(f) => f,
-            Err(e) => return Some(SendEnd::Failed(e.to_string())),
+            Err(e) => return Some(SendEnd::Failed(SendFailure::Refused(e))),
         };
         *parked = None;
         transmit_to(peers, &self.to, &frames, out);

@@ -62,7 +62,7 @@ fn failure_of(m: &Mesh, i: usize, t: TransferId) -> Option<String> {
     m.events(i).find_map(|e| match e {
         Event::FileSendFailed {
             transfer, error, ..
-        } if *transfer == t => Some(error.clone()),
+        } if *transfer == t => Some(error.to_string()),
         _ => None,
     })
 }

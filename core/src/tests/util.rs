@@ -327,7 +327,10 @@ impl Mesh {
                     }
                     None => Input::StorageFailed {
                         transfer,
-                        error: format!("{path}: no such file"),
+                        error: crate::IoError::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("{path}: no such file"),
+                        ),
                     },
                 };
                 self.nodes[i].node.handle_input(now, input);
@@ -421,7 +424,7 @@ impl Mesh {
                         now,
                         Input::DialFailed {
                             conn,
-                            reason: why.into(),
+                            error: crate::IoError::new(std::io::ErrorKind::ConnectionRefused, why),
                         },
                     );
                 }
@@ -555,11 +558,18 @@ impl Mesh {
     }
 
     /// The lines a raw peer received so far.
+    /// The line frames a raw peer received, trimmed; bytes frames (the
+    /// caps frame, files) are skipped.
     pub fn raw_lines(&self, r: usize) -> Vec<String> {
-        String::from_utf8_lossy(&self.raws[r].received)
-            .lines()
-            .map(|l| l.trim().to_owned())
-            .collect()
+        let mut d = crate::codec::Decoder::new(crate::codec::Limits::default());
+        d.feed(Bytes::copy_from_slice(&self.raws[r].received));
+        let mut lines = Vec::new();
+        while let Ok(Some(frame)) = d.next_frame() {
+            if let crate::codec::Frame::Line(l) = frame {
+                lines.push(l.trim().to_owned());
+            }
+        }
+        lines
     }
 
     /// Crashes a node: every connection resets.

@@ -1,0 +1,132 @@
+//! Extension frames and the capability exchange (docs/PROTOCOL.md §7).
+
+use bytes::Bytes;
+
+use super::{converge, raw_peer, star, SEC};
+use crate::codec::{Decoder, Frame, Limits};
+use crate::{CommandError, Event, PeerId};
+
+fn bytes_frames(received: &[u8]) -> Vec<Bytes> {
+    let mut d = Decoder::new(Limits::default());
+    d.feed(Bytes::copy_from_slice(received));
+    let mut out = Vec::new();
+    while let Ok(Some(f)) = d.next_frame() {
+        if let Frame::Bytes(b) = f {
+            out.push(b);
+        }
+    }
+    out
+}
+
+#[test]
+fn our_nodes_learn_each_others_extensions() {
+    let mut m = star(3);
+    converge(&mut m, 5 * SEC);
+    m.run_for(SEC);
+    for i in 0..3 {
+        let peers: Vec<_> = m.nodes[i].node.peers().collect();
+        assert_eq!(peers.len(), 2);
+        for p in peers {
+            assert_eq!(p.extensions, ["caps/1"], "node {i} about {}", p.id);
+        }
+        let announced = m
+            .events(i)
+            .filter(|e| matches!(e, Event::PeerExtensions { .. }))
+            .count();
+        assert_eq!(announced, 2, "node {i}");
+    }
+}
+
+#[test]
+fn a_reference_peer_sees_one_opaque_frame_and_sends_none() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "reference", 9300);
+    m.raw_send(r, b"PING\nhello from the reference\n");
+    m.nodes[0].node.broadcast_chat("hi").unwrap();
+    m.run_for(2 * SEC);
+    let frames = bytes_frames(&m.raws[r].received);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(&frames[0][..], b"P2PX/caps\ncaps/1");
+    let reference = PeerId::parse("reference").unwrap();
+    let info = m.nodes[0].node.peers().find(|p| p.id == reference).unwrap();
+    assert!(info.extensions.is_empty());
+    assert!(m.raw_lines(r).contains(&"hi".to_owned()));
+}
+
+#[test]
+fn bad_extension_frames_are_ignored_and_the_connection_goes_on() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "odd", 9301);
+    let frames: [&[u8]; 6] = [
+        b"P2PX/",
+        b"P2PX/NoCaps\nx",
+        b"P2PX/swarm\nhave",
+        b"P2PX/caps\n\xff\xfe",
+        b"P2PX/caps\nswarm/1",
+        b"P2PX/caps\ncaps/1",
+    ];
+    for f in frames {
+        let mut wire = format!("BYTES:{}\n", f.len()).into_bytes();
+        wire.extend_from_slice(f);
+        m.raw_send(r, &wire);
+    }
+    m.raw_send(r, b"still here\n");
+    m.run_for(SEC);
+    let ignored: Vec<&String> = m
+        .events(0)
+        .filter_map(|e| match e {
+            Event::ExtensionIgnored { why, .. } => Some(why),
+            _ => None,
+        })
+        .collect();
+    // The empty and bad tags, the unannounced swarm frame, the non-UTF-8
+    // caps and the second caps frame on the same connection.
+    assert_eq!(ignored.len(), 5, "{ignored:?}");
+    assert!(ignored[2].contains("not announced"), "{ignored:?}");
+    assert!(ignored[4].contains("second caps"), "{ignored:?}");
+    let odd = PeerId::parse("odd").unwrap();
+    let info = m.nodes[0].node.peers().find(|p| p.id == odd).unwrap();
+    assert_eq!(
+        info.extensions,
+        ["swarm/1"],
+        "the first valid caps frame counts"
+    );
+    assert!(m
+        .events(0)
+        .any(|e| matches!(e, Event::Chat { text, .. } if text == "still here")));
+    assert!(!m
+        .events(0)
+        .any(|e| matches!(e, Event::Bytes { .. } | Event::ProtocolError { .. })));
+}
+
+#[test]
+fn reserved_prefixes_are_refused_as_binary_messages() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let peer = m.nodes[1].node.id().clone();
+    for p in [
+        "P2PX/caps\n",
+        "FILESTART:x|1|00",
+        "FILECHUNK:x\n",
+        "FILEEND:x|00",
+    ] {
+        let data = Bytes::from(p.to_owned());
+        assert!(matches!(
+            m.nodes[0].node.broadcast_bytes(data.clone()),
+            Err(CommandError::ReservedPrefix { .. })
+        ));
+        assert!(matches!(
+            m.nodes[0].node.send_bytes(&peer, data),
+            Err(CommandError::ReservedPrefix { .. })
+        ));
+    }
+    assert_eq!(
+        m.nodes[0]
+            .node
+            .broadcast_bytes(Bytes::from_static(b"P2PY/fine"))
+            .unwrap(),
+        1
+    );
+}
