@@ -50,11 +50,30 @@ pub fn clock() -> String {
     )
 }
 
+/// Longest line printed for people, in characters.
+const MAX_PRINTED: usize = 2048;
+
+/// What is printed for people: text from the network may carry terminal
+/// escapes or be huge, so control characters become `\u{fffd}` and the
+/// line is cut at [`MAX_PRINTED`] characters. (JSON output escapes them.)
+fn printable(text: &str) -> String {
+    let mut out: String = text
+        .chars()
+        .take(MAX_PRINTED)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect();
+    if text.chars().nth(MAX_PRINTED).is_some() {
+        out.push('…');
+    }
+    out
+}
+
 fn close_text(r: &CloseReason) -> String {
     match r {
         CloseReason::Eof => "connection closed".into(),
         CloseReason::Io { error } => error.to_string(),
         CloseReason::SlowReader { queued } => format!("not reading ({queued} bytes queued)"),
+        other => other.to_string(),
     }
 }
 
@@ -81,6 +100,7 @@ fn failure_text(f: &FileFailure) -> String {
         FileFailure::PeerGone => "sender disconnected".into(),
         FileFailure::Storage { error } => format!("disk error: {error}"),
         FileFailure::Shutdown => "node shutting down".into(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -118,7 +138,7 @@ impl Console {
     }
 
     fn line(&self, category: &str, text: &str) {
-        let line = format!("[{}] [{category}] {text}", clock());
+        let line = format!("[{}] [{category}] {}", clock(), printable(text));
         if self.bars.is_empty() {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "{line}");
@@ -340,7 +360,7 @@ impl Console {
                     "NETWORK",
                     &format!("Peer {name} dropped: {error} ({peers}/{max} peers)"),
                 ),
-                DisconnectReason::Shutdown => {}
+                _ => {}
             },
             Event::Rejected {
                 addr,
@@ -370,10 +390,8 @@ impl Console {
                 addr,
                 reason,
                 failures,
-            } => {
-                if self.style.debug || *failures <= 1 {
-                    self.line("NETWORK", &format!("Connection to {addr} failed: {reason}"));
-                }
+            } if self.style.debug || *failures <= 1 => {
+                self.line("NETWORK", &format!("Connection to {addr} failed: {reason}"));
             }
             Event::BootstrapSucceeded { addr, attempt } => self.line(
                 "SYSTEM",
@@ -477,6 +495,26 @@ impl Console {
                     self.name(peer)
                 ),
             ),
+            _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod printable_tests {
+    use super::printable;
+
+    #[test]
+    fn network_text_cannot_drive_the_terminal() {
+        assert_eq!(
+            printable("hi \x1b[2J\x07there"),
+            "hi \u{fffd}[2J\u{fffd}there"
+        );
+        assert_eq!(printable("a\rb\nc"), "a\u{fffd}b\u{fffd}c");
+        let long = "x".repeat(5000);
+        let p = printable(&long);
+        assert_eq!(p.chars().count(), 2049);
+        assert!(p.ends_with('…'));
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
     }
 }

@@ -7,6 +7,7 @@ use crate::PeerId;
 /// Everything a [`Node`](crate::Node) can be tuned with. Defaults follow the
 /// reference node, except `max_peers` (64, so that 50-peer meshes are full).
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Config {
     /// Our id; `None` draws 16 random bytes (32 hex characters) from the seed.
     pub id: Option<PeerId>,

@@ -8,6 +8,7 @@ use crate::{Addr, ConnId, DialFailure, IoError, PeerId, ProtocolError, SendFailu
 /// Something the application should know about.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum Event {
     /// A handshake completed: the peer is established.
     PeerConnected {
@@ -254,25 +255,67 @@ fn ser_len<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_u64(b.len() as u64)
 }
 
+/// What an [`Event`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Concern {
+    /// Peers joining, leaving, refused; dials, bootstrap, discovery,
+    /// protocol errors.
+    Peer,
+    /// Chat lines.
+    Chat,
+    /// Binary messages.
+    Bytes,
+    /// File transfers, both directions.
+    File,
+    /// Debug-level: heartbeats, peer lists, merges, extension exchange.
+    Diagnostic,
+}
+
 impl Event {
+    /// The concern this event belongs to, for applications that route or
+    /// filter events by kind without matching every variant.
+    pub fn concern(&self) -> Concern {
+        match self {
+            Event::PeerConnected { .. }
+            | Event::PeerDisconnected { .. }
+            | Event::Rejected { .. }
+            | Event::DialFailed { .. }
+            | Event::BootstrapSucceeded { .. }
+            | Event::BootstrapFailed { .. }
+            | Event::PeersDiscovered { .. }
+            | Event::ProtocolError { .. } => Concern::Peer,
+            Event::Chat { .. } => Concern::Chat,
+            Event::Bytes { .. } => Concern::Bytes,
+            Event::FileStarted { .. }
+            | Event::FileProgress { .. }
+            | Event::FileReceived { .. }
+            | Event::FileFailed { .. }
+            | Event::FileSendStarted { .. }
+            | Event::FileSendProgress { .. }
+            | Event::FileSent { .. }
+            | Event::FileSendFailed { .. } => Concern::File,
+            Event::PingSent { .. }
+            | Event::DuplicateRetired { .. }
+            | Event::PeerExtensions { .. }
+            | Event::ExtensionIgnored { .. }
+            | Event::PongReceived { .. }
+            | Event::PeersRequested { .. }
+            | Event::PeersReceived { .. } => Concern::Diagnostic,
+        }
+    }
+
     /// Debug-level events (heartbeats and peer-list traffic).
     pub fn is_debug(&self) -> bool {
-        matches!(
-            self,
-            Event::PingSent { .. }
-                | Event::DuplicateRetired { .. }
-                | Event::PeerExtensions { .. }
-                | Event::ExtensionIgnored { .. }
-                | Event::PongReceived { .. }
-                | Event::PeersRequested { .. }
-                | Event::PeersReceived { .. }
-        )
+        self.concern() == Concern::Diagnostic
     }
 }
 
 /// Why an established peer went away.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum DisconnectReason {
     /// The connection closed under us.
     Closed {
@@ -296,6 +339,7 @@ pub enum DisconnectReason {
 /// Why the driver reports a connection closed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum CloseReason {
     /// The remote closed it.
     Eof,
@@ -326,6 +370,7 @@ impl std::fmt::Display for CloseReason {
 /// Why a handshake was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RejectReason {
     /// That id is already an established peer.
     Duplicate,
@@ -338,6 +383,7 @@ pub enum RejectReason {
 /// Why an incoming file transfer failed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum FileFailure {
     /// The name is not a plain file name.
     InvalidName {

@@ -84,7 +84,7 @@ pub enum Input {
     },
 }
 
-/// Something the driver must do, drained with [`Node::poll_output`].
+/// Something the driver must do, drained with [`Node::poll_output`](crate::Node::poll_output).
 #[derive(Debug, Clone)]
 pub enum Output {
     /// Write `data` on `conn`, after everything queued before it.

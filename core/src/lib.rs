@@ -1,8 +1,10 @@
 //! Sans-IO protocol core of the p2p mesh.
 //!
-//! Pure state machines for the wire codec ([`codec`]), the handshake, the
-//! mesh [`Node`] (peers, discovery, heartbeats, timeouts) and file assembly
-//! ([`file`]). The core never touches a socket, a file, a clock, a thread or
+//! Pure state machines for the wire codec, the handshake, the mesh [`Node`]
+//! (one component per concern: connections, dialer, discovery, heartbeat,
+//! chat, extensions, files; see `docs/ARCHITECTURE.md`) and file transfer.
+//! The codec and file framing are internal; the `internals` feature exposes
+//! them for the simulator, benchmarks and fuzzers. The core never touches a socket, a file, a clock, a thread or
 //! the OS's randomness: time is passed in on every call and randomness comes
 //! from the seed given to [`Node::new`]. Same seed and same inputs give the
 //! same outputs, byte for byte.
@@ -40,7 +42,11 @@
 mod addr;
 mod addrbook;
 mod chat;
+#[cfg(feature = "internals")]
 pub mod codec;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod codec;
 mod config;
 mod connections;
 mod dialer;
@@ -48,7 +54,11 @@ mod discovery;
 mod error;
 mod event;
 mod extensions;
+#[cfg(feature = "internals")]
 pub mod file;
+#[cfg(not(feature = "internals"))]
+#[allow(dead_code)]
+mod file;
 mod files;
 mod heartbeat;
 mod io;
@@ -65,11 +75,13 @@ mod tests;
 pub struct ReadmeDoctests;
 
 pub use addr::Addr;
+pub use codec::DecodeError;
 pub use config::Config;
 pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
-    CloseReason, DisconnectReason, Event, FileFailure, PeerInfo, RejectReason, StorageOp,
+    CloseReason, Concern, DisconnectReason, Event, FileFailure, PeerInfo, RejectReason, StorageOp,
 };
+pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
 

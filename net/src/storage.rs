@@ -54,7 +54,7 @@ pub fn numbered(name: &str, k: u32) -> String {
 }
 
 fn plain(name: &str) -> io::Result<&str> {
-    p2p_core::file::check_name(name)
+    p2p_core::check_file_name(name)
         .map(|()| name)
         .or_else(|why| {
             // Part names are `.<name>.<id>.part`, which check_name refuses

@@ -953,7 +953,7 @@ impl World {
                     self.recent_drops.insert((h, peer.clone()), at);
                 }
             }
-            DisconnectReason::Protocol { .. } | DisconnectReason::Shutdown => {}
+            _ => {}
         }
         // Lost during the partition, or after the repair because its
         // connection had stalled during the partition.
