@@ -443,3 +443,102 @@ fn a_read_answer_at_an_offset_not_asked_fails_the_send() {
     m.run_for(SEC);
     assert!(!m.nodes[1].storage.files.contains_key("f.bin"));
 }
+
+#[test]
+fn the_step_by_step_api_returns_how_many_peers_it_reached() {
+    let mut m = star(3);
+    converge(&mut m, 5 * SEC);
+    let data = content(300_000, 9);
+    let sha: [u8; 32] = Sha256::digest(&data).into();
+    let node = &mut m.nodes[0].node;
+    let id = node
+        .start_file(Target::All, "steps.bin", data.len() as u64, sha)
+        .unwrap();
+    let data = Bytes::from(data);
+    assert_eq!(node.send_file_chunk(id, data.slice(..200_000)), Ok(2));
+    assert_eq!(node.send_file_chunk(id, data.slice(200_000..)), Ok(2));
+    assert_eq!(node.finish_file(id), Ok(2));
+    m.run_for(SEC);
+    for i in 1..3 {
+        assert_eq!(
+            m.nodes[i].storage.files.get("steps.bin").map(Vec::as_slice),
+            Some(&data[..])
+        );
+    }
+}
+
+#[test]
+fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
+    // One node and a raw peer whose writer is reported to drain the queue
+    // down to exactly the window each time the node goes idle: every chunk
+    // must still go out ("at or below the window").
+    let mut config = crate::Config::new(9000);
+    config.send_window = 1000;
+    config.chunk_size = 1000;
+    let now = std::time::Instant::now();
+    let mut node = crate::Node::new(config, 1, now);
+    let conn = node.handle_accept(now, None);
+    node.handle_input(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::from_static(b"peer:peer\nLISTEN:127.0.0.1:9001\nPONG\n"),
+        },
+    );
+    let data = Bytes::from(content(5000, 8));
+    let t = node.send_file(Target::All, "f", "f.bin").unwrap();
+    let (mut transmitted, mut flushed) = (0u64, 0u64);
+    let mut chunks = 0;
+    let mut sent = false;
+    for _ in 0..1000 {
+        let Some(out) = node.poll_output() else {
+            let queue = transmitted - flushed;
+            if sent || queue <= 1000 {
+                break;
+            }
+            flushed += queue - 1000;
+            node.handle_input(
+                now,
+                Input::Flushed {
+                    conn,
+                    bytes: queue - 1000,
+                },
+            );
+            continue;
+        };
+        match out {
+            Output::Transmit { data, .. } => {
+                transmitted += data.len() as u64;
+                if data.windows(10).any(|w| w == b"FILECHUNK:") {
+                    chunks += 1;
+                }
+            }
+            Output::Storage(StorageOp::Open { transfer, .. }) => node.handle_input(
+                now,
+                Input::Opened {
+                    transfer,
+                    size: data.len() as u64,
+                },
+            ),
+            Output::Storage(StorageOp::Read {
+                transfer,
+                offset,
+                len,
+            }) => {
+                let o = offset as usize;
+                node.handle_input(
+                    now,
+                    Input::Read {
+                        transfer,
+                        offset,
+                        data: data.slice(o..o + len),
+                    },
+                );
+            }
+            Output::Event(Event::FileSent { transfer, .. }) if transfer == t => sent = true,
+            _ => {}
+        }
+    }
+    assert_eq!(chunks, 5);
+    assert!(sent, "the send stalled with the queue at the window");
+}
