@@ -839,6 +839,91 @@ mod tests {
         assert_eq!(dec.limits(), Limits::default());
     }
 
+    #[test]
+    fn limits_are_the_ones_given() {
+        assert_eq!(Decoder::new(small()).limits(), small());
+    }
+
+    #[test]
+    fn a_poisoned_decoder_holds_no_new_input() {
+        let mut dec = Decoder::new(small());
+        dec.feed_slice(&[b'a'; 65]);
+        let err = DecodeError::LineTooLong { limit: 64 };
+        assert_eq!(dec.next_frame(), Err(err.clone()));
+        dec.feed(Bytes::from_static(b"PING\n"));
+        assert_eq!(dec.buffered(), 0);
+        dec.feed_slice(b"PONG\n");
+        assert_eq!(dec.buffered(), 0);
+        assert_eq!(dec.next_frame(), Err(err));
+    }
+
+    #[test]
+    fn joining_reads_reserves_only_what_they_hold() {
+        let mut dec = Decoder::new(Limits::default());
+        dec.feed(Bytes::from(vec![b'x'; 4000]));
+        assert_eq!(dec.next_frame(), Ok(None));
+        dec.feed_slice(&[b'y'; 4000]);
+        assert_eq!(dec.buffered(), 8000);
+        assert!(dec.buf.capacity() < 64 * 1024, "{}", dec.buf.capacity());
+    }
+
+    #[test]
+    fn many_lines_joined_from_two_reads_all_decode() {
+        // The joined buffer is far above the 64 KiB kept after draining; it
+        // must not be dropped while lines remain in it.
+        let mut dec = Decoder::new(Limits::default());
+        dec.feed(Bytes::from_static(b"first "));
+        assert_eq!(dec.next_frame(), Ok(None));
+        let mut more = b"line\n".to_vec();
+        for i in 0..200 {
+            more.extend_from_slice(&[b'a' + (i % 26) as u8; 1000]);
+            more.push(b'\n');
+        }
+        dec.feed_slice(&more);
+        let mut frames = Vec::new();
+        assert_eq!(drain(&mut dec, &mut frames), None);
+        assert_eq!(frames.len(), 201);
+        assert_eq!(frames[0], line("first line"));
+        for (i, f) in frames[1..].iter().enumerate() {
+            let want = String::from_utf8(vec![b'a' + (i % 26) as u8; 1000]).expect("ascii");
+            assert_eq!(f, &Frame::Line(want), "line {i}");
+        }
+        assert_eq!(dec.buffered(), 0);
+    }
+
+    #[test]
+    fn a_large_drained_buffer_is_released_and_a_small_one_kept() {
+        // A 1 MiB payload in 1000-byte reads grows the buffer well past the
+        // payload; once it is taken, the spare allocation is let go.
+        let len = 1 << 20;
+        let mut dec = Decoder::new(Limits::default());
+        dec.feed_slice(&bytes_header(len));
+        assert_eq!(dec.next_frame(), Ok(None));
+        for _ in 0..len / 1000 {
+            dec.feed_slice(&[1u8; 1000]);
+            assert_eq!(dec.next_frame(), Ok(None));
+        }
+        dec.feed_slice(&vec![1u8; len % 1000]);
+        match dec.next_frame() {
+            Ok(Some(Frame::Bytes(b))) => assert_eq!(b.len(), len),
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(dec.buffered(), 0);
+        assert!(dec.buf.capacity() <= 64 * 1024, "{}", dec.buf.capacity());
+        // A 10 kB line in 1000-byte reads leaves a few kB of spare room,
+        // below the 64 KiB threshold: that allocation is kept for reuse.
+        let mut dec = Decoder::new(Limits::default());
+        for _ in 0..10 {
+            dec.feed_slice(&[b'z'; 1000]);
+            assert_eq!(dec.next_frame(), Ok(None));
+        }
+        dec.feed_slice(b"\n");
+        assert_eq!(dec.next_frame(), Ok(Some(line(&"z".repeat(10_000)))));
+        assert_eq!(dec.buffered(), 0);
+        let spare = dec.buf.capacity();
+        assert!(spare > 2 * 1024 && spare <= 64 * 1024, "{spare}");
+    }
+
     // ---- meaning ----
 
     fn msg(phase: Phase, text: &str) -> Result<Message, ProtocolError> {

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::util::Mesh;
 use super::{content, converge, star, SEC};
-use crate::{Event, Output, StorageOp, Target, TransferId};
+use crate::{Event, Input, Output, StorageOp, Target, TransferId};
 
 /// `n` nodes bootstrapped to node 0, with a small send window so that a
 /// few MB take several round trips.
@@ -291,4 +291,250 @@ fn chunks_wait_for_the_send_window() {
     assert!(reads > reads_before_flush + 3, "{reads} reads");
     assert!(transmitted > 2 * 1024 * 1024, "{transmitted}");
     assert_eq!(node.file_targets(t).map(<[_]>::len), Some(1));
+}
+
+/// The `sent` of each progress event of node `i` for `t`, in order.
+fn progress_of(m: &Mesh, i: usize, t: TransferId) -> Vec<u64> {
+    m.events(i)
+        .filter_map(|e| match e {
+            Event::FileSendProgress { transfer, sent, .. } if *transfer == t => Some(*sent),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn progress_is_reported_once_per_new_percent_up_to_the_size() {
+    // 1_000_003 bytes in 256 KiB chunks: every chunk reaches a new percent.
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let data = content(1_000_003, 5);
+    offer(&mut m, 0, "f", &data);
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "big.bin")
+        .unwrap();
+    m.run_for(5 * SEC);
+    assert_eq!(
+        progress_of(&m, 0, t),
+        [262_144, 524_288, 786_432, 1_000_003]
+    );
+    assert!(m.events(0).any(|e| matches!(
+        e,
+        Event::FileSent { transfer, name, size: 1_000_003, peers: 1 }
+            if *transfer == t && name == "big.bin"
+    )));
+
+    // 250 chunks of 1000 bytes, 0.4 % each: one event per percent, not
+    // one per chunk.
+    let mut m = Mesh::new(2, |_, c| c.chunk_size = 1000);
+    m.bootstrap(1, 0);
+    converge(&mut m, 5 * SEC);
+    let data = content(250_000, 6);
+    offer(&mut m, 0, "f", &data);
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "small.bin")
+        .unwrap();
+    m.run_for(10 * SEC);
+    assert_eq!(m.nodes[1].storage.files.get("small.bin"), Some(&data));
+    let sent = progress_of(&m, 0, t);
+    assert_eq!(sent.len(), 100, "{sent:?}");
+    let percents: Vec<u64> = sent.iter().map(|s| s * 100 / 250_000).collect();
+    assert_eq!(percents, (1..=100).collect::<Vec<u64>>());
+    // Each event is the first chunk that reaches its percent.
+    for s in &sent {
+        assert!((s - 1000) * 100 / 250_000 < s * 100 / 250_000, "{s}");
+    }
+}
+
+/// Answers node `i`'s oldest held read as the disk would, at `offset`
+/// instead of the asked one if given, then lets the mesh run briefly.
+fn answer_read(m: &mut Mesh, i: usize, offset: Option<u64>) {
+    let op = m.nodes[i].storage.held.remove(0);
+    let StorageOp::Read {
+        transfer,
+        offset: asked,
+        len,
+    } = op
+    else {
+        panic!("{op:?}")
+    };
+    let offset = offset.unwrap_or(asked);
+    let src = m.nodes[i].storage.open[&transfer].clone();
+    let o = offset as usize;
+    let data = src.slice(o..(o + len).min(src.len()));
+    let now = m.now;
+    m.nodes[i].node.handle_input(
+        now,
+        Input::Read {
+            transfer,
+            offset,
+            data,
+        },
+    );
+    m.run_for(Duration::from_millis(100));
+}
+
+#[test]
+fn a_read_answer_at_an_offset_not_asked_fails_the_send() {
+    // While hashing: the first read asked is at 0; an answer at the second
+    // chunk's offset is refused.
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let data = content(600_000, 7);
+    offer(&mut m, 0, "f", &data);
+    m.nodes[0].storage.hold_reads = true;
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(SEC);
+    let peer1 = m.nodes[1].node.id().clone();
+    assert_eq!(
+        m.nodes[0].node.file_targets(t),
+        Some(std::slice::from_ref(&peer1))
+    );
+    answer_read(&mut m, 0, Some(262_144));
+    let why = failure_of(&m, 0, t).expect("the send failed");
+    assert!(why.contains("not asked"), "{why}");
+    assert!(m.nodes[0].storage.open.is_empty(), "source left open");
+
+    // While sending: the hash pass (3 reads) and the first chunk are
+    // answered; a second answer at 0 while the read at 262144 is in flight
+    // is refused, and nothing more reaches the receiver.
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    offer(&mut m, 0, "f", &data);
+    m.nodes[0].storage.hold_reads = true;
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(SEC);
+    // Each read asks for one chunk, the last one only for what is left.
+    let asked = [
+        (0, 262_144),
+        (262_144, 262_144),
+        (524_288, 75_712),
+        (0, 262_144),
+    ];
+    for (offset, len) in asked {
+        assert_eq!(
+            m.nodes[0].storage.held,
+            [StorageOp::Read {
+                transfer: t,
+                offset,
+                len
+            }]
+        );
+        answer_read(&mut m, 0, None);
+    }
+    assert_eq!(send_events(&m, 0, t), ["started", "progress"]);
+    assert_eq!(progress_of(&m, 0, t), [262_144]);
+    answer_read(&mut m, 0, Some(0));
+    let why = failure_of(&m, 0, t).expect("the send failed");
+    assert!(why.contains("not asked"), "{why}");
+    assert_eq!(send_events(&m, 0, t), ["started", "progress", "failed"]);
+    m.run_for(SEC);
+    assert!(!m.nodes[1].storage.files.contains_key("f.bin"));
+}
+
+#[test]
+fn the_step_by_step_api_returns_how_many_peers_it_reached() {
+    let mut m = star(3);
+    converge(&mut m, 5 * SEC);
+    let data = content(300_000, 9);
+    let sha: [u8; 32] = Sha256::digest(&data).into();
+    let node = &mut m.nodes[0].node;
+    let id = node
+        .start_file(Target::All, "steps.bin", data.len() as u64, sha)
+        .unwrap();
+    let data = Bytes::from(data);
+    assert_eq!(node.send_file_chunk(id, data.slice(..200_000)), Ok(2));
+    assert_eq!(node.send_file_chunk(id, data.slice(200_000..)), Ok(2));
+    assert_eq!(node.finish_file(id), Ok(2));
+    m.run_for(SEC);
+    for i in 1..3 {
+        assert_eq!(
+            m.nodes[i].storage.files.get("steps.bin").map(Vec::as_slice),
+            Some(&data[..])
+        );
+    }
+}
+
+#[test]
+fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
+    // One node and a raw peer whose writer is reported to drain the queue
+    // down to exactly the window each time the node goes idle: every chunk
+    // must still go out ("at or below the window").
+    let mut config = crate::Config::new(9000);
+    config.send_window = 1000;
+    config.chunk_size = 1000;
+    let now = std::time::Instant::now();
+    let mut node = crate::Node::new(config, 1, now);
+    let conn = node.handle_accept(now, None);
+    node.handle_input(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::from_static(b"peer:peer\nLISTEN:127.0.0.1:9001\nPONG\n"),
+        },
+    );
+    let data = Bytes::from(content(5000, 8));
+    let t = node.send_file(Target::All, "f", "f.bin").unwrap();
+    let (mut transmitted, mut flushed) = (0u64, 0u64);
+    let mut chunks = 0;
+    let mut sent = false;
+    for _ in 0..1000 {
+        let Some(out) = node.poll_output() else {
+            let queue = transmitted - flushed;
+            if sent || queue <= 1000 {
+                break;
+            }
+            flushed += queue - 1000;
+            node.handle_input(
+                now,
+                Input::Flushed {
+                    conn,
+                    bytes: queue - 1000,
+                },
+            );
+            continue;
+        };
+        match out {
+            Output::Transmit { data, .. } => {
+                transmitted += data.len() as u64;
+                if data.windows(10).any(|w| w == b"FILECHUNK:") {
+                    chunks += 1;
+                }
+            }
+            Output::Storage(StorageOp::Open { transfer, .. }) => node.handle_input(
+                now,
+                Input::Opened {
+                    transfer,
+                    size: data.len() as u64,
+                },
+            ),
+            Output::Storage(StorageOp::Read {
+                transfer,
+                offset,
+                len,
+            }) => {
+                let o = offset as usize;
+                node.handle_input(
+                    now,
+                    Input::Read {
+                        transfer,
+                        offset,
+                        data: data.slice(o..o + len),
+                    },
+                );
+            }
+            Output::Event(Event::FileSent { transfer, .. }) if transfer == t => sent = true,
+            _ => {}
+        }
+    }
+    assert_eq!(chunks, 5);
+    assert!(sent, "the send stalled with the queue at the window");
 }
