@@ -1584,6 +1584,9 @@ impl Harness {
                         if st.fresh && st.owner == Owner::Unbound {
                             assert_eq!(st.size, *size, "FILESTART of {transfer} on {conn}: size");
                             st.owner = Owner::Send(*transfer);
+                            // Its FILESTART came while another live
+                            // transfer of the name was on the connection.
+                            s.mixed |= st.mixed;
                             bound += 1;
                         }
                     }

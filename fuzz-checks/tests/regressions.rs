@@ -229,3 +229,47 @@ fn concurrent_sends_keep_to_one_window() {
     assert_eq!(NodeOp::decode_all(&raw), ops);
     check_node(&raw);
 }
+
+/// A checker bug, not the core's: two `send_file`s of one name to one peer
+/// interleave their frames on its connection, which the checks cannot tell
+/// apart, so they skip the content of both. The second `FILESTART` marked
+/// the first transfer and the new stream as mixed, but the second
+/// transfer, bound to that stream only at its `FileSendStarted`, was not:
+/// its `FileSent` was then checked and its `FILEEND` (skipped as mixed)
+/// reported missing. Found by the `node` target; now the binding passes
+/// the flag on.
+#[test]
+fn same_name_sends_to_one_peer_are_not_checked_for_content() {
+    let raw = [
+        0x00, 0x01, 0x05, 0x00, 0x02, 0x00, 0x00, 0x01, 0x05, 0x01, 0x01, 0x11, 0x01, 0x09, 0x0a,
+        0x02, 0x05, 0x02, 0x09, 0x0a, 0x02, 0x05, 0x02, 0x0b, 0x02, 0x04,
+    ];
+    let send = NodeOp::Command(Cmd::SendFile {
+        peer: 2,
+        name: 5,
+        content: 2,
+    });
+    let ops = vec![
+        // Peer `LISTEN` on c1 (its hello is a LISTEN: line), peer `b` on c2.
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Listen { addr: 0 },
+        },
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 1,
+            wire: Wire::Hello { id: 17, name: 1 },
+        },
+        // `.hidden` (700 bytes) twice to `b`, both driven to the end.
+        send.clone(),
+        send,
+        NodeOp::Source {
+            pick: 2,
+            op: SourceOp::Drive { rounds: 0 },
+        },
+    ];
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    let s = check_node(&raw);
+    assert_eq!(s.files_sent, 2, "{s:?}");
+}
