@@ -653,6 +653,11 @@ impl NodeOp {
 /// Most ops read from one input: longer inputs are not more interesting.
 const MAX_OPS: usize = 1000;
 
+/// Most bytes `SourceOp::Drive` reads for one input (a file of the largest
+/// `u16` size in both passes), so that a few `Drive`s of a huge source do
+/// not make every run slow.
+const DRIVE_BUDGET: usize = 1 << 17;
+
 /// What a `node` input reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NodeSummary {
@@ -776,6 +781,8 @@ struct Harness {
     /// `Opened` completions delivered in this step for transfers the node
     /// may not expect (each may be answered with one `Close`).
     open_answers: BTreeMap<TransferId, u32>,
+    /// Bytes `Drive` may still read for the whole input.
+    drive_budget: usize,
     shut_down: bool,
     summary: NodeSummary,
 }
@@ -798,6 +805,7 @@ impl Harness {
             sends: BTreeMap::new(),
             send_order: Vec::new(),
             open_answers: BTreeMap::new(),
+            drive_budget: DRIVE_BUDGET,
             shut_down: false,
             summary: NodeSummary::default(),
         }
@@ -1058,7 +1066,8 @@ impl Harness {
                     let size = s.true_size();
                     self.opened(id, size);
                     busy = true;
-                } else if let Some((at, len)) = s.in_flight {
+                } else if let Some((at, len)) = s.in_flight.filter(|_| self.drive_budget > 0) {
+                    self.drive_budget = self.drive_budget.saturating_sub(len);
                     let data = crate::send::source_bytes(s.content, at, len);
                     self.read(id, at, data);
                     busy = true;

@@ -92,7 +92,8 @@ pub enum SourceOp {
     Failed,
     /// Honest completions for every transfer (opens, reads) and full
     /// `Flushed` reports for every connection, repeated for up to
-    /// `8 * (rounds % 16 + 1)` rounds or until nothing is pending.
+    /// `8 * (rounds % 16 + 1)` rounds or until nothing is pending; it reads
+    /// at most 128 KiB for the whole input.
     Drive {
         /// Round selector.
         rounds: u8,
