@@ -368,3 +368,21 @@ impl StorageTracker {
             .map(|t| t.hasher.clone().finalize().into())
     }
 }
+
+/// Whether the known core bug `bug` is listed in the environment variable
+/// `P2P_FUZZ_TOLERATE` (comma-separated), so that a fuzzing run goes on
+/// past it to find others. Unset (tests, CI), every check is strict.
+pub(crate) fn tolerated(bug: &str) -> bool {
+    use std::sync::OnceLock;
+    static LIST: OnceLock<Vec<String>> = OnceLock::new();
+    LIST.get_or_init(|| {
+        std::env::var("P2P_FUZZ_TOLERATE")
+            .unwrap_or_default()
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect()
+    })
+    .iter()
+    .any(|b| b == bug)
+}

@@ -14,7 +14,7 @@
 //! | target | function | what it checks beyond "no panic" |
 //! | --- | --- | --- |
 //! | `decode` | [`check_decode`] | split invariance, an independent reference decoder, re-encoding, buffer bounds |
-//! | `node` | [`check_node`] | peer table holds only handshaked peers on live connections, one connection per peer, bounded memory, storage confinement and verified commits |
+//! | `node` | [`check_node`] | peer table holds only handshaked peers on live connections, one connection per peer, bounded memory, storage confinement and verified commits; the send side: one read in flight, reads within the reported size, one close, chunks exactly the bytes read under a matching checksum, the send window |
 //! | `file` | [`check_file`] | a reference model of the receiver: exact storage ops, confinement, commits only of verified content |
 //! | `handshake` | [`check_handshake`] | listener and dialer outcome for any first frame, per-frame replies, deadlines |
 
@@ -27,12 +27,13 @@ pub mod file;
 pub mod handshake;
 pub mod node;
 pub mod seeds;
+mod send;
 
 pub use common::{is_part_name, is_plain_name, Writer};
 pub use decode::{check_decode, DecodeInput, DecodeSummary};
 pub use file::{check_file, FileOp, FileSummary};
 pub use handshake::{check_handshake, HandshakeInput, HandshakeSummary};
-pub use node::{check_node, Cmd, NodeOp, NodeSummary, Wire};
+pub use node::{check_node, Answer, Cmd, NodeOp, NodeSummary, SourceOp, Wire};
 
 /// The fuzz targets, by the name of their corpus directory.
 pub const TARGETS: [&str; 4] = ["decode", "node", "file", "handshake"];

@@ -6,7 +6,7 @@
 use crate::decode::DecodeInput;
 use crate::file::{FileOp, Name};
 use crate::handshake::HandshakeInput;
-use crate::node::{Cmd, NodeOp, Wire};
+use crate::node::{Answer, Cmd, NodeOp, SourceOp, Wire};
 
 /// One seed file.
 #[derive(Debug, Clone)]
@@ -284,7 +284,8 @@ fn node() -> Vec<Seed> {
         recv(2, Wire::Raw(vec![b'x'; 300])),
         Advance { centis: 1500 },
     ]);
-    vec![
+    let sends = send_seeds(inbound(id_a, 0), inbound(id_z, 1));
+    let mut v = vec![
         n("inbound_chat", chatty),
         n("outbound", outbound),
         n("file_transfer", transfer),
@@ -293,6 +294,137 @@ fn node() -> Vec<Seed> {
         n("max_peers", full),
         n("commands", commands),
         n("garbage", garbage),
+    ];
+    v.extend(sends.into_iter().map(|(name, ops)| n(name, ops)));
+    v
+}
+
+/// The `send_file` seeds of the `node` target, each on two peers `a`
+/// (selector 0) and `z` (1).
+fn send_seeds(a: Vec<NodeOp>, z: Vec<NodeOp>) -> Vec<(&'static str, Vec<NodeOp>)> {
+    use NodeOp::*;
+    let src = |pick: u8, op: SourceOp| Source { pick, op };
+    let send = |peer: u8, name: u8, content: u8| {
+        Command(Cmd::SendFile {
+            peer,
+            name,
+            content,
+        })
+    };
+    let honest = || SourceOp::Read(Answer::Honest);
+    let lie = |a: Answer| SourceOp::Read(a);
+    let open = SourceOp::Opened { mode: 0, arg: 0 };
+    let mut two = a;
+    two.extend(z);
+    // Whole files through honest completions: 3000 bytes to both peers,
+    // an empty file to `a`, 700 bytes to `z`.
+    let mut ok = two.clone();
+    ok.extend([
+        send(0, 0, 3),
+        src(0, SourceOp::Drive { rounds: 1 }),
+        send(1, 1, 0),
+        src(1, open.clone()),
+        send(2, 5, 2),
+        src(2, SourceOp::Drive { rounds: 0 }),
+    ]);
+    // Step by step, 6000 bytes (past the content, the source's pattern) to
+    // both peers: the window (2500 bytes) fills after three chunks, the
+    // fourth waits until both queues drain below it.
+    let mut paced = two.clone();
+    paced.extend([
+        send(0, 0, 3),
+        src(0, SourceOp::Opened { mode: 1, arg: 6000 }),
+    ]);
+    paced.extend(std::iter::repeat_n(src(0, honest()), 10));
+    paced.extend([
+        Flushed {
+            conn: 0,
+            mode: 2,
+            arg: 1000,
+        },
+        Flushed {
+            conn: 1,
+            mode: 1,
+            arg: 0,
+        },
+        src(0, honest()),
+        Flushed {
+            conn: 0,
+            mode: 3,
+            arg: 0,
+        },
+        Flushed {
+            conn: 1,
+            mode: 0,
+            arg: 0,
+        },
+        src(0, SourceOp::Drive { rounds: 0 }),
+    ]);
+    // Wrong, duplicated, unknown and missing completions, aborts, a
+    // consistent lie (the same flipped byte in both passes: sent as read),
+    // refused commands, and a send left open at shutdown.
+    let mut lies = two;
+    lies.extend([
+        send(1, 0, 2),
+        src(0, open.clone()),
+        src(0, lie(Answer::Short(1))),
+        send(1, 1, 3),
+        src(1, open.clone()),
+        src(1, SourceOp::Opened { mode: 1, arg: 5 }),
+        send(1, 0, 3),
+        src(2, open.clone()),
+        src(2, lie(Answer::Offset(5))),
+        send(1, 0, 3),
+        src(3, open.clone()),
+        src(3, honest()),
+        src(3, lie(Answer::Replay)),
+        send(0, 5, 1),
+        src(4, SourceOp::Opened { mode: 3, arg: 4 }),
+        src(4, honest()),
+        src(4, honest()),
+        src(4, SourceOp::Abort),
+        send(1, 1, 1),
+        src(5, SourceOp::Opened { mode: 1, arg: 10 }),
+        src(5, lie(Answer::Long(b"xyz".to_vec()))),
+        send(1, 0, 0),
+        src(6, SourceOp::Failed),
+        src(6, open.clone()),
+        src(6, honest()),
+        src(7, honest()),
+        src(7, open.clone()),
+        src(7, SourceOp::Failed),
+        src(7, SourceOp::Abort),
+        send(1, 0, 2),
+        src(7, open.clone()),
+        src(7, lie(Answer::Flip(3))),
+        src(7, lie(Answer::Flip(3))),
+        send(1, 2, 1),
+        send(5, 0, 1),
+        send(0, 1, 3),
+        src(8, open.clone()),
+        src(8, lie(Answer::At { offset: 0, len: 10 })),
+        send(0, 1, 3),
+        src(9, open),
+        src(9, honest()),
+        Flushed {
+            conn: 1,
+            mode: 3,
+            arg: 0,
+        },
+        Command(Cmd::Shutdown),
+        src(9, honest()),
+        src(
+            9,
+            SourceOp::Opened {
+                mode: 2,
+                arg: 0xffff,
+            },
+        ),
+    ]);
+    vec![
+        ("send_file", ok),
+        ("send_paced", paced),
+        ("send_lies", lies),
     ]
 }
 

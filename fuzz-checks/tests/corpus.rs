@@ -139,6 +139,17 @@ fn seeds_reach_what_they_are_for() {
     assert!(check_node(&seed("node", "outbound")).connected >= 1);
     assert_eq!(check_node(&seed("node", "max_peers")).max_peers, 3);
     assert!(check_node(&seed("node", "garbage")).protocol_errors >= 2);
+    let n = check_node(&seed("node", "send_file"));
+    assert_eq!(
+        (n.files_sent, n.sends_failed, n.chunks_sent),
+        (3, 0, 7),
+        "{n:?}"
+    );
+    let n = check_node(&seed("node", "send_paced"));
+    assert_eq!((n.files_sent, n.chunks_sent), (1, 12), "{n:?}");
+    // Every wrong completion fails its send; the consistent lie is sent.
+    let n = check_node(&seed("node", "send_lies"));
+    assert_eq!((n.files_sent, n.sends_failed), (1, 10), "{n:?}");
 
     let f = check_file(&seed("file", "good"));
     assert_eq!((f.created, f.committed), (3, 3), "{f:?}");

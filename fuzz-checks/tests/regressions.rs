@@ -1,7 +1,10 @@
 //! Inputs the fuzzers found, kept as regression tests (each also lives in
 //! the corpus, so the replay test runs it too; here it is readable).
+//! Known core bugs that are not fixed yet are `#[ignore]`d tests marked
+//! KNOWN CORE BUG, kept out of the corpus (its replay would fail); run them
+//! with `cargo test -p p2p-fuzz-checks --test regressions -- --ignored`.
 
-use p2p_fuzz_checks::{check_node, Cmd, NodeOp, Wire};
+use p2p_fuzz_checks::{check_node, Answer, Cmd, NodeOp, SourceOp, Wire};
 
 /// `discover` after `shutdown` scheduled dials of known addresses: the
 /// node had a timer again although shutdown "stops all timers", and a
@@ -120,4 +123,153 @@ fn drained_duplicate_of_a_gone_peer_is_ignored() {
     ];
     assert_eq!(NodeOp::decode_all(&raw), ops);
     check_node(&raw);
+}
+
+/// The inbound peer `a` on c1, established.
+fn peer_a() -> Vec<NodeOp> {
+    vec![
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Hello { id: 0, name: 1 },
+        },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Listen { addr: 0 },
+        },
+    ]
+}
+
+/// KNOWN CORE BUG (not fixed; core/src/files/send.rs): the sending pass
+/// does not check that it reads what the hash pass hashed. When the source
+/// changes between the passes (here one byte of a 700-byte file), the node
+/// sends `FILESTART`/`FILEEND` with the checksum of the first pass and
+/// chunks of the second, and reports `FileSent`: a checksum that does not
+/// match the chunks it sent (every receiver then fails the file, and the
+/// sender believes it went out). The core should hash the sending pass too
+/// and fail the send instead of sending `FILEEND` when the two differ.
+/// Found by the new send-side checks of the `node` target; raw input
+/// `00 01 05 00 01 00 01 05 00 02 00 09 0a 01 00 02 0b 00 00 00 00 00 0b 00
+/// 01 0b 00 02 02 03 00`. Run with `--ignored` once the core is fixed.
+#[test]
+#[ignore = "known core bug: a send whose source changes between the passes sends a checksum that does not match its chunks"]
+fn send_fails_when_the_source_changes_between_passes() {
+    let mut ops = peer_a();
+    ops.extend([
+        NodeOp::Command(Cmd::SendFile {
+            peer: 1,
+            name: 0,
+            content: 2,
+        }),
+        NodeOp::Source {
+            pick: 0,
+            op: SourceOp::Opened { mode: 0, arg: 0 },
+        },
+        // The hash pass reads the file as it is...
+        NodeOp::Source {
+            pick: 0,
+            op: SourceOp::Read(Answer::Honest),
+        },
+        // ...the sending pass reads it with byte 3 changed.
+        NodeOp::Source {
+            pick: 0,
+            op: SourceOp::Read(Answer::Flip(3)),
+        },
+    ]);
+    let raw = NodeOp::encode_all(&ops);
+    assert_eq!(
+        raw,
+        [
+            0x00, 0x01, 0x05, 0x00, 0x01, 0x00, 0x01, 0x05, 0x00, 0x02, 0x00, 0x09, 0x0a, 0x01,
+            0x00, 0x02, 0x0b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x0b, 0x00, 0x01, 0x0b, 0x00, 0x02,
+            0x02, 0x03, 0x00
+        ]
+    );
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    check_node(&raw);
+}
+
+/// KNOWN CORE BUG (not fixed; core/src/files/mod.rs `Files::pump`): the
+/// send window holds per file, not per connection. Two files to one peer
+/// both wait on a full queue; one `Flushed` brings the queue under the
+/// window and the same `pump` call sends a chunk of each, the second
+/// against the queue length from before the first (the node counts
+/// transmitted bytes only when the driver polls them), so the connection
+/// gets 2900 bytes unflushed before that chunk, over the 2500-byte window
+/// (`Config::send_window` says a chunk waits "while any target has more
+/// than this many bytes transmitted and not yet reported Flushed"). With k
+/// files the queue grows to the window plus k chunks. Found while writing
+/// the send-side checks of the `node` target.
+#[test]
+#[ignore = "known core bug: concurrent sends to one peer pass the send window by a chunk each"]
+fn concurrent_sends_keep_to_one_window() {
+    let src = |pick, op| NodeOp::Source { pick, op };
+    let honest = |pick| src(pick, SourceOp::Read(Answer::Honest));
+    let mut ops = peer_a();
+    for name in [0, 1] {
+        ops.push(NodeOp::Command(Cmd::SendFile {
+            peer: 1,
+            name,
+            content: 3,
+        }));
+    }
+    ops.push(src(0, SourceOp::Opened { mode: 0, arg: 0 }));
+    ops.push(src(1, SourceOp::Opened { mode: 0, arg: 0 }));
+    // Three reads each to hash 3000 bytes, then chunks until both wait.
+    for _ in 0..5 {
+        ops.extend([honest(0), honest(1)]);
+    }
+    ops.push(honest(0));
+    ops.push(NodeOp::Flushed {
+        conn: 0,
+        mode: 2,
+        arg: 1500,
+    });
+    let raw = NodeOp::encode_all(&ops);
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    check_node(&raw);
+}
+
+/// A checker bug, not the core's: two `send_file`s of one name to one peer
+/// interleave their frames on its connection, which the checks cannot tell
+/// apart, so they skip the content of both. The second `FILESTART` marked
+/// the first transfer and the new stream as mixed, but the second
+/// transfer, bound to that stream only at its `FileSendStarted`, was not:
+/// its `FileSent` was then checked and its `FILEEND` (skipped as mixed)
+/// reported missing. Found by the `node` target; now the binding passes
+/// the flag on.
+#[test]
+fn same_name_sends_to_one_peer_are_not_checked_for_content() {
+    let raw = [
+        0x00, 0x01, 0x05, 0x00, 0x02, 0x00, 0x00, 0x01, 0x05, 0x01, 0x01, 0x11, 0x01, 0x09, 0x0a,
+        0x02, 0x05, 0x02, 0x09, 0x0a, 0x02, 0x05, 0x02, 0x0b, 0x02, 0x04,
+    ];
+    let send = NodeOp::Command(Cmd::SendFile {
+        peer: 2,
+        name: 5,
+        content: 2,
+    });
+    let ops = vec![
+        // Peer `LISTEN` on c1 (its hello is a LISTEN: line), peer `b` on c2.
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Listen { addr: 0 },
+        },
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 1,
+            wire: Wire::Hello { id: 17, name: 1 },
+        },
+        // `.hidden` (700 bytes) twice to `b`, both driven to the end.
+        send.clone(),
+        send,
+        NodeOp::Source {
+            pick: 2,
+            op: SourceOp::Drive { rounds: 0 },
+        },
+    ];
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    let s = check_node(&raw);
+    assert_eq!(s.files_sent, 2, "{s:?}");
 }
