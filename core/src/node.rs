@@ -182,6 +182,7 @@ impl Node {
     /// fixed order. Called after each call into a component, so the order
     /// of outputs is the order of causes.
     fn collect(&mut self) {
+        let start = self.out.len();
         let out = &mut self.out;
         self.conns.out.drain_into(out);
         self.dialer.out.drain_into(out);
@@ -190,6 +191,19 @@ impl Node {
         self.chat.out.drain_into(out);
         self.ext.out.drain_into(out);
         self.files.out.drain_into(out);
+        // What is queued per connection counts from the moment it is
+        // decided, so that the next decision (a file chunk) sees it.
+        for o in self.out.range(start..) {
+            match o {
+                Output::Transmit { conn, data } => {
+                    *self.queued.entry(*conn).or_default() += data.len() as u64;
+                }
+                Output::Close { conn } => {
+                    self.queued.remove(conn);
+                }
+                _ => {}
+            }
+        }
     }
 
     // ----- inputs -----
@@ -291,17 +305,7 @@ impl Node {
     /// The next thing to do, until `None`.
     #[must_use]
     pub fn poll_output(&mut self) -> Option<Output> {
-        let out = self.out.pop_front()?;
-        match &out {
-            Output::Transmit { conn, data } => {
-                *self.queued.entry(*conn).or_default() += data.len() as u64;
-            }
-            Output::Close { conn } => {
-                self.queued.remove(conn);
-            }
-            _ => {}
-        }
-        Some(out)
+        self.out.pop_front()
     }
 
     /// When to call [`Node::handle_timeout`] next: the earliest deadline of

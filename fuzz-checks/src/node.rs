@@ -1466,8 +1466,9 @@ impl Harness {
                     );
                 }
                 let before = q_end.saturating_sub(frame_len);
-                // Known core bug `window`: one call may send a chunk of
-                // every live send against the same stale queue length.
+                // Core bug `window` (fixed, regression test
+                // `concurrent_sends_keep_to_one_window`): one call sent a
+                // chunk of every live send against the same queue length.
                 let slack = if tolerated("window") {
                     let live = self.sends.values().filter(|s| s.live()).count() as u64;
                     live.saturating_sub(1) * (SEND_CHUNK as u64 + 300)

@@ -189,8 +189,7 @@ fn send_fails_when_the_source_changes_between_passes() {
     check_node(&raw);
 }
 
-/// KNOWN CORE BUG (not fixed; core/src/files/mod.rs `Files::pump`): the
-/// send window holds per file, not per connection. Two files to one peer
+/// A core bug, fixed: the send window held per file, not per connection. Two files to one peer
 /// both wait on a full queue; one `Flushed` brings the queue under the
 /// window and the same `pump` call sends a chunk of each, the second
 /// against the queue length from before the first (the node counts
@@ -199,9 +198,10 @@ fn send_fails_when_the_source_changes_between_passes() {
 /// (`Config::send_window` says a chunk waits "while any target has more
 /// than this many bytes transmitted and not yet reported Flushed"). With k
 /// files the queue grows to the window plus k chunks. Found while writing
-/// the send-side checks of the `node` target.
+/// the send-side checks of the `node` target. Now one pump counts what it
+/// transmitted for the sends after it, and the node counts transmits as
+/// they are decided rather than when polled.
 #[test]
-#[ignore = "known core bug: concurrent sends to one peer pass the send window by a chunk each"]
 fn concurrent_sends_keep_to_one_window() {
     let src = |pick, op| NodeOp::Source { pick, op };
     let honest = |pick| src(pick, SourceOp::Read(Answer::Honest));

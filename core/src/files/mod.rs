@@ -181,11 +181,14 @@ impl Files {
     /// Send queues drained or targets left: parked chunks may go now.
     pub(crate) fn pump(&mut self, peers: &Peers, queued: &BTreeMap<ConnId, u64>) {
         let ids: Vec<TransferId> = self.sends.keys().copied().collect();
+        // Chunks this call transmits count against the window of the sends
+        // after them (the node counts them only once this call returns).
+        let mut sent = BTreeMap::new();
         for id in ids {
             let Some(s) = self.sends.get_mut(&id) else {
                 continue;
             };
-            if let Some(end) = s.pump(peers, queued, self.window, &mut self.out) {
+            if let Some(end) = s.pump(peers, queued, &mut sent, self.window, &mut self.out) {
                 self.end_send(id, end);
             }
         }

@@ -168,7 +168,7 @@ impl Send {
                 *reading = false;
                 *read_at += want;
                 *parked = Some(data);
-                self.pump(peers, queued, window, out)
+                self.pump(peers, queued, &mut BTreeMap::new(), window, out)
             }
             _ => Some(SendEnd::Failed(SendFailure::OutOfTurn(format!(
                 "a read at {offset} that was not asked"
@@ -251,10 +251,13 @@ impl Send {
 
     /// Sends the parked chunk if every target has room, then reads on.
     /// Call it whenever a queue drained or a target left.
+    /// `sent` holds what earlier sends transmitted in the same call, not
+    /// yet in `queued`; this one adds its chunk to it.
     pub(crate) fn pump(
         &mut self,
         peers: &Peers,
         queued: &BTreeMap<ConnId, u64>,
+        sent: &mut BTreeMap<ConnId, u64>,
         window: u64,
         out: &mut Outbox,
     ) -> Option<SendEnd> {
@@ -268,11 +271,12 @@ impl Send {
         let chunk = parked.as_ref()?;
         // Every target at or below the window: the chunk then takes a
         // stalled one above it, where the driver's slow-reader check sees it.
-        let full = self.to.iter().any(|p| {
-            peers
-                .conn_of(p)
-                .is_some_and(|c| queued.get(&c).copied().unwrap_or(0) > window)
-        });
+        let level =
+            |c: ConnId| queued.get(&c).copied().unwrap_or(0) + sent.get(&c).copied().unwrap_or(0);
+        let full = self
+            .to
+            .iter()
+            .any(|p| peers.conn_of(p).is_some_and(|c| level(c) > window));
         if full {
             return None;
         }
@@ -283,14 +287,18 @@ impl Send {
         };
         *parked = None;
         transmit_to(peers, &self.to, &frames, out);
-        let sent = file.sent();
-        let pct = percent(sent, self.size);
+        let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
+        for conn in self.to.iter().filter_map(|p| peers.conn_of(p)) {
+            *sent.entry(conn).or_default() += bytes;
+        }
+        let done = file.sent();
+        let pct = percent(done, self.size);
         if pct > self.last_percent {
             self.last_percent = pct;
             out.event(Event::FileSendProgress {
                 transfer: self.id,
                 name: self.name.clone(),
-                sent,
+                sent: done,
                 size: self.size,
             });
         }
