@@ -289,3 +289,39 @@ fn shutdown_reports_only_announced_peers_and_forgets_them_all() {
     assert_eq!(m.nodes[0].node.peer_count(), 0);
     assert_eq!(m.nodes[0].node.conn_count(), 0);
 }
+
+#[test]
+fn a_refused_dial_that_stays_open_is_closed_quietly_at_the_connect_timeout() {
+    // The listener answered MAX_PEERS but never closed: we stop waiting for
+    // its redirect line after connect_timeout, without a protocol error.
+    let config = Config::new(9000);
+    let timeout = config.connect_timeout;
+    let now = Instant::now();
+    let mut node = Node::new(config, 7, now);
+    node.connect(now, "127.0.0.1:9001").unwrap();
+    let (_, dials) = drain(&mut node);
+    let conn = dials[0];
+    node.handle_input(now, Input::Connected { conn, local: None });
+    node.handle_input(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::from_static(b"MAX_PEERS\n"),
+        },
+    );
+    drain(&mut node);
+    let later = now + timeout;
+    node.handle_timeout(later);
+    let (outs, _) = drain(&mut node);
+    assert!(
+        outs.iter()
+            .any(|o| matches!(o, Output::Close { conn: c } if *c == conn)),
+        "{outs:?}"
+    );
+    assert!(
+        !outs
+            .iter()
+            .any(|o| matches!(o, Output::Event(Event::ProtocolError { .. }))),
+        "{outs:?}"
+    );
+}
