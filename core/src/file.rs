@@ -1186,6 +1186,21 @@ mod tests {
             assert!(part.starts_with('.') && part.ends_with(&format!(".{}.part", u64::MAX)));
         }
         assert_eq!(part_name("a.txt", TransferId(3)), ".a.txt.3.part");
+        // A two-byte character across the 200-byte cut is left out whole.
+        let name = format!("{}é{}", "a".repeat(199), "b".repeat(50));
+        assert_eq!(check_name(&name), Ok(()));
+        assert_eq!(
+            part_name(&name, TransferId(7)),
+            format!(".{}.7.part", "a".repeat(199))
+        );
+    }
+
+    #[test]
+    fn the_default_chunk_size_is_the_reference_one() {
+        // docs/PROTOCOL.md §5.2: 256 KiB, as the reference; the default
+        // configuration uses the constant.
+        assert_eq!(CHUNK_SIZE, 262_144);
+        assert_eq!(crate::Config::new(9000).chunk_size, CHUNK_SIZE);
     }
 
     #[test]
@@ -1199,6 +1214,42 @@ mod tests {
         }
         let cap = rig.asm.limits.max_transfers_per_peer * 4;
         assert!(rig.asm.aborted.len() <= cap, "{}", rig.asm.aborted.len());
+    }
+
+    #[test]
+    fn every_recent_abort_of_a_peer_is_remembered() {
+        // Below the bound (4 per allowed transfer), each aborted name's
+        // remaining frames are dropped quietly, the oldest as well.
+        let mut rig = Rig::new();
+        let a = peer("alice");
+        let cap = rig.asm.limits.max_transfers_per_peer * 4;
+        let names: Vec<String> = (0..cap).map(|i| format!("f{i}")).collect();
+        for name in &names {
+            rig.start(&a, name, b"ab");
+            assert_eq!(rig.chunk(&a, name, b"abc").len(), 2, "{name} aborted");
+        }
+        for name in &names {
+            assert_eq!(rig.chunk(&a, name, b"x"), vec![], "{name}");
+        }
+    }
+
+    #[test]
+    fn a_peer_going_away_forgets_only_its_own_aborts() {
+        let mut rig = Rig::new();
+        let (a, b) = (peer("alice"), peer("bob"));
+        for p in [&a, &b] {
+            rig.start(p, "f", b"ab");
+            assert_eq!(rig.chunk(p, "f", b"abc").len(), 2);
+        }
+        rig.asm.handle_peer_gone(&b, &mut rig.out);
+        assert_eq!(drain(&mut rig.out), vec![]);
+        // Alice's aborted transfer still swallows its late frames; Bob's
+        // is forgotten, so a late frame from a Bob that is back is unknown.
+        assert_eq!(rig.chunk(&a, "f", b"x"), vec![]);
+        assert_eq!(
+            rig.chunk(&b, "f", b"x"),
+            vec![failed(None, &b, "f", FileFailure::UnknownTransfer)]
+        );
     }
 
     #[test]
