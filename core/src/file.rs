@@ -318,7 +318,12 @@ impl Outgoing {
         Ok(framed(&FileFrame::end_payload(&self.name, &self.sha256), 0))
     }
 
-    /// Bytes sent so far.
+    /// The checksum `FILESTART` and `FILEEND` carry.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Bytes framed into chunks so far.
     pub fn sent(&self) -> u64 {
         self.sent
     }

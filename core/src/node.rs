@@ -441,8 +441,9 @@ impl Node {
         aborted
     }
 
-    /// Peers an outgoing transfer is still going to.
-    pub fn file_targets(&self, id: TransferId) -> Option<&[PeerId]> {
+    /// Peers an outgoing transfer is still going to: once `FILESTART` is
+    /// out, those still on the connection it went on.
+    pub fn file_targets(&self, id: TransferId) -> Option<Vec<PeerId>> {
         self.files.targets(id)
     }
 
