@@ -1205,7 +1205,7 @@ mod tests {
         // docs/PROTOCOL.md §5.2: 256 KiB, as the reference; the default
         // configuration uses the constant.
         assert_eq!(CHUNK_SIZE, 262_144);
-        assert_eq!(crate::Config::new(9000).chunk_size, CHUNK_SIZE);
+        assert_eq!(crate::Config::new(9000).files.chunk_size, CHUNK_SIZE);
     }
 
     #[test]

@@ -43,19 +43,20 @@ impl Files {
     pub(crate) fn new(config: &Config) -> Self {
         Files {
             assembler: Assembler::new(AssemblerLimits {
-                max_file_size: config.max_file_size,
-                max_transfers_per_peer: config.max_transfers_per_peer,
-                idle_timeout: config.peer_timeout,
+                max_file_size: config.files.max_file_size,
+                max_transfers_per_peer: config.files.max_transfers_per_peer,
+                idle_timeout: config.heartbeat.peer_timeout,
             }),
             sending: BTreeMap::new(),
             sends: BTreeMap::new(),
             next_transfer: 0,
             // Each chunk must fit in one bytes frame with its prefix.
             chunk_size: config
+                .files
                 .chunk_size
-                .min(config.max_bytes_per_message / 2)
+                .min(config.connections.max_bytes_per_message / 2)
                 .max(1),
-            window: config.send_window,
+            window: config.files.send_window,
             out: Outbox::default(),
         }
     }

@@ -13,7 +13,7 @@ use crate::{Event, Input, Output, StorageOp, Target, TransferId};
 /// `n` nodes bootstrapped to node 0, with a small send window so that a
 /// few MB take several round trips.
 fn paced_star(n: usize) -> Mesh {
-    let mut m = Mesh::new(n, |_, c| c.send_window = 256 * 1024);
+    let mut m = Mesh::new(n, |_, c| c.files.send_window = 256 * 1024);
     for i in 1..n {
         m.bootstrap(i, 0);
     }
@@ -215,7 +215,7 @@ fn chunks_wait_for_the_send_window() {
     // One node and a raw peer that never reads: without Flushed reports,
     // what is transmitted stays at about the window.
     let mut config = crate::Config::new(9000);
-    config.send_window = 1024 * 1024;
+    config.files.send_window = 1024 * 1024;
     let now = std::time::Instant::now();
     let mut node = crate::Node::new(config, 1, now);
     let conn = node.handle_accept(now, None);
@@ -327,7 +327,7 @@ fn progress_is_reported_once_per_new_percent_up_to_the_size() {
 
     // 250 chunks of 1000 bytes, 0.4 % each: one event per percent, not
     // one per chunk.
-    let mut m = Mesh::new(2, |_, c| c.chunk_size = 1000);
+    let mut m = Mesh::new(2, |_, c| c.files.chunk_size = 1000);
     m.bootstrap(1, 0);
     converge(&mut m, 5 * SEC);
     let data = content(250_000, 6);
@@ -466,8 +466,8 @@ fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
     // down to exactly the window each time the node goes idle: every chunk
     // must still go out ("at or below the window").
     let mut config = crate::Config::new(9000);
-    config.send_window = 1000;
-    config.chunk_size = 1000;
+    config.files.send_window = 1000;
+    config.files.chunk_size = 1000;
     let now = std::time::Instant::now();
     let mut node = crate::Node::new(config, 1, now);
     let conn = node.handle_accept(now, None);
