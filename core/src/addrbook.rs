@@ -28,6 +28,10 @@ pub(crate) struct Entry {
     pub(crate) retry_at: Option<Instant>,
     /// Given to `bootstrap` or `connect`: never forgotten, only backed off.
     pub(crate) sticky: bool,
+    /// We dialed it and a node answered (a handshake, or `DUPLICATE`): only
+    /// such addresses are passed on beyond our peers' own, so that a full
+    /// node, which dials nothing, does not spread what it cannot vouch for.
+    pub(crate) verified: bool,
 }
 
 #[derive(Debug)]
@@ -89,6 +93,7 @@ impl AddrBook {
                 failures: 0,
                 retry_at: None,
                 sticky: false,
+                verified: false,
             },
         );
         true
@@ -124,13 +129,16 @@ impl AddrBook {
     }
 
     /// The address reaches `peer`.
-    pub(crate) fn on_connected(&mut self, addr: &Addr, peer: &PeerId) {
+    /// `peer` is on `addr`: we dialed it (`dialed`), or it said it
+    /// listens there.
+    pub(crate) fn on_connected(&mut self, addr: &Addr, peer: &PeerId, dialed: bool) {
         self.learn(addr);
         if let Some(e) = self.entries.get_mut(addr) {
             if e.state != AddrState::Ours {
                 e.state = AddrState::Connected(peer.clone());
                 e.failures = 0;
                 e.retry_at = None;
+                e.verified |= dialed;
             }
         }
     }
@@ -143,6 +151,7 @@ impl AddrBook {
                 e.state = AddrState::Idle;
             }
             e.failures = 0;
+            e.verified = true;
             e.retry_at = Some(now + hold);
         }
     }
@@ -205,11 +214,12 @@ impl AddrBook {
             .collect()
     }
 
-    /// Idle addresses that have never failed: worth sharing.
+    /// Idle addresses we reached and that have not failed since: worth
+    /// sharing.
     pub(crate) fn healthy_idle(&self) -> impl Iterator<Item = &Addr> {
         self.entries
             .iter()
-            .filter(|(_, e)| e.state == AddrState::Idle && e.failures == 0)
+            .filter(|(_, e)| e.state == AddrState::Idle && e.failures == 0 && e.verified)
             .map(|(a, _)| a)
     }
 
@@ -279,8 +289,34 @@ mod tests {
         );
         assert!(b.learn(&a("h:3")));
         assert!(b.get(&a("h:2")).is_none());
-        b.on_connected(&a("h:1"), &PeerId::parse("p").unwrap());
+        b.on_connected(&a("h:1"), &PeerId::parse("p").unwrap(), true);
         b.mark_ours(&a("h:3"));
         assert!(!b.learn(&a("h:4")), "nothing evictable");
+    }
+
+    #[test]
+    fn only_addresses_we_reached_are_shared() {
+        let now = Instant::now();
+        let hold = Duration::from_secs(1);
+        let mut b = AddrBook::new(10);
+        let p = PeerId::parse("p").unwrap();
+        let q = PeerId::parse("q").unwrap();
+        for s in ["h:1", "h:2", "h:3", "h:4"] {
+            b.learn(&a(s));
+        }
+        // h:1 only heard of; h:2 dialed and reached; h:3 claimed by an
+        // inbound peer's LISTEN; h:4 answered DUPLICATE to our dial.
+        b.on_connected(&a("h:2"), &p, true);
+        b.on_connected(&a("h:3"), &q, false);
+        b.on_dial(&a("h:4"), ConnId(9));
+        b.on_alive(&a("h:4"), now, hold);
+        b.on_peer_gone(&p, now, hold);
+        b.on_peer_gone(&q, now, hold);
+        let shared: Vec<String> = b.healthy_idle().map(|a| a.to_string()).collect();
+        assert_eq!(shared, ["h:2", "h:4"]);
+        // A reached address that then fails is no longer shared.
+        b.on_failure(&a("h:2"), now, hold, hold, 9, Duration::ZERO);
+        let shared: Vec<String> = b.healthy_idle().map(|a| a.to_string()).collect();
+        assert_eq!(shared, ["h:4"]);
     }
 }

@@ -268,8 +268,9 @@ impl Dialer {
     }
 
     /// `addr` reaches `peer`; a pending dial of it is moot unless `merged`.
+    /// A dial to `addr` reached `peer`.
     pub(crate) fn on_connected(&mut self, addr: &Addr, peer: &PeerId, merged: bool) {
-        self.book.on_connected(addr, peer);
+        self.book.on_connected(addr, peer, true);
         if !merged {
             self.timers.cancel(&DialTimer::Dial(addr.clone()));
         }
@@ -278,7 +279,8 @@ impl Dialer {
     /// A peer's listening address arrived; returns whether it was new.
     pub(crate) fn on_listen(&mut self, addr: &Addr, peer: &PeerId) -> bool {
         let new = self.book.learn(addr);
-        self.on_connected(addr, peer, false);
+        self.book.on_connected(addr, peer, false);
+        self.timers.cancel(&DialTimer::Dial(addr.clone()));
         new
     }
 

@@ -64,12 +64,14 @@ impl Discovery {
             .transmit(conn, Bytes::from_static(codec::REQUEST_PEERS_LINE));
     }
 
-    /// What we share in `PEERS` with `to`: established peers' addresses
-    /// except its own, plus up to 5 healthy known ones; never `[::1]`, and
-    /// no loopback address to a peer that is not on this machine.
+    /// What we share in `PEERS` with `to` (`None`: a dialer we refuse) on
+    /// `conn`: established peers' addresses except its own, plus up to 5
+    /// healthy known ones; never `[::1]`, and no loopback address over a
+    /// connection from another machine.
     pub(crate) fn shareable(
         &self,
         to: Option<&PeerId>,
+        conn: ConnId,
         peers: &Peers,
         conns: &Connections,
         dialer: &Dialer,
@@ -77,10 +79,7 @@ impl Discovery {
     ) -> Vec<Addr> {
         let to_peer = to.and_then(|t| peers.get(t));
         let to_addr = to_peer.and_then(|p| p.addr.clone());
-        let remote_local = to_peer
-            .and_then(|p| conns.get(p.conn))
-            .map(|c| c.remote_is_loopback())
-            .unwrap_or(true);
+        let remote_local = conns.is_local(conn);
         let ok = |a: &Addr| {
             !a.is_ipv6_loopback()
                 && Some(a) != to_addr.as_ref()

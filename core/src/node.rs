@@ -548,7 +548,7 @@ impl Node {
             // Extension (docs/PROTOCOL.md §2.4): after MAX_PEERS, point the
             // dialer at other nodes. A reference dialer stops reading there.
             let mut refusal = codec::MAX_PEERS_LINE.to_vec();
-            let list = self.shareable(None);
+            let list = self.shareable(None, conn);
             if !list.is_empty() {
                 refusal.extend_from_slice(&codec::peers_line(&list));
             }
@@ -639,7 +639,7 @@ impl Node {
         }
         self.collect();
         if est.kept {
-            let list = self.shareable(Some(&id));
+            let list = self.shareable(Some(&id), conn);
             self.discovery.send_peers(conn, &list);
             if outbound {
                 self.discovery.request(conn);
@@ -652,10 +652,16 @@ impl Node {
         self.collect();
     }
 
-    /// What we share in `PEERS` with `to` (docs/PROTOCOL.md §3.4).
-    fn shareable(&mut self, to: Option<&PeerId>) -> Vec<Addr> {
-        self.discovery
-            .shareable(to, &self.peers, &self.conns, &self.dialer, &mut self.rng)
+    /// What we share in `PEERS` with `to` on `conn` (docs/PROTOCOL.md §3.4).
+    fn shareable(&mut self, to: Option<&PeerId>, conn: ConnId) -> Vec<Addr> {
+        self.discovery.shareable(
+            to,
+            conn,
+            &self.peers,
+            &self.conns,
+            &self.dialer,
+            &mut self.rng,
+        )
     }
 
     /// A frame on an established connection (or the listener's first one,
@@ -687,7 +693,7 @@ impl Node {
             Message::RequestPeers => {
                 self.discovery.on_request(&peer);
                 if let Some(rc) = reply_on {
-                    let list = self.shareable(Some(&peer));
+                    let list = self.shareable(Some(&peer), rc);
                     self.discovery.send_peers(rc, &list);
                 }
             }

@@ -325,3 +325,31 @@ fn a_refused_dial_that_stays_open_is_closed_quietly_at_the_connect_timeout() {
         "{outs:?}"
     );
 }
+
+/// The redirect after `MAX_PEERS` goes to a dialer we have not accepted:
+/// the loopback rule judges the dialer's own connection, so a dialer from
+/// another machine is not pointed at `localhost`, and one on this machine is.
+#[test]
+fn a_redirect_names_loopback_addresses_only_to_a_dialer_on_this_machine() {
+    let mut m = Mesh::new(1, |_, c| c.connections.max_peers = 1);
+    let near_ip: SocketAddr = "127.0.0.1:40001".parse().unwrap();
+    let near = m.raw_connect(0, Some(near_ip));
+    m.raw_send(near, b"near:near\nLISTEN:localhost:9001\n");
+    m.run_for(Duration::from_millis(100));
+    assert_eq!(m.nodes[0].node.peer_count(), 1);
+    let redirect_to = |m: &mut Mesh, from: &str, id: &str| {
+        let r = m.raw_connect(0, Some(from.parse().unwrap()));
+        m.raw_send(r, format!("{id}:{id}\n").as_bytes());
+        m.run_for(Duration::from_millis(100));
+        m.raw_lines(r)
+    };
+    let far = redirect_to(&mut m, "10.1.2.3:40000", "far");
+    assert_eq!(
+        far.first().map(String::as_str),
+        Some("MAX_PEERS"),
+        "{far:?}"
+    );
+    assert!(!far.iter().any(|l| l.contains(":9001")), "{far:?}");
+    let local = redirect_to(&mut m, "127.0.0.1:40002", "local");
+    assert_eq!(local, ["MAX_PEERS", "PEERS:127.0.0.1:9001"]);
+}
