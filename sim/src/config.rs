@@ -106,6 +106,10 @@ pub enum Sabotage {
     /// every dialed connection, so the two ends of a connection do not
     /// name the same socket pair.
     WrongLocalAddr,
+    /// The tap loses every `DuplicateRetired` event: as a node that merges a
+    /// simultaneous connect but keeps both connections established would
+    /// look.
+    LostRetire,
     /// One host reports its peer table with the connections of its peers
     /// rotated: every peer appears carried by another peer's connection.
     SwappedSnapshot,
@@ -138,8 +142,9 @@ pub enum Sabotage {
 
 impl Sabotage {
     /// Every planted bug, in the order `--list` shows them.
-    pub const ALL: [Sabotage; 15] = [
+    pub const ALL: [Sabotage; 16] = [
         Sabotage::WrongLocalAddr,
+        Sabotage::LostRetire,
         Sabotage::SwappedSnapshot,
         Sabotage::CorruptWire,
         Sabotage::CorruptCommit,
@@ -184,6 +189,12 @@ impl Sabotage {
                 ONE_CONNECTION_PER_PAIR,
                 Scenario::Mesh,
                 "the transport reports the listening port as a dialed connection's local address",
+            ),
+            Sabotage::LostRetire => (
+                "lost-retire",
+                ONE_CONNECTION_PER_PAIR,
+                Scenario::Mesh,
+                "the tap loses DuplicateRetired: both connections of a merge stay established",
             ),
             Sabotage::SwappedSnapshot => (
                 "swapped-snapshot",

@@ -85,8 +85,13 @@ async fn life_with<T: Transport, S: Storage>(
     net.bootstrap = plan.bootstrap.clone();
     let tap_world = world.clone();
     let hide_timeouts = cfg.sabotage == Some(Sabotage::HiddenTimeout);
+    let lose_retire = cfg.sabotage == Some(Sabotage::LostRetire);
     net.tap = Some(Arc::new(move |ev| {
-        if hide_timeouts && is_timeout_removal(ev) {
+        let retire = matches!(
+            ev,
+            TapEvent::Output(Output::Event(Event::DuplicateRetired { .. }))
+        );
+        if (hide_timeouts && is_timeout_removal(ev)) || (lose_retire && retire) {
             // The planted bug: the event never reaches the world.
             return;
         }

@@ -10,6 +10,12 @@ use p2p_sim::{run, Sabotage, SimConfig};
 /// Runs `bug` in its scenario with `peers` peers on seeds 1..=3 and
 /// asserts that its check, and only it, is violated.
 fn fires_only_its_check(bug: Sabotage, peers: usize) {
+    fires_with_detail(bug, peers, "");
+}
+
+/// As [`fires_only_its_check`], and every violation's detail contains
+/// `detail` (which branch of the check fired).
+fn fires_with_detail(bug: Sabotage, peers: usize, detail: &str) {
     for seed in 1..=3 {
         let mut cfg = SimConfig::new(bug.scenario(), peers, seed);
         cfg.sabotage = Some(bug);
@@ -23,6 +29,9 @@ fn fires_only_its_check(bug: Sabotage, peers: usize) {
             r.summary()
         );
         assert!(!r.passed());
+        for v in &r.violations {
+            assert!(v.detail.contains(detail), "{}: {}", bug.name(), v.detail);
+        }
         assert!(r.replay.ends_with(&format!("--sabotage {}", bug.name())));
     }
 }
@@ -43,7 +52,17 @@ fn every_check_has_a_planted_bug() {
 
 #[test]
 fn one_connection_per_pair_fires_on_wrong_local_addr() {
-    fires_only_its_check(Sabotage::WrongLocalAddr, 4);
+    fires_with_detail(
+        Sabotage::WrongLocalAddr,
+        4,
+        "each keep a different connection",
+    );
+}
+
+/// The check's other branch: two established connections on one host.
+#[test]
+fn one_connection_per_pair_fires_on_lost_retire() {
+    fires_with_detail(Sabotage::LostRetire, 12, "established connections to peer");
 }
 
 #[test]
