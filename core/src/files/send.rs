@@ -5,15 +5,19 @@
 //! then `FILEEND`. At most one read is in flight and one chunk waits, so
 //! memory does not grow with the file.
 //!
-//! The sending pass is hashed too: a source that changed after the hash
-//! pass fails the send before its last chunk instead of going out under a
-//! checksum its chunks do not match. Each target is bound to the connection
+//! Both passes also take a 128-bit XXH3 fingerprint, and a source whose
+//! sending pass does not match the hash pass fails the send before its
+//! last chunk instead of going out under a checksum its chunks do not
+//! match. XXH3 rather than a second SHA-256: the change it catches is
+//! local, not adversarial (receivers verify SHA-256 anyway), and it costs
+//! a fraction (on this 2-core machine about 3 GB/s against 0.7 GB/s). Each target is bound to the connection
 //! its `FILESTART` went on, and dropped if it moves to another one.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
+use xxhash_rust::xxh3::Xxh3;
 
 use crate::event::StorageOp;
 use crate::file::Outgoing;
@@ -21,20 +25,46 @@ use crate::io::Outbox;
 use crate::peers::Peers;
 use crate::{ConnId, Event, PeerId, SendFailure, TransferId};
 
+/// The running XXH3-128 fingerprint of one pass.
+#[derive(Default)]
+struct Print(Xxh3);
+
+impl Print {
+    fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    fn digest128(&self) -> u128 {
+        self.0.digest128()
+    }
+}
+
+impl std::fmt::Debug for Print {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Print({:032x})", self.0.digest128())
+    }
+}
+
 /// Where a send is.
 #[derive(Debug)]
 enum Phase {
     /// Waiting for the source to open.
     Opening,
     /// Reading the whole source once for the checksum.
-    Hashing { hasher: Sha256, offset: u64 },
+    Hashing {
+        hasher: Sha256,
+        print: Print,
+        offset: u64,
+    },
     /// `FILESTART` is out; chunks follow.
     Sending {
         file: Outgoing,
         /// The targets `FILESTART` went to.
         to: Targets,
-        /// The checksum of what the sending pass read so far.
-        check: Sha256,
+        /// The hash pass's fingerprint of the whole source.
+        expect: u128,
+        /// The fingerprint of what the sending pass read so far.
+        print: Print,
         /// Offset of the next read.
         read_at: u64,
         /// A read is in flight.
@@ -181,6 +211,7 @@ impl Send {
         self.size = size;
         self.phase = Phase::Hashing {
             hasher: Sha256::new(),
+            print: Print::default(),
             offset: 0,
         };
         if size == 0 {
@@ -202,13 +233,18 @@ impl Send {
     ) -> Option<SendEnd> {
         let want = (self.size.saturating_sub(offset)).min(self.chunk_size as u64);
         match &mut self.phase {
-            Phase::Hashing { hasher, offset: at } if *at == offset => {
+            Phase::Hashing {
+                hasher,
+                print,
+                offset: at,
+            } if *at == offset => {
                 if data.len() as u64 != want {
                     return Some(SendEnd::Failed(SendFailure::Changed(
                         "changed while hashing",
                     )));
                 }
                 hasher.update(&data);
+                print.update(&data);
                 *at += want;
                 let next = *at;
                 if next < self.size {
@@ -218,8 +254,8 @@ impl Send {
                 self.hashed(peers, out)
             }
             Phase::Sending {
-                file,
-                check,
+                expect,
+                print,
                 read_at,
                 reading,
                 parked,
@@ -230,18 +266,15 @@ impl Send {
                         "shrank while sending",
                     )));
                 }
-                check.update(&data);
+                print.update(&data);
                 *reading = false;
                 *read_at += want;
                 // The last chunk waits until the pass is known to match
-                // the checksum `FILESTART` announced.
-                if *read_at == self.size {
-                    let sent: [u8; 32] = std::mem::take(check).finalize().into();
-                    if sent != file.sha256() {
-                        return Some(SendEnd::Failed(SendFailure::Changed(
-                            "changed after hashing",
-                        )));
-                    }
+                // what the checksum `FILESTART` announced was taken of.
+                if *read_at == self.size && print.digest128() != *expect {
+                    return Some(SendEnd::Failed(SendFailure::Changed(
+                        "changed after hashing",
+                    )));
                 }
                 *parked = Some(data);
                 self.pump(peers, queued, &mut BTreeMap::new(), window, out)
@@ -254,7 +287,8 @@ impl Send {
 
     /// The checksum is known: `FILESTART` goes out.
     fn hashed(&mut self, peers: &Peers, out: &mut Outbox) -> Option<SendEnd> {
-        let Phase::Hashing { hasher, .. } = std::mem::replace(&mut self.phase, Phase::Opening)
+        let Phase::Hashing { hasher, print, .. } =
+            std::mem::replace(&mut self.phase, Phase::Opening)
         else {
             return Some(SendEnd::Failed(SendFailure::OutOfTurn(
                 "hash pass out of order".into(),
@@ -279,7 +313,8 @@ impl Send {
         self.phase = Phase::Sending {
             file,
             to,
-            check: Sha256::new(),
+            expect: print.digest128(),
+            print: Print::default(),
             read_at: 0,
             reading: false,
             parked: None,
