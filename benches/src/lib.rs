@@ -326,10 +326,7 @@ impl Rig {
             // Random-looking 32 hex digits like the reference's ids: a
             // shared prefix would make every id comparison in the node's
             // peer table artificially long.
-            let id: String = filler(16, 1000 + i as u64)
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect();
+            let id = hex::encode(filler(16, 1000 + i as u64));
             let hello = format!("{id}:peer{i}\nLISTEN:127.0.0.1:{port}\n");
             rig.feed(conn, Bytes::from(hello));
             rig.conns.push(conn);

@@ -287,7 +287,7 @@ pub fn sha256_file(path: &Path) -> String {
     let mut h = Sha256::new();
     let mut f = std::fs::File::open(path).expect("file exists");
     std::io::copy(&mut f, &mut h).expect("readable");
-    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(h.finalize())
 }
 
 /// Writes `len` pseudo-random bytes.

@@ -163,14 +163,3 @@ pub(crate) fn truncate_for_report(s: &str) -> String {
     }
     format!("{}…", &s[..end])
 }
-
-/// Lowercase hex of any bytes.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
-}

@@ -72,7 +72,7 @@ impl Node {
             let mut raw = [0u8; 16];
             rng.fill_bytes(&mut raw);
             // Invariant: 32 hex digits are a valid id.
-            PeerId::parse(&crate::hex(&raw)).expect("hex id is valid")
+            PeerId::parse(&hex::encode(raw)).expect("hex id is valid")
         });
         let name = match &config.name {
             Some(n) if !n.trim().is_empty() => n.trim().to_owned(),

@@ -119,7 +119,7 @@ impl Script {
 }
 
 fn hex(d: &[u8]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(d)
 }
 
 #[tokio::test]

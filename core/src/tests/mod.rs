@@ -385,7 +385,7 @@ fn bad_input_file_names_outside_downloads() {
     let mut m = star(2);
     converge(&mut m, 5 * SEC);
     let r = raw_peer(&mut m, 0, "evil", 9999);
-    let sha = crate::hex(&Sha256::digest(b"pwned"));
+    let sha = hex::encode(Sha256::digest(b"pwned"));
     for name in [
         "../evil.txt",
         "../../../../x",
@@ -427,7 +427,7 @@ fn bad_input_chunk_past_declared_size_aborts_only_that_transfer() {
     let mut m = star(2);
     converge(&mut m, 5 * SEC);
     let r = raw_peer(&mut m, 0, "sloppy", 9999);
-    let sha = crate::hex(&Sha256::digest(b"12345"));
+    let sha = hex::encode(Sha256::digest(b"12345"));
     for p in [
         format!("FILESTART:f.txt|5|{sha}\n"),
         "FILECHUNK:f.txt\n123456".to_owned(),
