@@ -1,6 +1,7 @@
 //! Scenario tests of whole meshes on the discrete-event harness.
 
 mod connections;
+mod dialer;
 mod extensions;
 mod files;
 mod util;
