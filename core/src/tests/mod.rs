@@ -1,5 +1,6 @@
 //! Scenario tests of whole meshes on the discrete-event harness.
 
+mod addrbook;
 mod connections;
 mod dialer;
 mod extensions;
