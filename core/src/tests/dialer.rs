@@ -320,3 +320,31 @@ fn both_bootstraps_of_a_node_that_fills_up_at_once_are_reported() {
         "{ok:?}"
     );
 }
+
+/// Found by mutation testing (dialer.rs:181:13): the address book keeps
+/// `Connected` states through shutdown while the peers are forgotten, so a
+/// bootstrap after shutdown to a former peer's address reports success
+/// without any dial or peer.
+#[test]
+#[ignore = "bug: after shutdown, bootstrap() to a former peer's address reports BootstrapSucceeded"]
+fn a_bootstrap_after_shutdown_reports_no_success() {
+    let mut m = Mesh::new(2, |_, _| {});
+    m.bootstrap(1, 0);
+    m.run_for(SEC);
+    assert_eq!(m.nodes[1].node.peer_count(), 1);
+    let now = m.now;
+    m.nodes[1].node.shutdown(now);
+    m.run_for(SEC);
+    assert_eq!(m.nodes[1].node.peer_count(), 0);
+    let before = m.nodes[1].events.len();
+    let now = m.now;
+    let _ = m.nodes[1].node.bootstrap(now, &addr_of(0));
+    m.run_for(SEC);
+    let after: Vec<&Event> = m.nodes[1].events[before..].iter().map(|(_, e)| e).collect();
+    assert!(
+        !after
+            .iter()
+            .any(|e| matches!(e, Event::BootstrapSucceeded { .. })),
+        "{after:?}"
+    );
+}
