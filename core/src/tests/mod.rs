@@ -3,6 +3,7 @@
 mod addrbook;
 mod connections;
 mod dialer;
+mod discovery;
 mod extensions;
 mod files;
 mod util;
