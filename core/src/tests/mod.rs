@@ -6,6 +6,7 @@ mod dialer;
 mod discovery;
 mod extensions;
 mod files;
+mod heartbeat;
 mod util;
 
 use std::collections::BTreeMap;
