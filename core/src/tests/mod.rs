@@ -1,6 +1,7 @@
 //! Scenario tests of whole meshes on the discrete-event harness.
 
 mod addrbook;
+mod chat;
 mod connections;
 mod dialer;
 mod discovery;
