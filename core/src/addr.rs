@@ -164,4 +164,33 @@ mod tests {
         }
         assert!(Addr::parse(&format!("{}:1", "a".repeat(300))).is_err());
     }
+
+    #[test]
+    fn the_longest_address_accepted_is_max_len_bytes() {
+        let longest = format!("{}:1", "a".repeat(Addr::MAX_LEN - 2));
+        assert_eq!(longest.len(), Addr::MAX_LEN);
+        assert_eq!(Addr::parse(&longest).unwrap().as_str(), longest);
+        let one_more = format!("{}:1", "a".repeat(Addr::MAX_LEN - 1));
+        assert!(Addr::parse(&one_more).is_err());
+    }
+
+    #[test]
+    fn host_names_may_hold_dots_dashes_and_underscores() {
+        assert_eq!(
+            Addr::parse("Node_3.Lan-A:8001").unwrap().as_str(),
+            "node_3.lan-a:8001"
+        );
+        assert_eq!(Addr::parse("a.b:1").unwrap().host(), "a.b");
+        assert_eq!(Addr::parse("a_b:1").unwrap().host(), "a_b");
+    }
+
+    #[test]
+    fn from_host_port_brackets_a_bare_ipv6_host_once() {
+        let v6 = |h: &str| Addr::from_host_port(h, 80).unwrap();
+        assert_eq!(v6("::1").as_str(), "[::1]:80");
+        assert_eq!(v6("[::1]").as_str(), "[::1]:80");
+        assert_eq!(v6("fe80::2").as_str(), "[fe80::2]:80");
+        assert_eq!(v6("node-1").as_str(), "node-1:80");
+        assert_eq!(v6("10.0.0.1").as_str(), "10.0.0.1:80");
+    }
 }

@@ -130,3 +130,96 @@ fn reserved_prefixes_are_refused_as_binary_messages() {
         1
     );
 }
+
+#[test]
+fn tags_of_up_to_32_lowercase_letters_digits_and_dashes_are_read() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "tagger", 9302);
+    let longest = "a".repeat(32);
+    let too_long = "a".repeat(33);
+    let tags = [longest.as_str(), "x-2", too_long.as_str()];
+    for tag in tags {
+        let f = format!("P2PX/{tag}\nbody");
+        m.raw_send(r, format!("BYTES:{}\n{f}", f.len()).as_bytes());
+    }
+    m.run_for(SEC);
+    let ignored: Vec<&String> = m
+        .events(0)
+        .filter_map(|e| match e {
+            Event::ExtensionIgnored { why, .. } => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ignored,
+        [
+            &format!("extension {longest:?} was not announced"),
+            &"extension \"x-2\" was not announced".to_owned(),
+            &"no tag line".to_owned(),
+        ]
+    );
+}
+
+#[test]
+fn a_caps_body_of_exactly_1024_bytes_is_read() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "padded", 9303);
+    for pad in [1025, 1024] {
+        let body = format!("{:<pad$}", "swarm/1");
+        assert_eq!(body.len(), pad);
+        let f = format!("P2PX/caps\n{body}");
+        m.raw_send(r, format!("BYTES:{}\n{f}", f.len()).as_bytes());
+    }
+    m.run_for(SEC);
+    let ignored: Vec<&String> = m
+        .events(0)
+        .filter_map(|e| match e {
+            Event::ExtensionIgnored { why, .. } => Some(why),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(ignored, [&"caps body over 1024 bytes".to_owned()]);
+    let padded = PeerId::parse("padded").unwrap();
+    let info = m.nodes[0].node.peers().find(|p| p.id == padded).unwrap();
+    assert_eq!(info.extensions, ["swarm/1"]);
+}
+
+#[test]
+fn caps_names_may_hold_digits_and_dashes_and_versions_only_up_to_nine_digits() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "caps-peer", 9304);
+    let f = "P2PX/caps\nmy-ext2/3 plus/+5 long/0000000001 nine/000000009";
+    m.raw_send(r, format!("BYTES:{}\n{f}", f.len()).as_bytes());
+    m.run_for(SEC);
+    let id = PeerId::parse("caps-peer").unwrap();
+    let info = m.nodes[0].node.peers().find(|p| p.id == id).unwrap();
+    assert_eq!(info.extensions, ["my-ext2/3", "nine/9"]);
+}
+
+#[test]
+fn a_peer_that_comes_back_has_announced_nothing_until_its_new_caps_frame() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let id = PeerId::parse("comeback").unwrap();
+    let extensions = |m: &super::util::Mesh| {
+        m.nodes[0]
+            .node
+            .peers()
+            .find(|p| p.id == id)
+            .map(|p| p.extensions)
+    };
+    let r = raw_peer(&mut m, 0, "comeback", 9305);
+    let f = "P2PX/caps\nswarm/1";
+    m.raw_send(r, format!("BYTES:{}\n{f}", f.len()).as_bytes());
+    m.run_for(SEC);
+    assert_eq!(extensions(&m), Some(vec!["swarm/1".to_owned()]));
+    m.raw_close(r);
+    m.run_for(SEC);
+    assert_eq!(extensions(&m), None);
+    raw_peer(&mut m, 0, "comeback", 9305);
+    m.run_for(SEC);
+    assert_eq!(extensions(&m), Some(vec![]));
+}

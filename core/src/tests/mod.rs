@@ -1,8 +1,13 @@
 //! Scenario tests of whole meshes on the discrete-event harness.
 
+mod addrbook;
+mod chat;
 mod connections;
+mod dialer;
+mod discovery;
 mod extensions;
 mod files;
+mod heartbeat;
 mod util;
 
 use std::collections::BTreeMap;
