@@ -214,6 +214,9 @@ pub enum CommandError {
     /// The command needs at least one connected peer.
     #[error("no connected peers")]
     NoPeers,
+    /// The node was shut down and takes no more dials.
+    #[error("the node is shut down")]
+    ShutDown,
 }
 
 #[cfg(test)]

@@ -334,8 +334,11 @@ impl Node {
     // ----- application commands -----
 
     /// Dials `addr` once now (the `/connect` command). Does nothing if it is
-    /// already connected or being dialed.
+    /// already connected or being dialed; refused after [`Node::shutdown`].
     pub fn connect(&mut self, now: Instant, addr: &str) -> Result<(), CommandError> {
+        if self.shut_down {
+            return Err(CommandError::ShutDown);
+        }
         let in_flight = self.conns.dials_in_flight();
         let step = self
             .dialer
@@ -347,8 +350,12 @@ impl Node {
 
     /// Dials `addr` with retries (`bootstrap_attempts`, waiting
     /// `bootstrap_backoff` then doubling) and reports
-    /// [`Event::BootstrapSucceeded`] or [`Event::BootstrapFailed`].
+    /// [`Event::BootstrapSucceeded`] or [`Event::BootstrapFailed`]; refused
+    /// after [`Node::shutdown`].
     pub fn bootstrap(&mut self, now: Instant, addr: &str) -> Result<(), CommandError> {
+        if self.shut_down {
+            return Err(CommandError::ShutDown);
+        }
         let step = self.dialer.bootstrap(addr, self.peers.len())?;
         self.collect();
         self.on_dial_step(now, step);

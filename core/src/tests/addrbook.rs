@@ -170,19 +170,36 @@ fn an_address_that_answered_duplicate_rests_for_the_peer_timeout() {
 }
 
 #[test]
-fn a_max_peers_redirect_shares_idle_addresses_that_never_failed() {
+fn a_max_peers_redirect_shares_idle_addresses_we_reached_that_never_failed() {
     let mut config = Config::new(9000);
-    config.max_peers = 1;
+    config.connections.max_peers = 1;
     let t0 = Instant::now();
     let mut node = Node::new(config, 7, t0);
-    // 9003 failed once; 9002 was only heard of (we are full: not dialed).
+    // 9003 failed once; 9004 answered DUPLICATE (a node is there); 9002
+    // was only heard of (we are full: not dialed).
     node.connect(t0, "127.0.0.1:9003").unwrap();
+    node.connect(t0, "127.0.0.1:9004").unwrap();
     let (d, _) = drain(&mut node);
     node.handle_input(
         t0,
         Input::DialFailed {
             conn: d[0].0,
             error: refused(),
+        },
+    );
+    let alive = d[1].0;
+    node.handle_input(
+        t0,
+        Input::Connected {
+            conn: alive,
+            local: None,
+        },
+    );
+    node.handle_input(
+        t0,
+        Input::Received {
+            conn: alive,
+            data: Bytes::from_static(b"DUPLICATE\n"),
         },
     );
     accepted(
@@ -207,6 +224,7 @@ fn a_max_peers_redirect_shares_idle_addresses_that_never_failed() {
         .unwrap_or_else(|| panic!("no PEERS in {sent:?}"));
     assert!(sent.starts_with("MAX_PEERS\n"), "{sent:?}");
     assert!(peers_line.contains("127.0.0.1:9001"), "{peers_line:?}");
-    assert!(peers_line.contains("127.0.0.1:9002"), "{peers_line:?}");
+    assert!(peers_line.contains("127.0.0.1:9004"), "{peers_line:?}");
+    assert!(!peers_line.contains("127.0.0.1:9002"), "{peers_line:?}");
     assert!(!peers_line.contains("127.0.0.1:9003"), "{peers_line:?}");
 }

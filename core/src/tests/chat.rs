@@ -11,8 +11,8 @@ use crate::{CommandError, Event};
 /// connected.
 fn small_pair() -> Mesh {
     let mut m = Mesh::new(2, |_, c| {
-        c.max_line_len = 200;
-        c.max_bytes_per_message = 1000;
+        c.connections.max_line_len = 200;
+        c.connections.max_bytes_per_message = 1000;
     });
     m.bootstrap(1, 0);
     converge(&mut m, 5 * SEC);

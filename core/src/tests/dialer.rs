@@ -72,7 +72,7 @@ fn a_dial_over_the_in_flight_limit_waits_50_ms_plus_jitter_then_goes() {
     let mut waits = Vec::new();
     for seed in 0..10 {
         let mut config = Config::new(9000);
-        config.max_dials_in_flight = 1;
+        config.dialer.max_in_flight = 1;
         let t0 = Instant::now();
         let mut node = Node::new(config, seed, t0);
         node.connect(t0, "127.0.0.1:9001").unwrap();
@@ -158,7 +158,7 @@ fn after_shutdown_nothing_is_dialed_or_scheduled() {
 #[test]
 fn a_full_node_that_hears_of_an_address_sets_no_dial_deadline() {
     let mut config = Config::new(9000);
-    config.max_peers = 1;
+    config.connections.max_peers = 1;
     let t0 = Instant::now();
     let mut node = Node::new(config, 7, t0);
     let known = node.known_addrs();
@@ -197,7 +197,7 @@ fn an_address_that_connects_to_us_loses_its_pending_dial_deadline() {
 #[test]
 fn an_address_heard_while_full_is_dialed_at_the_next_discovery_once_there_is_room() {
     let mut config = Config::new(9000);
-    config.max_peers = 1;
+    config.connections.max_peers = 1;
     let t0 = Instant::now();
     let mut node = Node::new(config, 7, t0);
     let conn = accepted_peer(
@@ -244,7 +244,7 @@ fn bootstrapping_an_address_already_being_dialed_waits_for_that_dial() {
 fn a_bootstrap_refused_with_max_peers_succeeds_once_its_redirect_gave_us_a_peer() {
     let mut m = Mesh::new(3, |i, c| {
         if i == 0 {
-            c.max_peers = 1;
+            c.connections.max_peers = 1;
         }
     });
     m.bootstrap(2, 0);
@@ -300,7 +300,7 @@ fn an_address_that_answered_duplicate_can_be_dialed_again() {
 fn both_bootstraps_of_a_node_that_fills_up_at_once_are_reported() {
     let mut m = Mesh::new(3, |i, c| {
         if i == 0 {
-            c.max_peers = 1;
+            c.connections.max_peers = 1;
         }
     });
     m.bootstrap(0, 1);
@@ -323,10 +323,10 @@ fn both_bootstraps_of_a_node_that_fills_up_at_once_are_reported() {
 
 /// Found by mutation testing (dialer.rs:181:13): the address book keeps
 /// `Connected` states through shutdown while the peers are forgotten, so a
-/// bootstrap after shutdown to a former peer's address reports success
-/// without any dial or peer.
+/// bootstrap after shutdown to a former peer's address reported success
+/// without any dial or peer. Fixed: after shutdown `bootstrap` and
+/// `connect` are refused with `CommandError::ShutDown`.
 #[test]
-#[ignore = "bug: after shutdown, bootstrap() to a former peer's address reports BootstrapSucceeded"]
 fn a_bootstrap_after_shutdown_reports_no_success() {
     let mut m = Mesh::new(2, |_, _| {});
     m.bootstrap(1, 0);
@@ -338,7 +338,14 @@ fn a_bootstrap_after_shutdown_reports_no_success() {
     assert_eq!(m.nodes[1].node.peer_count(), 0);
     let before = m.nodes[1].events.len();
     let now = m.now;
-    let _ = m.nodes[1].node.bootstrap(now, &addr_of(0));
+    assert_eq!(
+        m.nodes[1].node.bootstrap(now, &addr_of(0)),
+        Err(crate::CommandError::ShutDown)
+    );
+    assert_eq!(
+        m.nodes[1].node.connect(now, &addr_of(0)),
+        Err(crate::CommandError::ShutDown)
+    );
     m.run_for(SEC);
     let after: Vec<&Event> = m.nodes[1].events[before..].iter().map(|(_, e)| e).collect();
     assert!(

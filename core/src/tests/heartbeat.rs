@@ -55,9 +55,9 @@ fn a_late_wake_up_still_pings_every_peer_and_rearms_from_then() {
     let t0 = Instant::now();
     let mut config = Config::new(9000);
     // Long enough that no connection deadline comes first.
-    config.connect_timeout = 100 * SEC;
-    config.peer_timeout = 100 * SEC;
-    config.discovery_interval = 100 * SEC;
+    config.connections.connect_timeout = 100 * SEC;
+    config.heartbeat.peer_timeout = 100 * SEC;
+    config.discovery.interval = 100 * SEC;
     let mut node = Node::new(config, 7, t0);
     let a = accepted(&mut node, t0, "a:a\nLISTEN:127.0.0.1:9001\n");
     let b = accepted(&mut node, t0, "b:b\nLISTEN:127.0.0.1:9002\n");
