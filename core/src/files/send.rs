@@ -319,11 +319,12 @@ impl Send {
             reading: false,
             parked: None,
         };
-        self.advance(out)
+        self.advance(&mut BTreeMap::new(), out)
     }
 
-    /// Starts the next read, or ends the file when everything was sent.
-    fn advance(&mut self, out: &mut Outbox) -> Option<SendEnd> {
+    /// Starts the next read, or ends the file when everything was sent
+    /// (adding `FILEEND` to `sent`, as [`Send::pump`] does its chunks).
+    fn advance(&mut self, sent: &mut BTreeMap<ConnId, u64>, out: &mut Outbox) -> Option<SendEnd> {
         let Phase::Sending {
             file,
             to,
@@ -357,6 +358,9 @@ impl Send {
                 size: 0,
             });
         }
+        for conn in to.conns() {
+            *sent.entry(conn).or_default() += end.len() as u64;
+        }
         Some(SendEnd::Done {
             peers: to.transmit(&[end], out),
         })
@@ -365,7 +369,7 @@ impl Send {
     /// Sends the parked chunk if every target has room, then reads on.
     /// Call it whenever a queue drained or a target left.
     /// `sent` holds what earlier sends transmitted in the same call, not
-    /// yet in `queued`; this one adds its chunk to it.
+    /// yet in `queued`; this one adds its chunk (and `FILEEND`) to it.
     pub(crate) fn pump(
         &mut self,
         peers: &Peers,
@@ -415,7 +419,7 @@ impl Send {
                 size: self.size,
             });
         }
-        self.advance(out)
+        self.advance(sent, out)
     }
 
     pub(crate) fn name(&self) -> &str {
