@@ -311,7 +311,7 @@ impl Rig {
         let now = Instant::now();
         let mut config = Config::new(9000);
         config.name = Some("bench".into());
-        config.max_peers = config.max_peers.max(n);
+        config.connections.max_peers = config.connections.max_peers.max(n);
         let mut rig = Rig {
             node: Node::new(config, 1, now),
             now,

@@ -1,11 +1,27 @@
-//! Node configuration.
+//! Node configuration, one group per component.
+//!
+//! Every struct is `#[non_exhaustive]`: start from [`Config::new`] (or a
+//! group's `Default`) and set the fields you need, so that a setting added
+//! later does not break your code.
+//!
+//! ```
+//! use std::time::Duration;
+//! use p2p_core::Config;
+//!
+//! let mut config = Config::new(9000);
+//! config.connections.max_peers = 8;
+//! config.heartbeat.ping_interval = Duration::from_secs(5);
+//! config.files.chunk_size = 64 * 1024;
+//! assert_eq!(config.dialer.max_in_flight, 16);
+//! ```
 
 use std::time::Duration;
 
 use crate::PeerId;
 
 /// Everything a [`Node`](crate::Node) can be tuned with. Defaults follow the
-/// reference node, except `max_peers` (64, so that 50-peer meshes are full).
+/// reference node, except `connections.max_peers` (64, so that 50-peer
+/// meshes are full).
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Config {
@@ -18,45 +34,141 @@ pub struct Config {
     /// Host to advertise in `LISTEN:`; `None` uses the local IP of each
     /// outgoing socket (as reported by the driver), else `localhost`.
     pub advertise_host: Option<String>,
+    /// Connections, handshakes and the wire limits (connections.rs).
+    pub connections: ConnectionsConfig,
+    /// Liveness of established peers (heartbeat.rs).
+    pub heartbeat: HeartbeatConfig,
+    /// Asking peers for addresses (discovery.rs).
+    pub discovery: DiscoveryConfig,
+    /// Which addresses are dialed, when, and how many at once (dialer.rs).
+    pub dialer: DialerConfig,
+    /// File transfers, both ways (files/).
+    pub files: FilesConfig,
+}
+
+/// Connections, handshakes and what one frame may hold.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ConnectionsConfig {
     /// Most established peers; a hello beyond it is answered `MAX_PEERS`.
     pub max_peers: usize,
     /// Longest line accepted without `\n`.
     pub max_line_len: usize,
     /// Largest `BYTES:` payload accepted or sent.
     pub max_bytes_per_message: usize,
-    /// How often every peer is sent `PING`.
-    pub ping_interval: Duration,
-    /// A peer with no frame for this long is closed.
-    pub peer_timeout: Duration,
-    /// How often every peer is sent `REQUEST_PEERS` and idle addresses dialed.
-    pub discovery_interval: Duration,
     /// Deadline for a dial plus handshake, and for a new peer's first frame.
     pub connect_timeout: Duration,
+}
+
+/// `PING` and the idle limit of a peer.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct HeartbeatConfig {
+    /// How often every peer is sent `PING`.
+    pub ping_interval: Duration,
+    /// A peer with no frame for this long is closed; an incoming file with
+    /// no frame for this long is dropped.
+    pub peer_timeout: Duration,
+}
+
+/// The discovery round.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DiscoveryConfig {
+    /// How often every peer is sent `REQUEST_PEERS` and idle addresses dialed.
+    pub interval: Duration,
+}
+
+/// The dial policy and the address book.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct DialerConfig {
     /// Tries for [`Node::bootstrap`](crate::Node::bootstrap).
     pub bootstrap_attempts: u32,
     /// Wait before the second bootstrap try; doubles each time.
     pub bootstrap_backoff: Duration,
     /// Most dials in flight at once, across all addresses.
-    pub max_dials_in_flight: usize,
+    pub max_in_flight: usize,
     /// Upper bound of the random delay before dialing a discovered address.
-    pub dial_jitter: Duration,
+    pub jitter: Duration,
     /// Backoff after the first failed dial of an address; doubles per failure.
-    pub dial_backoff: Duration,
+    pub backoff: Duration,
     /// Cap on the per-address backoff.
-    pub dial_backoff_max: Duration,
+    pub backoff_max: Duration,
     /// Consecutive failures after which an address is forgotten.
-    pub max_dial_failures: u32,
+    pub max_failures: u32,
     /// Most addresses remembered.
     pub max_known_addrs: usize,
+}
+
+/// File transfers.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct FilesConfig {
     /// Largest file size accepted in a `FILESTART`.
     pub max_file_size: u64,
     /// Most concurrent incoming transfers per peer.
     pub max_transfers_per_peer: usize,
-    /// Size of `FILECHUNK` payloads when sending.
+    /// Size of `FILECHUNK` payloads when sending (at most half of
+    /// `connections.max_bytes_per_message` is used).
     pub chunk_size: usize,
     /// A file's next chunk waits while any target has more than this many
     /// bytes transmitted and not yet reported [`Input::Flushed`](crate::Input::Flushed).
     pub send_window: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max_peers: 64,
+            max_line_len: 64 * 1024,
+            max_bytes_per_message: 16 * 1024 * 1024,
+            connect_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            ping_interval: Duration::from_secs(15),
+            peer_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        DiscoveryConfig {
+            interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Default for DialerConfig {
+    fn default() -> Self {
+        DialerConfig {
+            bootstrap_attempts: 5,
+            bootstrap_backoff: Duration::from_secs(1),
+            max_in_flight: 16,
+            jitter: Duration::from_millis(200),
+            backoff: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            max_failures: 6,
+            max_known_addrs: 1024,
+        }
+    }
+}
+
+impl Default for FilesConfig {
+    fn default() -> Self {
+        FilesConfig {
+            max_file_size: 64 * 1024 * 1024 * 1024,
+            max_transfers_per_peer: 8,
+            chunk_size: 256 * 1024,
+            send_window: 8 * 1024 * 1024,
+        }
+    }
 }
 
 impl Config {
@@ -67,25 +179,11 @@ impl Config {
             name: None,
             listen_port,
             advertise_host: None,
-            max_peers: 64,
-            max_line_len: 64 * 1024,
-            max_bytes_per_message: 16 * 1024 * 1024,
-            ping_interval: Duration::from_secs(15),
-            peer_timeout: Duration::from_secs(60),
-            discovery_interval: Duration::from_secs(30),
-            connect_timeout: Duration::from_secs(10),
-            bootstrap_attempts: 5,
-            bootstrap_backoff: Duration::from_secs(1),
-            max_dials_in_flight: 16,
-            dial_jitter: Duration::from_millis(200),
-            dial_backoff: Duration::from_secs(1),
-            dial_backoff_max: Duration::from_secs(60),
-            max_dial_failures: 6,
-            max_known_addrs: 1024,
-            max_file_size: 64 * 1024 * 1024 * 1024,
-            max_transfers_per_peer: 8,
-            chunk_size: 256 * 1024,
-            send_window: 8 * 1024 * 1024,
+            connections: ConnectionsConfig::default(),
+            heartbeat: HeartbeatConfig::default(),
+            discovery: DiscoveryConfig::default(),
+            dialer: DialerConfig::default(),
+            files: FilesConfig::default(),
         }
     }
 }

@@ -318,7 +318,12 @@ impl Outgoing {
         Ok(framed(&FileFrame::end_payload(&self.name, &self.sha256), 0))
     }
 
-    /// Bytes sent so far.
+    /// The checksum `FILESTART` and `FILEEND` carry.
+    pub fn sha256(&self) -> [u8; 32] {
+        self.sha256
+    }
+
+    /// Bytes framed into chunks so far.
     pub fn sent(&self) -> u64 {
         self.sent
     }
@@ -1200,7 +1205,7 @@ mod tests {
         // docs/PROTOCOL.md §5.2: 256 KiB, as the reference; the default
         // configuration uses the constant.
         assert_eq!(CHUNK_SIZE, 262_144);
-        assert_eq!(crate::Config::new(9000).chunk_size, CHUNK_SIZE);
+        assert_eq!(crate::Config::new(9000).files.chunk_size, CHUNK_SIZE);
     }
 
     #[test]

@@ -76,7 +76,9 @@ pub struct ReadmeDoctests;
 
 pub use addr::Addr;
 pub use codec::DecodeError;
-pub use config::Config;
+pub use config::{
+    Config, ConnectionsConfig, DialerConfig, DiscoveryConfig, FilesConfig, HeartbeatConfig,
+};
 pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
     CloseReason, Concern, DisconnectReason, Event, FileFailure, PeerInfo, RejectReason, StorageOp,

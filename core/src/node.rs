@@ -79,8 +79,8 @@ impl Node {
             _ => id.to_string(),
         };
         let limits = Limits {
-            max_line_len: config.max_line_len,
-            max_bytes_per_message: config.max_bytes_per_message,
+            max_line_len: config.connections.max_line_len,
+            max_bytes_per_message: config.connections.max_bytes_per_message,
         };
         let hello = Message::Hello {
             id: id.clone(),
@@ -103,12 +103,19 @@ impl Node {
             conns: Connections::new(
                 id.clone(),
                 limits,
-                config.connect_timeout,
-                config.peer_timeout,
+                config.connections.connect_timeout,
+                config.heartbeat.peer_timeout,
             ),
-            discovery: Discovery::new(now, config.discovery_interval, config.max_known_addrs),
-            heartbeat: Heartbeat::new(now, config.ping_interval),
-            chat: Chat::new(config.max_line_len, config.max_bytes_per_message),
+            discovery: Discovery::new(
+                now,
+                config.discovery.interval,
+                config.dialer.max_known_addrs,
+            ),
+            heartbeat: Heartbeat::new(now, config.heartbeat.ping_interval),
+            chat: Chat::new(
+                config.connections.max_line_len,
+                config.connections.max_bytes_per_message,
+            ),
             files: Files::new(&config),
             ext: Extensions::default(),
             dialer,
@@ -441,8 +448,9 @@ impl Node {
         aborted
     }
 
-    /// Peers an outgoing transfer is still going to.
-    pub fn file_targets(&self, id: TransferId) -> Option<&[PeerId]> {
+    /// Peers an outgoing transfer is still going to: once `FILESTART` is
+    /// out, those still on the connection it went on.
+    pub fn file_targets(&self, id: TransferId) -> Option<Vec<PeerId>> {
         self.files.targets(id)
     }
 
@@ -536,7 +544,7 @@ impl Node {
         } else if self.peers.contains(&id) {
             let line = Bytes::from_static(codec::DUPLICATE_LINE);
             Some((RejectReason::Duplicate, line))
-        } else if self.peers.len() >= self.config.max_peers {
+        } else if self.peers.len() >= self.config.connections.max_peers {
             // Extension (docs/PROTOCOL.md §2.4): after MAX_PEERS, point the
             // dialer at other nodes. A reference dialer stops reading there.
             let mut refusal = codec::MAX_PEERS_LINE.to_vec();
@@ -593,7 +601,8 @@ impl Node {
                 self.dialer.dial_failed(now, &addr, reason, &mut self.rng);
             }
             Message::Hello { id, .. }
-                if self.peers.len() >= self.config.max_peers && !self.peers.contains(&id) =>
+                if self.peers.len() >= self.config.connections.max_peers
+                    && !self.peers.contains(&id) =>
             {
                 // Several of our dials completed at once: keep the limit on
                 // this side too.

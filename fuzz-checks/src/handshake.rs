@@ -140,8 +140,8 @@ pub struct HandshakeSummary {
 fn limits() -> Limits {
     let c = config();
     Limits {
-        max_line_len: c.max_line_len,
-        max_bytes_per_message: c.max_bytes_per_message,
+        max_line_len: c.connections.max_line_len,
+        max_bytes_per_message: c.connections.max_bytes_per_message,
     }
 }
 
@@ -274,7 +274,7 @@ impl Log {
 /// (accepted, each sent its hello and `LISTEN:`).
 fn node_with_peers(input: &HandshakeInput, pre: usize, now: Instant) -> Node {
     let mut c = config();
-    c.max_peers = input.max_peers();
+    c.connections.max_peers = input.max_peers();
     let mut node = Node::new(c, 11, now);
     for (i, id) in PRE_IDS.iter().take(pre).enumerate() {
         let remote = format!("127.0.0.1:{}", 41000 + i).parse().ok();
@@ -326,10 +326,11 @@ fn feed(node: &mut Node, conn: ConnId, input: &HandshakeInput, now: Instant, log
 fn expire(node: &mut Node, conn: ConnId, start: Instant) -> (Log, Log) {
     let c = config();
     let mut first = Log::default();
-    node.handle_timeout(start + c.connect_timeout + Duration::from_millis(1));
+    node.handle_timeout(start + c.connections.connect_timeout + Duration::from_millis(1));
     first.drain(node, conn);
     let mut second = Log::default();
-    let end = start + c.connect_timeout + c.peer_timeout + Duration::from_secs(1);
+    let end =
+        start + c.connections.connect_timeout + c.heartbeat.peer_timeout + Duration::from_secs(1);
     // Step through every deadline up to the end, as a driver would.
     while let Some(t) = node.poll_timeout().filter(|t| *t <= end) {
         node.handle_timeout(t);

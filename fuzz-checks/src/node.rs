@@ -137,16 +137,16 @@ pub(crate) fn config() -> Config {
     let mut c = Config::new(PORT);
     c.id = Some(PeerId::parse(OUR_ID).expect("valid id"));
     c.name = Some("node m".into());
-    c.max_peers = 3;
-    c.max_line_len = 256;
-    c.max_bytes_per_message = 4096;
-    c.max_known_addrs = 16;
-    c.max_transfers_per_peer = 2;
-    c.max_file_size = 1 << 20;
-    c.max_dials_in_flight = 4;
+    c.connections.max_peers = 3;
+    c.connections.max_line_len = 256;
+    c.connections.max_bytes_per_message = 4096;
+    c.dialer.max_known_addrs = 16;
+    c.files.max_transfers_per_peer = 2;
+    c.files.max_file_size = 1 << 20;
+    c.dialer.max_in_flight = 4;
     // Files of a few chunks, and a window that a few chunks fill.
-    c.chunk_size = SEND_CHUNK;
-    c.send_window = SEND_WINDOW;
+    c.files.chunk_size = SEND_CHUNK;
+    c.files.send_window = SEND_WINDOW;
     c
 }
 
@@ -851,8 +851,8 @@ impl Harness {
 
     fn limits(&self) -> Limits {
         Limits {
-            max_line_len: self.config.max_line_len,
-            max_bytes_per_message: self.config.max_bytes_per_message,
+            max_line_len: self.config.connections.max_line_len,
+            max_bytes_per_message: self.config.connections.max_bytes_per_message,
         }
     }
 
@@ -1843,8 +1843,9 @@ impl Harness {
     fn account_buffers(&mut self) -> usize {
         let per_conn = self
             .config
+            .connections
             .max_line_len
-            .max(self.config.max_bytes_per_message);
+            .max(self.config.connections.max_bytes_per_message);
         let total = self.node.buffered_bytes();
         for conn in std::mem::take(&mut self.buf_dirty) {
             let c = &self.conns[&conn];
@@ -1924,10 +1925,10 @@ impl Harness {
         self.summary.max_peers = self.summary.max_peers.max(peers.len());
         assert_eq!(peers.len(), self.node.peer_count());
         assert!(
-            peers.len() <= self.config.max_peers,
+            peers.len() <= self.config.connections.max_peers,
             "{} peers with max_peers {}",
             peers.len(),
-            self.config.max_peers
+            self.config.connections.max_peers
         );
         let our_hello = format!("{OUR_ID}:");
         let mut conns_used = BTreeSet::new();
@@ -1974,17 +1975,18 @@ impl Harness {
         );
         let per_conn = self
             .config
+            .connections
             .max_line_len
-            .max(self.config.max_bytes_per_message);
+            .max(self.config.connections.max_bytes_per_message);
         assert!(
             buffered <= self.node.conn_count() * per_conn,
             "{} bytes buffered on {} connections",
             buffered,
             self.node.conn_count()
         );
-        assert!(self.node.known_addrs() <= self.config.max_known_addrs);
-        let cap =
-            self.config.max_transfers_per_peer * peers.len() + self.storage.committing_count();
+        assert!(self.node.known_addrs() <= self.config.dialer.max_known_addrs);
+        let cap = self.config.files.max_transfers_per_peer * peers.len()
+            + self.storage.committing_count();
         assert!(
             self.node.incoming_transfers() <= cap,
             "{} incoming transfers, at most {cap} expected",

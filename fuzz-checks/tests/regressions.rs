@@ -1,8 +1,9 @@
 //! Inputs the fuzzers found, kept as regression tests (each also lives in
 //! the corpus, so the replay test runs it too; here it is readable).
-//! Known core bugs that are not fixed yet are `#[ignore]`d tests marked
-//! KNOWN CORE BUG, kept out of the corpus (its replay would fail); run them
-//! with `cargo test -p p2p-fuzz-checks --test regressions -- --ignored`.
+//! A core bug found but not fixed yet is an `#[ignore]`d test marked
+//! KNOWN CORE BUG, kept out of the corpus (its replay would fail); run such
+//! tests with `cargo test -p p2p-fuzz-checks --test regressions -- --ignored`.
+//! None is open now.
 
 use p2p_fuzz_checks::{check_node, Answer, Cmd, NodeOp, SourceOp, Wire};
 
@@ -140,19 +141,18 @@ fn peer_a() -> Vec<NodeOp> {
     ]
 }
 
-/// KNOWN CORE BUG (not fixed; core/src/files/send.rs): the sending pass
-/// does not check that it reads what the hash pass hashed. When the source
+/// A core bug, fixed (core/src/files/send.rs): the sending pass did not
+/// check that it read what the hash pass hashed. When the source
 /// changes between the passes (here one byte of a 700-byte file), the node
 /// sends `FILESTART`/`FILEEND` with the checksum of the first pass and
 /// chunks of the second, and reports `FileSent`: a checksum that does not
 /// match the chunks it sent (every receiver then fails the file, and the
-/// sender believes it went out). The core should hash the sending pass too
-/// and fail the send instead of sending `FILEEND` when the two differ.
+/// sender believes it went out). Now the sending pass is hashed too, and a
+/// mismatch fails the send before its last chunk and `FILEEND`.
 /// Found by the new send-side checks of the `node` target; raw input
 /// `00 01 05 00 01 00 01 05 00 02 00 09 0a 01 00 02 0b 00 00 00 00 00 0b 00
-/// 01 0b 00 02 02 03 00`. Run with `--ignored` once the core is fixed.
+/// 01 0b 00 02 02 03 00`.
 #[test]
-#[ignore = "known core bug: a send whose source changes between the passes sends a checksum that does not match its chunks"]
 fn send_fails_when_the_source_changes_between_passes() {
     let mut ops = peer_a();
     ops.extend([
@@ -274,18 +274,17 @@ fn same_name_sends_to_one_peer_are_not_checked_for_content() {
     assert_eq!(s.files_sent, 2, "{s:?}");
 }
 
-/// KNOWN CORE BUG (not fixed; core/src/files/send.rs, `transmit_to`): a
-/// send's targets are peer ids, so when a simultaneous connect moves peer
+/// A core bug, fixed (core/src/files/send.rs, `Targets`): a send's targets
+/// were peer ids, so when a simultaneous connect moves peer
 /// `z` to another connection in the middle of a send, the remaining
 /// `FILECHUNK`s and the `FILEEND` go on the new connection, which never
 /// carried the `FILESTART` (it went on the old one), and `FileSent` counts
 /// `z` as having the whole file. The receiver gets chunks of a transfer it
-/// may not know (nothing orders the two connections). The core should bind
-/// a send to the connection its `FILESTART` went on and drop (or restart
-/// for) a target whose connection changed. Found by the `node` target
+/// may not know (nothing orders the two connections). Now a send binds
+/// each target to the connection its `FILESTART` went on and drops a target
+/// whose connection changed. Found by the `node` target
 /// (with `P2P_FUZZ_TOLERATE=checksum,window`), minimized.
 #[test]
-#[ignore = "known core bug: a send goes on on a peer's new connection without FILESTART"]
 fn send_does_not_follow_a_peer_to_a_new_connection() {
     let raw = [
         0x00, 0x01, 0x05, 0x01, 0x01, 0x03, 0x01, 0x09, 0x0a, 0x31, 0x00, 0x03, 0x0b, 0x00, 0x00,

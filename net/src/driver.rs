@@ -269,7 +269,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     fn dial(&mut self, conn: ConnId, addr: p2p_core::Addr) {
         let transport = self.transport.clone();
         let tx = self.incoming_tx.clone();
-        let timeout = self.node.config().connect_timeout;
+        let timeout = self.node.config().connections.connect_timeout;
         let task = tokio::spawn(async move {
             let result = match tokio::time::timeout(timeout, transport.connect(&addr)).await {
                 Ok(r) => r,
@@ -373,7 +373,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     /// Slow readers, lingering closes and waiting file senders.
     fn housekeeping(&mut self, now: Instant) {
         let limit = self.config.send_queue_limit;
-        let linger = self.node.config().connect_timeout;
+        let linger = self.node.config().connections.connect_timeout;
         let mut slow = Vec::new();
         let mut gone = Vec::new();
         for (&conn, c) in self.conns.iter_mut() {

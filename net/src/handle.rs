@@ -99,7 +99,7 @@ pub async fn start<T: Transport, S: Storage>(
     config.core.listen_port = local_addr.port();
     // One high-water mark: file sends wait above it, slow readers are
     // judged above it.
-    config.core.send_window = config.send_queue_limit as u64;
+    config.core.files.send_window = config.send_queue_limit as u64;
     let now = tokio::time::Instant::now().into_std();
     let mut node = p2p_core::Node::new(config.core.clone(), config.seed, now);
     for addr in &config.bootstrap {

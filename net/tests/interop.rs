@@ -246,7 +246,7 @@ async fn our_dialer_against_a_reference_listener_and_a_file_to_it() {
 async fn a_full_node_refuses_a_reference_dialer_with_max_peers() {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = NetConfig::new(0);
-    cfg.core.max_peers = 1;
+    cfg.core.connections.max_peers = 1;
     let (node, _events) = start(
         cfg,
         TcpTransport::loopback(),

@@ -416,17 +416,17 @@ impl SimConfig {
     pub(crate) fn node_config(&self, idx: usize) -> p2p_core::Config {
         let mut c = p2p_core::Config::new(PORT);
         c.name = Some(host_name(idx));
-        c.max_peers = self.effective_max_peers();
-        c.ping_interval = self.scaled(c.ping_interval);
-        c.peer_timeout = self.scaled(c.peer_timeout);
-        c.discovery_interval = self.scaled(c.discovery_interval);
-        c.connect_timeout = self.scaled(c.connect_timeout);
-        c.bootstrap_backoff = self.scaled(c.bootstrap_backoff);
-        c.dial_backoff = self.scaled(c.dial_backoff);
-        c.dial_backoff_max = self.scaled(c.dial_backoff_max);
+        c.connections.max_peers = self.effective_max_peers();
+        c.heartbeat.ping_interval = self.scaled(c.heartbeat.ping_interval);
+        c.heartbeat.peer_timeout = self.scaled(c.heartbeat.peer_timeout);
+        c.discovery.interval = self.scaled(c.discovery.interval);
+        c.connections.connect_timeout = self.scaled(c.connections.connect_timeout);
+        c.dialer.bootstrap_backoff = self.scaled(c.dialer.bootstrap_backoff);
+        c.dialer.backoff = self.scaled(c.dialer.backoff);
+        c.dialer.backoff_max = self.scaled(c.dialer.backoff_max);
         // Small chunks make a file many frames, so that faults land inside
         // transfers rather than between them.
-        c.chunk_size = 16 * 1024;
+        c.files.chunk_size = 16 * 1024;
         c
     }
 
@@ -443,11 +443,11 @@ impl SimConfig {
     pub(crate) fn timers(&self) -> Timers {
         let c = self.node_config(0);
         Timers {
-            ping: c.ping_interval,
-            peer_timeout: c.peer_timeout,
-            discovery: c.discovery_interval,
-            connect: c.connect_timeout,
-            backoff_max: c.dial_backoff_max,
+            ping: c.heartbeat.ping_interval,
+            peer_timeout: c.heartbeat.peer_timeout,
+            discovery: c.discovery.interval,
+            connect: c.connections.connect_timeout,
+            backoff_max: c.dialer.backoff_max,
         }
     }
 

@@ -209,8 +209,8 @@ impl World {
         World {
             timers: cfg.timers(),
             limits: Limits {
-                max_line_len: node.max_line_len,
-                max_bytes_per_message: node.max_bytes_per_message,
+                max_line_len: node.connections.max_line_len,
+                max_bytes_per_message: node.connections.max_bytes_per_message,
             },
             tick: cfg.tick,
             hosts: Vec::new(),

@@ -58,9 +58,9 @@ async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
     let mut cfg = NetConfig::new(args.port);
     cfg.debug_events = args.debug;
     cfg.core.name = args.name.clone();
-    cfg.core.max_peers = args.max_peers as usize;
+    cfg.core.connections.max_peers = args.max_peers as usize;
     cfg.core.advertise_host = args.advertise.clone();
-    cfg.core.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
+    cfg.core.heartbeat.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
     cfg.bootstrap.extend(args.bootstrap.clone());
     let storage = DiskStorage::new(&args.downloads).map_err(|e| {
         format!(

@@ -18,12 +18,12 @@ use crate::{
     truncate_for_report, CommandError, Config, ConnId, Event, IoError, PeerId, SendFailure, Target,
     TransferId,
 };
-use send::{Send, SendEnd};
+use send::{Send, SendEnd, Targets};
 
 #[derive(Debug)]
 struct Sending {
     file: Outgoing,
-    to: Vec<PeerId>,
+    to: Targets,
 }
 
 /// Incoming and outgoing file transfers.
@@ -43,19 +43,20 @@ impl Files {
     pub(crate) fn new(config: &Config) -> Self {
         Files {
             assembler: Assembler::new(AssemblerLimits {
-                max_file_size: config.max_file_size,
-                max_transfers_per_peer: config.max_transfers_per_peer,
-                idle_timeout: config.peer_timeout,
+                max_file_size: config.files.max_file_size,
+                max_transfers_per_peer: config.files.max_transfers_per_peer,
+                idle_timeout: config.heartbeat.peer_timeout,
             }),
             sending: BTreeMap::new(),
             sends: BTreeMap::new(),
             next_transfer: 0,
             // Each chunk must fit in one bytes frame with its prefix.
             chunk_size: config
+                .files
                 .chunk_size
-                .min(config.max_bytes_per_message / 2)
+                .min(config.connections.max_bytes_per_message / 2)
                 .max(1),
-            window: config.send_window,
+            window: config.files.send_window,
             out: Outbox::default(),
         }
     }
@@ -236,8 +237,8 @@ impl Files {
         let file = Outgoing::new(name, size, sha256)?;
         let to = Self::targets_of(peers, target)?;
         let id = self.next_id();
-        let frame = file.start_frame();
-        send::transmit_to(peers, &to, &[frame], &mut self.out);
+        let to = Targets::bind(peers, &to);
+        to.transmit(&[file.start_frame()], &mut self.out);
         self.sending.insert(id, Sending { file, to });
         Ok(id)
     }
@@ -253,13 +254,8 @@ impl Files {
             .get_mut(&id)
             .ok_or(CommandError::UnknownTransfer(id))?;
         let frames = s.file.chunk_frame(id, data)?;
-        s.to.retain(|p| peers.contains(p));
-        let to = std::mem::take(&mut s.to);
-        let n = send::transmit_to(peers, &to, &frames, &mut self.out);
-        if let Some(s) = self.sending.get_mut(&id) {
-            s.to = to;
-        }
-        Ok(n)
+        s.to.retain_live(peers);
+        Ok(s.to.transmit(&frames, &mut self.out))
     }
 
     pub(crate) fn finish(&mut self, peers: &Peers, id: TransferId) -> Result<usize, CommandError> {
@@ -271,18 +267,18 @@ impl Files {
         let Some(mut s) = self.sending.remove(&id) else {
             return Err(CommandError::UnknownTransfer(id));
         };
-        s.to.retain(|p| peers.contains(p));
-        Ok(send::transmit_to(peers, &s.to, &[frame], &mut self.out))
+        s.to.retain_live(peers);
+        Ok(s.to.transmit(&[frame], &mut self.out))
     }
 
     pub(crate) fn abort(&mut self, id: TransferId) -> bool {
         self.sending.remove(&id).is_some()
     }
 
-    pub(crate) fn targets(&self, id: TransferId) -> Option<&[PeerId]> {
+    pub(crate) fn targets(&self, id: TransferId) -> Option<Vec<PeerId>> {
         match self.sends.get(&id) {
             Some(s) => Some(s.targets()),
-            None => self.sending.get(&id).map(|s| s.to.as_slice()),
+            None => self.sending.get(&id).map(|s| s.to.ids()),
         }
     }
 

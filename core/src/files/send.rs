@@ -4,6 +4,11 @@
 //! and send each chunk once every target's send queue is below the window,
 //! then `FILEEND`. At most one read is in flight and one chunk waits, so
 //! memory does not grow with the file.
+//!
+//! The sending pass is hashed too: a source that changed after the hash
+//! pass fails the send before its last chunk instead of going out under a
+//! checksum its chunks do not match. Each target is bound to the connection
+//! its `FILESTART` went on, and dropped if it moves to another one.
 
 use std::collections::BTreeMap;
 
@@ -26,6 +31,10 @@ enum Phase {
     /// `FILESTART` is out; chunks follow.
     Sending {
         file: Outgoing,
+        /// The targets `FILESTART` went to.
+        to: Targets,
+        /// The checksum of what the sending pass read so far.
+        check: Sha256,
         /// Offset of the next read.
         read_at: u64,
         /// A read is in flight.
@@ -44,11 +53,61 @@ pub(crate) enum SendEnd {
     Failed(SendFailure),
 }
 
+/// The targets of a file, each bound to the connection its `FILESTART`
+/// went on. A peer that moves to another connection (a simultaneous
+/// connect merged onto the other one) is dropped: that connection never
+/// carried `FILESTART`, and nothing orders the two (docs/PROTOCOL.md §5.2).
+#[derive(Debug, Default)]
+pub(crate) struct Targets(Vec<(PeerId, ConnId)>);
+
+impl Targets {
+    /// Binds each of `to` that is connected now.
+    pub(crate) fn bind(peers: &Peers, to: &[PeerId]) -> Targets {
+        Targets(
+            to.iter()
+                .filter_map(|p| peers.conn_of(p).map(|c| (p.clone(), c)))
+                .collect(),
+        )
+    }
+
+    /// Drops the targets that left or moved to another connection.
+    pub(crate) fn retain_live(&mut self, peers: &Peers) {
+        self.0.retain(|(p, c)| peers.is_current(p, *c));
+    }
+
+    /// Sends `frames` to each target; returns how many it went to.
+    pub(crate) fn transmit(&self, frames: &[Bytes], out: &mut Outbox) -> usize {
+        for (_, conn) in &self.0 {
+            for f in frames {
+                out.transmit(*conn, f.clone());
+            }
+        }
+        self.0.len()
+    }
+
+    pub(crate) fn conns(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.0.iter().map(|(_, c)| *c)
+    }
+
+    pub(crate) fn ids(&self) -> Vec<PeerId> {
+        self.0.iter().map(|(p, _)| p.clone()).collect()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// One outgoing file.
 #[derive(Debug)]
 pub(crate) struct Send {
     id: TransferId,
     name: String,
+    /// The targets asked for; bound to connections at `FILESTART`.
     to: Vec<PeerId>,
     size: u64,
     chunk_size: usize,
@@ -90,8 +149,12 @@ impl Send {
         }
     }
 
-    pub(crate) fn targets(&self) -> &[PeerId] {
-        &self.to
+    /// The targets still in the send.
+    pub(crate) fn targets(&self) -> Vec<PeerId> {
+        match &self.phase {
+            Phase::Sending { to, .. } => to.ids(),
+            _ => self.to.clone(),
+        }
     }
 
     fn read(&self, offset: u64, out: &mut Outbox) {
@@ -155,6 +218,8 @@ impl Send {
                 self.hashed(peers, out)
             }
             Phase::Sending {
+                file,
+                check,
                 read_at,
                 reading,
                 parked,
@@ -165,8 +230,19 @@ impl Send {
                         "shrank while sending",
                     )));
                 }
+                check.update(&data);
                 *reading = false;
                 *read_at += want;
+                // The last chunk waits until the pass is known to match
+                // the checksum `FILESTART` announced.
+                if *read_at == self.size {
+                    let sent: [u8; 32] = std::mem::take(check).finalize().into();
+                    if sent != file.sha256() {
+                        return Some(SendEnd::Failed(SendFailure::Changed(
+                            "changed after hashing",
+                        )));
+                    }
+                }
                 *parked = Some(data);
                 self.pump(peers, queued, &mut BTreeMap::new(), window, out)
             }
@@ -189,34 +265,37 @@ impl Send {
             Ok(f) => f,
             Err(e) => return Some(SendEnd::Failed(SendFailure::Refused(e))),
         };
-        self.to.retain(|p| peers.contains(p));
-        if self.to.is_empty() {
+        let to = Targets::bind(peers, &self.to);
+        if to.is_empty() {
             return Some(SendEnd::Failed(SendFailure::TargetsGone));
         }
-        let start = file.start_frame();
-        transmit_to(peers, &self.to, &[start], out);
+        to.transmit(&[file.start_frame()], out);
         out.event(Event::FileSendStarted {
             transfer: self.id,
             name: self.name.clone(),
             size: self.size,
-            peers: self.to.len(),
+            peers: to.len(),
         });
         self.phase = Phase::Sending {
             file,
+            to,
+            check: Sha256::new(),
             read_at: 0,
             reading: false,
             parked: None,
         };
-        self.advance(peers, out)
+        self.advance(out)
     }
 
     /// Starts the next read, or ends the file when everything was sent.
-    fn advance(&mut self, peers: &Peers, out: &mut Outbox) -> Option<SendEnd> {
+    fn advance(&mut self, out: &mut Outbox) -> Option<SendEnd> {
         let Phase::Sending {
             file,
+            to,
             read_at,
             reading,
             parked,
+            ..
         } = &mut self.phase
         else {
             return None;
@@ -243,9 +322,8 @@ impl Send {
                 size: 0,
             });
         }
-        transmit_to(peers, &self.to, &[end], out);
         Some(SendEnd::Done {
-            peers: self.to.len(),
+            peers: to.transmit(&[end], out),
         })
     }
 
@@ -261,11 +339,14 @@ impl Send {
         window: u64,
         out: &mut Outbox,
     ) -> Option<SendEnd> {
-        let Phase::Sending { file, parked, .. } = &mut self.phase else {
+        let Phase::Sending {
+            file, to, parked, ..
+        } = &mut self.phase
+        else {
             return None;
         };
-        self.to.retain(|p| peers.contains(p));
-        if self.to.is_empty() {
+        to.retain_live(peers);
+        if to.is_empty() {
             return Some(SendEnd::Failed(SendFailure::TargetsGone));
         }
         let chunk = parked.as_ref()?;
@@ -273,10 +354,7 @@ impl Send {
         // stalled one above it, where the driver's slow-reader check sees it.
         let level =
             |c: ConnId| queued.get(&c).copied().unwrap_or(0) + sent.get(&c).copied().unwrap_or(0);
-        let full = self
-            .to
-            .iter()
-            .any(|p| peers.conn_of(p).is_some_and(|c| level(c) > window));
+        let full = to.conns().any(|c| level(c) > window);
         if full {
             return None;
         }
@@ -286,9 +364,9 @@ impl Send {
             Err(e) => return Some(SendEnd::Failed(SendFailure::Refused(e))),
         };
         *parked = None;
-        transmit_to(peers, &self.to, &frames, out);
+        to.transmit(&frames, out);
         let bytes: u64 = frames.iter().map(|f| f.len() as u64).sum();
-        for conn in self.to.iter().filter_map(|p| peers.conn_of(p)) {
+        for conn in to.conns() {
             *sent.entry(conn).or_default() += bytes;
         }
         let done = file.sent();
@@ -302,7 +380,7 @@ impl Send {
                 size: self.size,
             });
         }
-        self.advance(peers, out)
+        self.advance(out)
     }
 
     pub(crate) fn name(&self) -> &str {
@@ -312,23 +390,4 @@ impl Send {
     pub(crate) fn size(&self) -> u64 {
         self.size
     }
-}
-
-/// Sends `frames` to each of `to` that is still connected; returns how many.
-pub(crate) fn transmit_to(
-    peers: &Peers,
-    to: &[PeerId],
-    frames: &[Bytes],
-    out: &mut Outbox,
-) -> usize {
-    let mut n = 0;
-    for p in to {
-        if let Some(conn) = peers.conn_of(p) {
-            n += 1;
-            for f in frames {
-                out.transmit(conn, f.clone());
-            }
-        }
-    }
-    n
 }

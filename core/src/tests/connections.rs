@@ -42,7 +42,7 @@ fn buffered_bytes_counts_what_connections_hold() {
 #[test]
 fn only_outgoing_handshakes_count_against_max_dials_in_flight() {
     let mut config = Config::new(9000);
-    config.max_dials_in_flight = 2;
+    config.dialer.max_in_flight = 2;
     let now = Instant::now();
     let mut node = Node::new(config, 7, now);
     // Accepted connections still in their handshake are not dials.
@@ -295,7 +295,7 @@ fn a_refused_dial_that_stays_open_is_closed_quietly_at_the_connect_timeout() {
     // The listener answered MAX_PEERS but never closed: we stop waiting for
     // its redirect line after connect_timeout, without a protocol error.
     let config = Config::new(9000);
-    let timeout = config.connect_timeout;
+    let timeout = config.connections.connect_timeout;
     let now = Instant::now();
     let mut node = Node::new(config, 7, now);
     node.connect(now, "127.0.0.1:9001").unwrap();

@@ -13,7 +13,7 @@ use crate::{Event, Input, Output, StorageOp, Target, TransferId};
 /// `n` nodes bootstrapped to node 0, with a small send window so that a
 /// few MB take several round trips.
 fn paced_star(n: usize) -> Mesh {
-    let mut m = Mesh::new(n, |_, c| c.send_window = 256 * 1024);
+    let mut m = Mesh::new(n, |_, c| c.files.send_window = 256 * 1024);
     for i in 1..n {
         m.bootstrap(i, 0);
     }
@@ -215,7 +215,7 @@ fn chunks_wait_for_the_send_window() {
     // One node and a raw peer that never reads: without Flushed reports,
     // what is transmitted stays at about the window.
     let mut config = crate::Config::new(9000);
-    config.send_window = 1024 * 1024;
+    config.files.send_window = 1024 * 1024;
     let now = std::time::Instant::now();
     let mut node = crate::Node::new(config, 1, now);
     let conn = node.handle_accept(now, None);
@@ -290,7 +290,7 @@ fn chunks_wait_for_the_send_window() {
     );
     assert!(reads > reads_before_flush + 3, "{reads} reads");
     assert!(transmitted > 2 * 1024 * 1024, "{transmitted}");
-    assert_eq!(node.file_targets(t).map(<[_]>::len), Some(1));
+    assert_eq!(node.file_targets(t).map(|t| t.len()), Some(1));
 }
 
 /// The `sent` of each progress event of node `i` for `t`, in order.
@@ -327,7 +327,7 @@ fn progress_is_reported_once_per_new_percent_up_to_the_size() {
 
     // 250 chunks of 1000 bytes, 0.4 % each: one event per percent, not
     // one per chunk.
-    let mut m = Mesh::new(2, |_, c| c.chunk_size = 1000);
+    let mut m = Mesh::new(2, |_, c| c.files.chunk_size = 1000);
     m.bootstrap(1, 0);
     converge(&mut m, 5 * SEC);
     let data = content(250_000, 6);
@@ -391,10 +391,7 @@ fn a_read_answer_at_an_offset_not_asked_fails_the_send() {
         .unwrap();
     m.run_for(SEC);
     let peer1 = m.nodes[1].node.id().clone();
-    assert_eq!(
-        m.nodes[0].node.file_targets(t),
-        Some(std::slice::from_ref(&peer1))
-    );
+    assert_eq!(m.nodes[0].node.file_targets(t), Some(vec![peer1]));
     answer_read(&mut m, 0, Some(262_144));
     let why = failure_of(&m, 0, t).expect("the send failed");
     assert!(why.contains("not asked"), "{why}");
@@ -469,8 +466,8 @@ fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
     // down to exactly the window each time the node goes idle: every chunk
     // must still go out ("at or below the window").
     let mut config = crate::Config::new(9000);
-    config.send_window = 1000;
-    config.chunk_size = 1000;
+    config.files.send_window = 1000;
+    config.files.chunk_size = 1000;
     let now = std::time::Instant::now();
     let mut node = crate::Node::new(config, 1, now);
     let conn = node.handle_accept(now, None);
@@ -537,4 +534,46 @@ fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
     }
     assert_eq!(chunks, 5);
     assert!(sent, "the send stalled with the queue at the window");
+}
+
+#[test]
+fn a_source_that_changes_after_the_hash_pass_fails_before_its_last_chunk() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let data = content(600_000, 9);
+    offer(&mut m, 0, "f", &data);
+    m.nodes[0].storage.hold_reads = true;
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    m.run_for(SEC);
+    // The hash pass: three reads of 262144, 262144 and 75712 bytes.
+    for _ in 0..3 {
+        answer_read(&mut m, 0, None);
+    }
+    assert_eq!(send_events(&m, 0, t), ["started"]);
+    // The source changes in its last chunk before the sending pass reads it.
+    let mut changed = data.clone();
+    changed[599_999] ^= 1;
+    m.nodes[0].storage.open.insert(t, Bytes::from(changed));
+    let mut reads = 0;
+    while !m.nodes[0].storage.held.is_empty() {
+        answer_read(&mut m, 0, None);
+        reads += 1;
+    }
+    assert_eq!(reads, 3, "the sending pass read the whole file");
+    let why = failure_of(&m, 0, t).expect("the send failed");
+    assert!(why.contains("changed after hashing"), "{why}");
+    assert_eq!(
+        send_events(&m, 0, t),
+        ["started", "progress", "progress", "failed"]
+    );
+    assert!(m.nodes[0].storage.open.is_empty(), "source left open");
+    // The receiver got two chunks and no FILEEND: nothing is committed.
+    m.run_for(SEC);
+    assert!(m.nodes[1].storage.files.is_empty());
+    assert_eq!(m.nodes[1].storage.parts.len(), 1);
+    let (_, part) = m.nodes[1].storage.parts.values().next().unwrap();
+    assert_eq!(part.len(), 524_288);
 }

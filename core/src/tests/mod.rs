@@ -293,7 +293,7 @@ fn simultaneous_connects_end_with_one_connection_per_pair_and_lose_nothing() {
 fn a_node_at_max_peers_answers_max_peers() {
     let mut m = Mesh::new(4, |i, c| {
         if i == 0 {
-            c.max_peers = 2;
+            c.connections.max_peers = 2;
         }
     });
     for i in 1..4 {
@@ -448,7 +448,7 @@ fn bad_input_chunk_past_declared_size_aborts_only_that_transfer() {
 
 #[test]
 fn bad_input_thirty_concurrent_hellos_against_max_peers_ten() {
-    let mut m = Mesh::new(1, |_, c| c.max_peers = 10);
+    let mut m = Mesh::new(1, |_, c| c.connections.max_peers = 10);
     let raws: Vec<usize> = (0..30).map(|_| m.raw_connect(0, None)).collect();
     for (k, &r) in raws.iter().enumerate() {
         m.raw_send(
@@ -469,7 +469,7 @@ fn bad_input_thirty_concurrent_hellos_against_max_peers_ten() {
 fn bad_input_silent_peers_hold_slots_only_for_the_connect_timeout() {
     let mut m = Mesh::new(2, |i, c| {
         if i == 0 {
-            c.max_peers = 10;
+            c.connections.max_peers = 10;
         }
     });
     for k in 0..10 {
@@ -550,7 +550,7 @@ fn bad_input_unfinished_hello_and_idle_connections_time_out() {
 
 #[test]
 fn bad_input_twenty_nodes_bootstrapped_to_one_with_max_peers_ten() {
-    let mut m = Mesh::new(20, |_, c| c.max_peers = 10);
+    let mut m = Mesh::new(20, |_, c| c.connections.max_peers = 10);
     for i in 1..20 {
         m.bootstrap(i, 0);
     }
