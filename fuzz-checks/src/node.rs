@@ -722,6 +722,9 @@ struct ConnModel {
     queued: u64,
     /// The node's outgoing file frames on it, by name.
     streams: Streams,
+    /// By name, the owners of streams that a later `FILESTART` of the
+    /// name replaced while they were live: their frames may still come.
+    displaced: BTreeMap<String, Vec<Owner>>,
 }
 
 /// What is known of one connection's buffered bytes: `lo..=hi`.
@@ -752,6 +755,7 @@ impl ConnModel {
             out_failed: false,
             queued: 0,
             streams: Streams::new(),
+            displaced: BTreeMap::new(),
         }
     }
 
@@ -1488,10 +1492,33 @@ impl Harness {
                 None => Owner::Unbound,
             };
             // Two live transfers of one name on one connection: the
-            // receiver restarts, and their frames cannot be told apart.
-            let mixed = current_live;
-            if mixed {
+            // receiver restarts, and their frames cannot be told apart;
+            // the other may be the current stream's or one it replaced.
+            let displaced = self.conns[&conn]
+                .displaced
+                .get(&name)
+                .map(|owners| {
+                    owners
+                        .iter()
+                        .copied()
+                        .filter(|&o| o != Owner::Unbound && self.owner_live(o))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let mixed = current_live || !displaced.is_empty();
+            if current_live {
                 self.mix(conn, &name);
+            }
+            let mut displaced = displaced;
+            if let Some((owner, _, _)) = current.filter(|_| current_live) {
+                displaced.push(owner);
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if displaced.is_empty() {
+                    c.displaced.remove(&name);
+                } else {
+                    c.displaced.insert(name.clone(), displaced);
+                }
             }
             let mut st = OutStream::new(owner, size, sha256);
             st.mixed = mixed;
