@@ -53,7 +53,9 @@
 //! - no chunk of a send goes out while the connection has more than
 //!   `send_window` bytes transmitted and not reported flushed (so at most
 //!   the window plus one chunk is unflushed; known bug `window`: concurrent
-//!   sends to one peer pass it by a chunk each).
+//!   sends to one peer pass it, once by a chunk each (fixed), now by the
+//!   `FILEEND` frames one pump sent, see the ignored regression test
+//!   `one_pump_counts_fileend_frames_against_the_window`).
 //!
 //! Frames are told apart by file name; where two live transfers (or the
 //! caller's own `start_file` or bytes frames) share a name on one
