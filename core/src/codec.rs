@@ -211,7 +211,11 @@ impl Decoder {
             let data = self.data();
             // A `\n` beyond index `max` means a line that is too long anyway,
             // so never look further than that.
+            #[cfg(not(p2p_planted = "decode-off-by-one"))]
             let window = data.len().min(max.saturating_add(1));
+            // Planted: a line of exactly `max` bytes is not looked at whole.
+            #[cfg(p2p_planted = "decode-off-by-one")]
+            let window = data.len().min(max);
             let start = self.scanned.min(window);
             let found = data[start..window].iter().position(|&b| b == b'\n');
             let Some(pos) = found.map(|i| start + i) else {
@@ -435,7 +439,11 @@ fn parse_hello(line: &str) -> Result<Message, ProtocolError> {
     let invalid = || ProtocolError::InvalidHello {
         line: crate::truncate_for_report(line),
     };
+    #[cfg(not(p2p_planted = "handshake-hello-without-colon"))]
     let (id, name) = line.split_once(':').ok_or_else(invalid)?;
+    // Planted: any line is a hello, a line without `:` an id with no name.
+    #[cfg(p2p_planted = "handshake-hello-without-colon")]
+    let (id, name) = line.split_once(':').unwrap_or((line, ""));
     let id = PeerId::parse(id).map_err(|_| invalid())?;
     Ok(Message::Hello {
         id,

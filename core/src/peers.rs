@@ -46,6 +46,14 @@ impl Peers {
     }
 
     pub(crate) fn remove(&mut self, id: &PeerId) -> Option<Peer> {
+        // Planted: a lost peer stays in the table (with its closed connection).
+        #[cfg(p2p_planted = "node-stale-peer")]
+        return self.map.get(id).map(|p| Peer {
+            name: p.name.clone(),
+            addr: p.addr.clone(),
+            ..*p
+        });
+        #[cfg(not(p2p_planted = "node-stale-peer"))]
         self.map.remove(id)
     }
 

@@ -152,6 +152,16 @@ pub(crate) fn content_bytes(sel: u8) -> &'static [u8] {
     pick(contents(), sel).as_slice()
 }
 
+/// The SHA-256 of [`content_bytes`]`(sel)`, computed once per content.
+pub(crate) fn content_sha(sel: u8) -> [u8; 32] {
+    use std::sync::OnceLock;
+    static SHAS: OnceLock<Vec<[u8; 32]>> = OnceLock::new();
+    *pick(
+        SHAS.get_or_init(|| contents().iter().map(|c| sha256(c)).collect()),
+        sel,
+    )
+}
+
 /// Whether `part` is one safe file name inside the downloads directory, in
 /// the receiver's part-file form `.<name>.<id>.part` for `transfer`: no
 /// separator, NUL or control character, not `.`/`..`, at most 255 bytes.
@@ -243,6 +253,8 @@ struct Tracked {
 #[derive(Debug, Default)]
 pub(crate) struct StorageTracker {
     transfers: BTreeMap<TransferId, Tracked>,
+    /// How many of `transfers` are in phase `Committing`.
+    n_committing: usize,
 }
 
 impl StorageTracker {
@@ -273,14 +285,14 @@ impl StorageTracker {
                 None
             }
             StorageOp::Write { transfer, data } => {
-                let t = self.get(*transfer, "Write");
+                let t = Self::get(&mut self.transfers, *transfer, "Write");
                 assert_eq!(t.phase, Phase::Open, "Write to {transfer} after it ended");
                 t.hasher.update(data);
                 t.len += data.len() as u64;
                 None
             }
             StorageOp::Commit { transfer, name } => {
-                let t = self.get(*transfer, "Commit");
+                let t = Self::get(&mut self.transfers, *transfer, "Commit");
                 assert_eq!(t.phase, Phase::Open, "Commit of {transfer} after it ended");
                 assert!(
                     is_plain_name(name),
@@ -292,6 +304,7 @@ impl StorageTracker {
                     t.part
                 );
                 t.phase = Phase::Committing;
+                self.n_committing += 1;
                 let written = Written {
                     name: name.clone(),
                     len: t.len,
@@ -301,10 +314,13 @@ impl StorageTracker {
                 Some((*transfer, written))
             }
             StorageOp::Discard { transfer } => {
-                let t = self.get(*transfer, "Discard");
+                let t = Self::get(&mut self.transfers, *transfer, "Discard");
                 let ok =
                     t.phase == Phase::Open || (t.phase == Phase::Committing && t.storage_failed);
                 assert!(ok, "Discard of {transfer} in phase {:?}", t.phase);
+                if t.phase == Phase::Committing {
+                    self.n_committing -= 1;
+                }
                 t.phase = Phase::Discarded;
                 None
             }
@@ -313,8 +329,12 @@ impl StorageTracker {
         }
     }
 
-    fn get(&mut self, transfer: TransferId, what: &str) -> &mut Tracked {
-        match self.transfers.get_mut(&transfer) {
+    fn get<'m>(
+        transfers: &'m mut BTreeMap<TransferId, Tracked>,
+        transfer: TransferId,
+        what: &str,
+    ) -> &'m mut Tracked {
+        match transfers.get_mut(&transfer) {
             Some(t) => t,
             None => panic!("{what} for {transfer} which was never created"),
         }
@@ -335,12 +355,18 @@ impl StorageTracker {
             return None;
         }
         t.phase = Phase::Done;
+        self.n_committing -= 1;
         t.written.clone()
     }
 
     /// Transfers waiting for the driver's answer to `Commit`, oldest first.
     pub(crate) fn committing(&self) -> Vec<TransferId> {
         self.ids_in(Phase::Committing)
+    }
+
+    /// How many transfers wait for the driver's answer to `Commit`.
+    pub(crate) fn committing_count(&self) -> usize {
+        self.n_committing
     }
 
     /// Transfers still receiving data.

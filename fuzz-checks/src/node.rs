@@ -52,14 +52,22 @@
 //!   failed send sent no `FILEEND`;
 //! - no chunk of a send goes out while the connection has more than
 //!   `send_window` bytes transmitted and not reported flushed (so at most
-//!   the window plus one chunk is unflushed; known bug `window`: concurrent
-//!   sends to one peer pass it by a chunk each).
+//!   the window plus one chunk is unflushed; the bugs it found, all
+//!   fixed: concurrent sends to one peer passed it by a chunk each, then
+//!   by the `FILEEND` frames one pump sent, see the regression test
+//!   `one_pump_counts_fileend_frames_against_the_window`).
 //!
 //! Frames are told apart by file name; where two live transfers (or the
 //! caller's own `start_file` or bytes frames) share a name on one
 //! connection their frames cannot be, and content is not checked there.
-//! `P2P_FUZZ_TOLERATE=checksum,window` relaxes the checks of those known
-//! core bugs, so that a fuzzing run goes on past them.
+//! `P2P_FUZZ_TOLERATE=checksum,window,reconnect` relaxes the checks of
+//! those core bugs (all three fixed now), so that a run against an older
+//! core can go on past them
+//! (`reconnect`: when a simultaneous connect moves a peer to a new
+//! connection mid-send, the rest of the send goes on the new connection
+//! without a `FILESTART`; tolerated, a `FILECHUNK`/`FILEEND` with no stream
+//! on its connection exempts the live sends of that name from the content
+//! checks instead of failing).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -75,7 +83,7 @@ use p2p_core::{
 use sha2::Digest;
 
 use crate::common::{
-    content_bytes, pick, pick_str, sha256, tolerated, Reader, StorageTracker, Writer,
+    content_bytes, content_sha, pick, pick_str, tolerated, Reader, StorageTracker, Writer,
 };
 use crate::send::{opened_size, OutStream, Owner, SendModel, Streams};
 pub use crate::send::{Answer, SourceOp};
@@ -280,7 +288,7 @@ impl Wire {
             v
         };
         let sha = |content: u8, corrupt: bool| {
-            let mut s = sha256(content_bytes(content));
+            let mut s = content_sha(content);
             if corrupt {
                 s[31] ^= 0x80;
             }
@@ -651,8 +659,13 @@ impl NodeOp {
     }
 }
 
-/// Most ops read from one input: longer inputs are not more interesting.
-const MAX_OPS: usize = 1000;
+/// Most ops read from one input: longer inputs are not more interesting
+/// (256 ops reach every limit of [`config`] many times over), but a run
+/// costs more per op the more connections the input opened, and libFuzzer's
+/// 4 KiB inputs held over 1000 ops: the old cap of 1000 made the target
+/// about twice as slow for nothing. Every committed corpus file and
+/// regression input is shorter.
+const MAX_OPS: usize = 256;
 
 /// Most bytes `SourceOp::Drive` reads for one input (a file of the largest
 /// `u16` size in both passes), so that a few `Drive`s of a huge source do
@@ -717,6 +730,9 @@ struct ConnModel {
     queued: u64,
     /// The node's outgoing file frames on it, by name.
     streams: Streams,
+    /// By name, the owners of streams that a later `FILESTART` of the
+    /// name replaced while they were live: their frames may still come.
+    displaced: BTreeMap<String, Vec<Owner>>,
 }
 
 /// What is known of one connection's buffered bytes: `lo..=hi`.
@@ -747,6 +763,7 @@ impl ConnModel {
             out_failed: false,
             queued: 0,
             streams: Streams::new(),
+            displaced: BTreeMap::new(),
         }
     }
 
@@ -764,6 +781,28 @@ struct Harness {
     config: Config,
     now: Instant,
     conns: BTreeMap<ConnId, ConnModel>,
+    /// Indexes of `conns`, kept so that a step costs what it touches, not
+    /// every connection the input ever opened: all of them in id order
+    /// (the selector of `Flushed`), those the driver did not report closed
+    /// in id order (the selector of most ops), and the live ones.
+    all_ids: Vec<ConnId>,
+    open_ids: Vec<ConnId>,
+    live_ids: BTreeSet<ConnId>,
+    /// The live connections on which the remote delivered bytes: the only
+    /// ones that can carry a peer id (see `check_one_conn_per_peer`).
+    heard_ids: BTreeSet<ConnId>,
+    /// Sums of every connection's `buffered` bounds, the connections whose
+    /// bounds are not zero, and those whose bounds `account_buffers` must
+    /// revisit (closed since, or closing and raised by the last step).
+    buf_sum: Bounds,
+    buf_nonzero: BTreeSet<ConnId>,
+    buf_dirty: Vec<ConnId>,
+    /// `(conn, name)` of the streams started in the current drain.
+    fresh_streams: Vec<(ConnId, String)>,
+    /// `send_file` transfers not ended yet, and those created in the
+    /// current step (checked at its end even if they ended in it).
+    live_sends: BTreeSet<TransferId>,
+    new_sends: Vec<TransferId>,
     storage: StorageTracker,
     /// The connection whose bytes the current step delivered, if any.
     receiving: Option<ConnId>,
@@ -797,6 +836,16 @@ impl Harness {
             config,
             now,
             conns: BTreeMap::new(),
+            all_ids: Vec::new(),
+            open_ids: Vec::new(),
+            live_ids: BTreeSet::new(),
+            heard_ids: BTreeSet::new(),
+            buf_sum: Bounds::default(),
+            buf_nonzero: BTreeSet::new(),
+            buf_dirty: Vec::new(),
+            fresh_streams: Vec::new(),
+            live_sends: BTreeSet::new(),
+            new_sends: Vec::new(),
             storage: StorageTracker::default(),
             receiving: None,
             origin: BTreeMap::new(),
@@ -819,13 +868,50 @@ impl Harness {
         }
     }
 
-    /// Connections matching `f`, in id order.
-    fn select(&self, f: impl Fn(&ConnModel) -> bool) -> Vec<ConnId> {
-        self.conns
+    /// Connections the driver holds open matching `f`, in id order.
+    fn select_open(&self, f: impl Fn(&ConnModel) -> bool) -> Vec<ConnId> {
+        self.open_ids
             .iter()
-            .filter(|(_, c)| f(c))
-            .map(|(&id, _)| id)
+            .copied()
+            .filter(|id| f(&self.conns[id]))
             .collect()
+    }
+
+    /// A new connection, open and live.
+    fn add_conn(&mut self, conn: ConnId, model: ConnModel) {
+        self.conns.insert(conn, model);
+        for ids in [&mut self.all_ids, &mut self.open_ids] {
+            if let Err(at) = ids.binary_search(&conn) {
+                ids.insert(at, conn);
+            }
+        }
+        self.live_ids.insert(conn);
+    }
+
+    /// The driver reports `conn` closed (or its dial failed).
+    fn driver_close(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.driver_closed = true;
+        }
+        if let Ok(at) = self.open_ids.binary_search(&conn) {
+            self.open_ids.remove(at);
+        }
+        self.live_ids.remove(&conn);
+        self.heard_ids.remove(&conn);
+        self.buf_dirty.push(conn);
+    }
+
+    /// Sets the bounds of `conn`'s buffered bytes, keeping their sums.
+    fn set_bounds(&mut self, conn: ConnId, b: Bounds) {
+        let c = self.conns.get_mut(&conn).expect("known connection");
+        self.buf_sum.lo = self.buf_sum.lo - c.buffered.lo + b.lo;
+        self.buf_sum.hi = self.buf_sum.hi - c.buffered.hi + b.hi;
+        c.buffered = b;
+        if b == Bounds::default() {
+            self.buf_nonzero.remove(&conn);
+        } else {
+            self.buf_nonzero.insert(conn);
+        }
     }
 
     fn peer_ids(&self) -> Vec<PeerId> {
@@ -849,8 +935,7 @@ impl Harness {
                     .node
                     .handle_accept(self.now, socket(*pick(&REMOTES, remote)));
                 assert!(!self.conns.contains_key(&conn), "{conn} handed out twice");
-                self.conns
-                    .insert(conn, ConnModel::new(false, self.limits()));
+                self.add_conn(conn, ConnModel::new(false, self.limits()));
             }
             NodeOp::Connect { addr } => {
                 let _ = self.node.connect(self.now, pick_str(&ADDRS, addr));
@@ -859,7 +944,7 @@ impl Harness {
                 let _ = self.node.bootstrap(self.now, pick_str(&ADDRS, addr));
             }
             NodeOp::Connected { dial, local } => {
-                let pending = self.select(|c| c.dialed && !c.connected && !c.driver_closed);
+                let pending = self.select_open(|c| c.dialed && !c.connected);
                 if !pending.is_empty() {
                     let conn = *pick(&pending, dial);
                     if let Some(c) = self.conns.get_mut(&conn) {
@@ -873,12 +958,10 @@ impl Harness {
             NodeOp::DialFailed { dial } => {
                 // The driver reports DialFailed only before Connected; a
                 // connected socket ends with Closed.
-                let dials = self.select(|c| c.dialed && !c.connected && !c.driver_closed);
+                let dials = self.select_open(|c| c.dialed && !c.connected);
                 if !dials.is_empty() {
                     let conn = *pick(&dials, dial);
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.driver_closed = true;
-                    }
+                    self.driver_close(conn);
                     let error = IoError::new(std::io::ErrorKind::ConnectionRefused, "refused");
                     self.node
                         .handle_input(self.now, Input::DialFailed { conn, error });
@@ -887,10 +970,12 @@ impl Harness {
             NodeOp::Receive { conn, wire } => {
                 // A driver keeps feeding what arrives after the node asked
                 // to close, until the remote closes too.
-                let open = self.select(|c| !c.driver_closed);
-                if !open.is_empty() {
-                    let conn = *pick(&open, conn);
+                if !self.open_ids.is_empty() {
+                    let conn = *pick(&self.open_ids, conn);
                     let data = Bytes::from(wire.bytes());
+                    if !data.is_empty() && self.live_ids.contains(&conn) {
+                        self.heard_ids.insert(conn);
+                    }
                     self.shadow(conn, &data);
                     self.receiving = Some(conn);
                     self.node
@@ -898,12 +983,9 @@ impl Harness {
                 }
             }
             NodeOp::Close { conn, reason } => {
-                let open = self.select(|c| !c.driver_closed);
-                if !open.is_empty() {
-                    let conn = *pick(&open, conn);
-                    if let Some(c) = self.conns.get_mut(&conn) {
-                        c.driver_closed = true;
-                    }
+                if !self.open_ids.is_empty() {
+                    let conn = *pick(&self.open_ids, conn);
+                    self.driver_close(conn);
                     // Four cases kept so the committed corpus decodes as before.
                     let reason = match reason % 4 {
                         1 => CloseReason::Io {
@@ -948,9 +1030,8 @@ impl Harness {
             }
             NodeOp::Source { pick: sel, op } => self.source(sel, op),
             NodeOp::Flushed { conn, mode, arg } => {
-                let all = self.select(|_| true);
-                if !all.is_empty() {
-                    let conn = *pick(&all, conn);
+                if !self.all_ids.is_empty() {
+                    let conn = *pick(&self.all_ids, conn);
                     let q = self.conns[&conn].queued;
                     let bytes = match mode % 5 {
                         0 => q,
@@ -1075,7 +1156,7 @@ impl Harness {
                 }
                 self.drain();
             }
-            for conn in self.select(|c| c.queued > 0 && !c.driver_closed) {
+            for conn in self.select_open(|c| c.queued > 0) {
                 let q = self.conns[&conn].queued;
                 self.flushed(conn, q);
                 self.drain();
@@ -1133,7 +1214,7 @@ impl Harness {
                     target,
                     pick_str(&FILE_NAMES, name),
                     body.len() as u64,
-                    sha256(body),
+                    content_sha(content),
                 );
                 self.legacy_step = Some(started.as_ref().ok().copied());
                 if let Ok(id) = started {
@@ -1161,6 +1242,8 @@ impl Harness {
                     self.sends
                         .insert(id, SendModel::new(name.to_owned(), content, path));
                     self.send_order.push(id);
+                    self.live_sends.insert(id);
+                    self.new_sends.push(id);
                 }
             }
             Cmd::SendChunk { transfer, len } => {
@@ -1302,7 +1385,7 @@ impl Harness {
                         !ours.contains(&addr.to_string()),
                         "the node dials its own address {addr}"
                     );
-                    self.conns.insert(conn, ConnModel::new(true, self.limits()));
+                    self.add_conn(conn, ConnModel::new(true, self.limits()));
                     self.summary.dials += 1;
                 }
                 Output::Close { conn } => {
@@ -1314,6 +1397,9 @@ impl Harness {
                     c.node_closed = true;
                     // The node forgets what it had queued on it.
                     c.queued = 0;
+                    self.live_ids.remove(&conn);
+                    self.heard_ids.remove(&conn);
+                    self.buf_dirty.push(conn);
                 }
                 Output::Storage(
                     op
@@ -1346,8 +1432,13 @@ impl Harness {
         }
         // A `FILESTART` of a send is followed by its `FileSendStarted` in
         // the same call; any other comes from the caller-driven commands.
-        for (&conn, c) in &mut self.conns {
-            for (name, st) in &mut c.streams {
+        // Only the streams started in this drain can be unbound or fresh.
+        for (conn, name) in std::mem::take(&mut self.fresh_streams) {
+            if let Some(st) = self
+                .conns
+                .get_mut(&conn)
+                .and_then(|c| c.streams.get_mut(&name))
+            {
                 assert!(
                     st.owner != Owner::Unbound,
                     "FILESTART for {name:?} on {conn} from no transfer (no FileSendStarted)"
@@ -1409,15 +1500,39 @@ impl Harness {
                 None => Owner::Unbound,
             };
             // Two live transfers of one name on one connection: the
-            // receiver restarts, and their frames cannot be told apart.
-            let mixed = current_live;
-            if mixed {
+            // receiver restarts, and their frames cannot be told apart;
+            // the other may be the current stream's or one it replaced.
+            let displaced = self.conns[&conn]
+                .displaced
+                .get(&name)
+                .map(|owners| {
+                    owners
+                        .iter()
+                        .copied()
+                        .filter(|&o| o != Owner::Unbound && self.owner_live(o))
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default();
+            let mixed = current_live || !displaced.is_empty();
+            if current_live {
                 self.mix(conn, &name);
+            }
+            let mut displaced = displaced;
+            if let Some((owner, _, _)) = current.filter(|_| current_live) {
+                displaced.push(owner);
+            }
+            if let Some(c) = self.conns.get_mut(&conn) {
+                if displaced.is_empty() {
+                    c.displaced.remove(&name);
+                } else {
+                    c.displaced.insert(name.clone(), displaced);
+                }
             }
             let mut st = OutStream::new(owner, size, sha256);
             st.mixed = mixed;
             if let Some(c) = self.conns.get_mut(&conn) {
-                c.streams.insert(name, st);
+                c.streams.insert(name.clone(), st);
+                self.fresh_streams.push((conn, name));
             }
             return;
         }
@@ -1431,6 +1546,17 @@ impl Harness {
         let transfer = match current {
             Some((_, _, true)) => return,
             Some((Owner::Send(id), false, false)) => id,
+            // Known core bug `reconnect`: a send follows its peer to a new
+            // connection, which never carried its FILESTART. Tolerated, the
+            // live sends of the name are no longer checked for content.
+            _ if tolerated("reconnect") => {
+                for s in self.sends.values_mut() {
+                    if s.live() && s.name == name {
+                        s.mixed = true;
+                    }
+                }
+                return;
+            }
             _ => panic!(
                 "{} for {name:?} on {conn} with no FILESTART of a live send before it (stream: {:?})",
                 match frame {
@@ -1590,7 +1716,12 @@ impl Harness {
                 assert_eq!(&s.name, name, "FileSendStarted of {transfer}: name");
                 s.started = true;
                 let mut bound = 0;
-                for (conn, c) in &mut self.conns {
+                // Only streams started in this drain are fresh.
+                for (conn, n) in &self.fresh_streams {
+                    if n != name {
+                        continue;
+                    }
+                    let c = self.conns.get_mut(conn).expect("known connection");
                     if let Some(st) = c.streams.get_mut(name) {
                         if st.fresh && st.owner == Owner::Unbound {
                             assert_eq!(st.size, *size, "FILESTART of {transfer} on {conn}: size");
@@ -1598,6 +1729,7 @@ impl Harness {
                             // Its FILESTART came while another live
                             // transfer of the name was on the connection.
                             s.mixed |= st.mixed;
+                            s.streams.push(*conn);
                             bound += 1;
                         }
                     }
@@ -1642,19 +1774,23 @@ impl Harness {
                         s.supplied.len()
                     );
                     let mut ended = 0;
-                    for (&conn, c) in &self.conns {
-                        for st in c.streams.values() {
-                            if st.owner != Owner::Send(*transfer) {
-                                continue;
-                            }
-                            if st.ended {
-                                ended += 1;
-                            } else {
-                                assert!(
-                                    !c.live() || self.node.peer_of(conn).is_none(),
-                                    "FileSent of {transfer}, but {conn} (still a peer's) got no FILEEND"
-                                );
-                            }
+                    // Its streams are those bound to it (by name, on these
+                    // connections), unless a later FILESTART replaced them.
+                    for &conn in &s.streams {
+                        let c = &self.conns[&conn];
+                        let Some(st) = c.streams.get(&s.name) else {
+                            continue;
+                        };
+                        if st.owner != Owner::Send(*transfer) {
+                            continue;
+                        }
+                        if st.ended {
+                            ended += 1;
+                        } else {
+                            assert!(
+                                !c.live() || self.node.peer_of(conn).is_none(),
+                                "FileSent of {transfer}, but {conn} (still a peer's) got no FILEEND"
+                            );
                         }
                     }
                     assert_eq!(
@@ -1663,6 +1799,7 @@ impl Harness {
                     );
                 }
                 self.sends.get_mut(transfer).expect("known").ended = Some(true);
+                self.live_sends.remove(transfer);
                 self.summary.files_sent += 1;
             }
             Event::FileSendFailed { transfer, .. } => {
@@ -1675,8 +1812,8 @@ impl Harness {
                     "FileSendFailed of {transfer} with {} Close ops",
                     s.closes
                 );
-                for (&conn, c) in &self.conns {
-                    for st in c.streams.values() {
+                for &conn in &s.streams {
+                    if let Some(st) = self.conns[&conn].streams.get(&s.name) {
                         assert!(
                             !(st.owner == Owner::Send(*transfer) && st.ended && !st.mixed),
                             "FileSendFailed of {transfer} after its FILEEND went out on {conn}"
@@ -1684,6 +1821,7 @@ impl Harness {
                     }
                 }
                 self.sends.get_mut(transfer).expect("known").ended = Some(false);
+                self.live_sends.remove(transfer);
                 self.summary.sends_failed += 1;
             }
             _ => {}
@@ -1722,7 +1860,7 @@ impl Harness {
     }
 
     /// Follows each connection's share of `Node::buffered_bytes` and checks
-    /// it against the per-connection bound.
+    /// it against the per-connection bound; returns that total.
     ///
     /// The node reports only the sum over its decoders. A decoder changes
     /// only when its own connection delivers bytes; any other decoder can
@@ -1732,61 +1870,92 @@ impl Harness {
     /// no closed connection may still hold bytes, and in any case
     /// `lo <= buffered(c) <= hi`. A proven lower bound above the limit is a
     /// broken per-connection bound, whatever the other connections hold.
-    fn account_buffers(&mut self) {
+    ///
+    /// The bounds' sums are kept as they change (`set_bounds`), and only
+    /// connections closed since the last call, or closing and raised by
+    /// the last step (`buf_dirty`), need their bounds relaxed: every other
+    /// connection's bounds are what relaxing them would leave.
+    fn account_buffers(&mut self) -> usize {
         let per_conn = self
             .config
             .connections
             .max_line_len
             .max(self.config.connections.max_bytes_per_message);
         let total = self.node.buffered_bytes();
-        for c in self.conns.values_mut() {
+        for conn in std::mem::take(&mut self.buf_dirty) {
+            let c = &self.conns[&conn];
             if c.driver_closed {
                 // The driver reported it closed: the node holds nothing
                 // for it from now on (it never receives again).
-                c.buffered = Bounds::default();
+                self.set_bounds(conn, Bounds::default());
             } else if c.node_closed {
                 // Closing: it may be dropped at any time.
-                c.buffered.lo = 0;
+                let hi = c.buffered.hi;
+                self.set_bounds(conn, Bounds { lo: 0, hi });
             }
         }
         if let Some(conn) = self.receiving {
-            let (others_lo, others_hi) = self
-                .conns
-                .iter()
-                .filter(|(&id, _)| id != conn)
-                .fold((0, 0), |(lo, hi), (_, c)| {
-                    (lo + c.buffered.lo, hi + c.buffered.hi)
-                });
-            if let Some(c) = self.conns.get_mut(&conn) {
-                c.buffered = Bounds {
-                    lo: total.saturating_sub(others_hi),
-                    hi: total.saturating_sub(others_lo),
-                };
-                assert!(
-                    c.buffered.lo <= per_conn,
-                    "{conn} holds at least {} buffered bytes, over the {per_conn}-byte \
-                     per-connection bound ({total} on {} connections)",
-                    c.buffered.lo,
-                    self.node.conn_count()
-                );
+            let own = self.conns[&conn].buffered;
+            let others_lo = self.buf_sum.lo - own.lo;
+            let others_hi = self.buf_sum.hi - own.hi;
+            let b = Bounds {
+                lo: total.saturating_sub(others_hi),
+                hi: total.saturating_sub(others_lo),
+            };
+            self.set_bounds(conn, b);
+            assert!(
+                b.lo <= per_conn,
+                "{conn} holds at least {} buffered bytes, over the {per_conn}-byte \
+                 per-connection bound ({total} on {} connections)",
+                b.lo,
+                self.node.conn_count()
+            );
+            let c = &self.conns[&conn];
+            if c.node_closed && !c.driver_closed && b.lo > 0 {
+                // Relaxed again at the next call.
+                self.buf_dirty.push(conn);
             }
         } else if total == 0 {
-            for c in self.conns.values_mut() {
-                c.buffered = Bounds::default();
+            for conn in std::mem::take(&mut self.buf_nonzero) {
+                self.set_bounds(conn, Bounds::default());
             }
         }
-        let (lo, hi) = self.conns.values().fold((0, 0), |(lo, hi), c| {
-            (lo + c.buffered.lo, hi + c.buffered.hi)
-        });
+        let Bounds { lo, hi } = self.buf_sum;
         assert!(
             lo <= total && total <= hi,
             "{total} bytes buffered, connections account for {lo}..={hi}"
         );
+        total
     }
 
-    /// Invariants that hold between steps.
+    /// At most one live connection per peer id (`peer_of`).
+    ///
+    /// A peer's id comes only from the remote's hello, so a connection on
+    /// which the remote delivered no byte can carry none: between steps
+    /// only the live connections that delivered bytes are looked at (`all`
+    /// false), and every live one at the end of the input (`all` true), so
+    /// that a core which gave a silent connection a peer is still caught.
+    /// (A silent connection in the peer table is caught at once by the
+    /// peer checks: its remote sent no hello.)
+    fn check_one_conn_per_peer(&self, all: bool) {
+        let ids = if all { &self.live_ids } else { &self.heard_ids };
+        let mut carried = BTreeMap::new();
+        for &conn in ids {
+            debug_assert!(self.conns[&conn].live());
+            if let Some(id) = self.node.peer_of(conn) {
+                if let Some(other) = carried.insert(id, conn) {
+                    panic!("peer {id} on two live connections {other} and {conn}");
+                }
+            }
+        }
+    }
+
+    /// Invariants that hold between steps. Each looks at what the step
+    /// may have changed: the peers (at most `max_peers`), the live
+    /// connections, the live sends and those the step created; what it
+    /// skips (closed connections, ended sends) can no longer change.
     fn check_state(&mut self) {
-        self.account_buffers();
+        let buffered = self.account_buffers();
         let peers: Vec<_> = self.node.peers().collect();
         self.summary.max_peers = self.summary.max_peers.max(peers.len());
         assert_eq!(peers.len(), self.node.peer_count());
@@ -1831,20 +2000,9 @@ impl Harness {
                 c.first_frame
             );
         }
-        // At most one live connection per peer id.
-        let mut carried = BTreeMap::new();
-        for (&conn, c) in &self.conns {
-            if !c.live() {
-                continue;
-            }
-            if let Some(id) = self.node.peer_of(conn) {
-                if let Some(other) = carried.insert(id.clone(), conn) {
-                    panic!("peer {id} on two live connections {other} and {conn}");
-                }
-            }
-        }
+        self.check_one_conn_per_peer(false);
         // Bounded memory.
-        let open = self.conns.values().filter(|c| !c.driver_closed).count();
+        let open = self.open_ids.len();
         assert!(
             self.node.conn_count() <= open,
             "the node holds {} connections, the driver {open}",
@@ -1856,20 +2014,25 @@ impl Harness {
             .max_line_len
             .max(self.config.connections.max_bytes_per_message);
         assert!(
-            self.node.buffered_bytes() <= self.node.conn_count() * per_conn,
+            buffered <= self.node.conn_count() * per_conn,
             "{} bytes buffered on {} connections",
-            self.node.buffered_bytes(),
+            buffered,
             self.node.conn_count()
         );
         assert!(self.node.known_addrs() <= self.config.dialer.max_known_addrs);
         let cap = self.config.files.max_transfers_per_peer * peers.len()
-            + self.storage.committing().len();
+            + self.storage.committing_count();
         assert!(
             self.node.incoming_transfers() <= cap,
             "{} incoming transfers, at most {cap} expected",
             self.node.incoming_transfers()
         );
-        for (id, s) in &self.sends {
+        // An ended send was checked at every step while it was live (and
+        // at the end of the step that created it); none of this changes
+        // for it after it ended.
+        let new_sends = std::mem::take(&mut self.new_sends);
+        for id in self.live_sends.iter().chain(&new_sends) {
+            let s = &self.sends[id];
             assert!(s.open_seen, "send_file returned {id} but asked no Open");
             if s.live() {
                 assert_eq!(s.closes, 0, "{id} was closed but did not end");
@@ -1899,5 +2062,6 @@ pub fn check_node(data: &[u8]) -> NodeSummary {
         h.drain();
         h.check_state();
     }
+    h.check_one_conn_per_peer(true);
     h.summary
 }

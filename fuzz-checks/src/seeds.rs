@@ -55,6 +55,15 @@ fn decode() -> Vec<Seed> {
             b"abc123:my:name\nLISTEN:127.0.0.1:9000\nDUPLICATE\nMAX_PEERS\nREQUEST_PEERS\n",
         ),
         d("line_too_long", 8, 8, &[4], b"1234567\n123456789\n"),
+        // A line and a payload of exactly the limits (8 bytes each): both
+        // are frames, one byte more would not be.
+        d(
+            "at_the_limits",
+            8,
+            1,
+            &[5],
+            b"12345678\nBYTES:8\n12345678PING\n",
+        ),
         d("bad_length", 64, 8, &[], b"PING\nBYTES:-1\n"),
         d("too_large", 64, 1, &[], b"BYTES:9\n123456789"),
         d(
@@ -575,6 +584,13 @@ fn file() -> Vec<Seed> {
         f("good", good),
         f("hostile_names", hostile),
         f("failures", failures),
+        // Declared and confirmed with the checksum of `hello world\n`, but
+        // the 12 bytes sent are another content's: refused at FILEEND
+        // although both checksums agree.
+        f(
+            "wrong_content",
+            vec![start(0, 4, 1), chunk(0, 4, 2, 0, 12), end(0, 4, 1, false)],
+        ),
         f("lifecycle", lifecycle),
         f("raw", raw),
     ]

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use p2p_core::TransferId;
+use p2p_core::{ConnId, TransferId};
 use sha2::{Digest, Sha256};
 
 use crate::common::{content_bytes, Reader, Writer};
@@ -199,6 +199,9 @@ pub(crate) struct SendModel {
     /// It shared a file name with another live transfer on a connection:
     /// its frames cannot be told apart there, so content is not checked.
     pub(crate) mixed: bool,
+    /// The connections whose stream of `name` was bound to it at its
+    /// `FileSendStarted` (the only streams it can own).
+    pub(crate) streams: Vec<ConnId>,
 }
 
 impl SendModel {
@@ -218,6 +221,7 @@ impl SendModel {
             closes: 0,
             ended: None,
             mixed: false,
+            streams: Vec::new(),
         }
     }
 

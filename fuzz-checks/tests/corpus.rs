@@ -132,6 +132,8 @@ fn seeds_reach_what_they_are_for() {
         .error
         .is_some());
     assert!(check_decode(&seed("decode", "bad_length")).error.is_some());
+    let d = check_decode(&seed("decode", "at_the_limits"));
+    assert_eq!((d.lines, d.bytes_frames, &d.error), (2, 1, &None), "{d:?}");
 
     let n = check_node(&seed("node", "file_transfer"));
     assert_eq!(n.committed, 1, "{n:?}");
@@ -158,6 +160,8 @@ fn seeds_reach_what_they_are_for() {
     let f = check_file(&seed("file", "hostile_names"));
     assert_eq!(f.created, 1, "{f:?}");
     assert!(check_file(&seed("file", "failures")).discarded >= 4);
+    let f = check_file(&seed("file", "wrong_content"));
+    assert_eq!((f.created, f.committed, f.discarded), (1, 0, 1), "{f:?}");
 
     let h = |name| check_handshake(&seed("handshake", name));
     let both = |e| p2p_fuzz_checks::HandshakeSummary {

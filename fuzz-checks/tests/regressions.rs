@@ -329,6 +329,53 @@ fn send_does_not_follow_a_peer_to_a_new_connection() {
     check_node(&raw);
 }
 
+/// A checker bug, not the core's: three `send_file`s of `b.bin` to one
+/// peer. `t4`'s `FILESTART` goes out, then `t6`'s (empty, so it ends at
+/// once) replaces its stream, then `t2`'s: the checks saw only the
+/// current, ended stream of `t6` and took `t2`'s stream for the only live
+/// one, so `t4`'s chunk was checked as `t2`'s content ("FILECHUNK of t2
+/// ... not the bytes the driver read there"). Now each connection
+/// remembers the live owners of the streams a `FILESTART` replaced, and a
+/// new stream of the name is mixed while any of them is live. Found by the
+/// `node` target, minimized.
+#[test]
+fn a_replaced_live_stream_still_mixes_its_name() {
+    let raw = [
+        0x00, 0x01, 0x05, 0x00, 0x02, 0x01, 0x09, 0x0a, 0x00, 0x01, 0x01, 0x09, 0x0a, 0x00, 0x01,
+        0x03, 0x09, 0x0a, 0x00, 0x01, 0x00, 0x0b, 0x4d, 0x00, 0x09, 0xff, 0x00, 0x0b, 0x0b, 0x4d,
+    ];
+    let send = |content| {
+        NodeOp::Command(Cmd::SendFile {
+            peer: 0,
+            name: 1,
+            content,
+        })
+    };
+    let ops = vec![
+        // Peer `LISTEN` on c1.
+        NodeOp::Accept { remote: 1 },
+        NodeOp::Receive {
+            conn: 0,
+            wire: Wire::Listen { addr: 1 },
+        },
+        send(1),
+        send(3),
+        send(0),
+        // The second send's source reports 255 bytes.
+        NodeOp::Source {
+            pick: 77,
+            op: SourceOp::Opened { mode: 9, arg: 255 },
+        },
+        NodeOp::Source {
+            pick: 11,
+            op: SourceOp::Drive { rounds: 0 },
+        },
+    ];
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    let s = check_node(&raw);
+    assert_eq!(s.files_sent, 3, "{s:?}");
+}
+
 /// A core bug, fixed (core/src/files/send.rs, the window check of one
 /// pump): ten sends to peer `x` on c1 wait on a full queue; one
 /// `Flushed` of all 2571 queued bytes lets a single pump send a chunk of
@@ -337,8 +384,9 @@ fn send_does_not_follow_a_peer_to_a_new_connection() {
 /// bytes before it are three 700-byte `a.txt` chunks and one 12-byte one
 /// (2217 with their headers) plus their four `FILEEND` frames (354): the
 /// pump counted the chunks it sent for the sends after it, but not the
-/// `FILEEND`s. Now `advance` adds `FILEEND` to the pump's count too. Found by the `node` target in the long run (after
-/// 158,248 executions), minimized (`cargo fuzz tmin`); raw input below.
+/// `FILEEND`s. Now `advance` adds `FILEEND` to the pump's count too. Found
+/// by the `node` target in the long run (after 158,248 executions),
+/// minimized (`cargo fuzz tmin`); raw input below.
 #[test]
 fn one_pump_counts_fileend_frames_against_the_window() {
     let raw = [
