@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::util::{addr_of, Mesh};
+use super::util::{accepted, addr_of, Mesh};
 use super::SEC;
 use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output};
 
@@ -27,19 +27,6 @@ fn drain(node: &mut Node) -> (Vec<(ConnId, String)>, Vec<Event>) {
         }
     }
     (dials, events)
-}
-
-/// A peer on a connection `node` accepted, that sent `text`.
-fn accepted(node: &mut Node, now: Instant, text: &str) -> ConnId {
-    let conn = node.handle_accept(now, None);
-    node.handle_input(
-        now,
-        Input::Received {
-            conn,
-            data: Bytes::copy_from_slice(text.as_bytes()),
-        },
-    );
-    conn
 }
 
 /// Runs `node`'s deadlines up to `until`, failing every dial at once;
@@ -118,7 +105,7 @@ fn a_refused_address_is_retried_after_a_doubling_backoff_plus_jitter() {
 fn a_lost_peers_address_waits_its_delay_even_when_asked_to_discover() {
     let t0 = Instant::now();
     let mut node = Node::new(Config::new(9000), 7, t0);
-    let conn = accepted(&mut node, t0, "p:p\nLISTEN:127.0.0.1:9001\n");
+    let conn = accepted(&mut node, t0, None, "p:p\nLISTEN:127.0.0.1:9001\n");
     let t1 = t0 + SEC;
     node.handle_input(
         t1,
@@ -132,6 +119,7 @@ fn a_lost_peers_address_waits_its_delay_even_when_asked_to_discover() {
     accepted(
         &mut node,
         t1,
+        None,
         "q:q\nLISTEN:127.0.0.1:9002\nPEERS:127.0.0.1:9001\n",
     );
     assert!(drain(&mut node).0.is_empty());
@@ -205,11 +193,12 @@ fn a_max_peers_redirect_shares_idle_addresses_we_reached_that_never_failed() {
     accepted(
         &mut node,
         t0,
+        None,
         "p:p\nLISTEN:127.0.0.1:9001\nPEERS:127.0.0.1:9002\n",
     );
     assert_eq!(node.peer_count(), 1);
     while node.poll_output().is_some() {}
-    let q = accepted(&mut node, t0, "q:q\n");
+    let q = accepted(&mut node, t0, None, "q:q\n");
     let mut sent = String::new();
     while let Some(o) = node.poll_output() {
         if let Output::Transmit { conn, data } = o {

@@ -3,11 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
-use super::util::{addr_of, Mesh};
+use super::util::{accepted, addr_of, Mesh};
 use super::SEC;
 use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output, RejectReason};
 
@@ -23,20 +22,6 @@ fn dials(node: &mut Node) -> Vec<(ConnId, String)> {
         }
     }
     v
-}
-
-/// A peer on a connection `node` accepted, that sent `text` (its hello
-/// first).
-fn accepted_peer(node: &mut Node, now: Instant, text: &str) -> ConnId {
-    let conn = node.handle_accept(now, None);
-    node.handle_input(
-        now,
-        Input::Received {
-            conn,
-            data: Bytes::copy_from_slice(text.as_bytes()),
-        },
-    );
-    conn
 }
 
 /// Runs `node`'s deadlines up to `until`; returns every dial with the time
@@ -108,7 +93,7 @@ fn a_lost_peer_is_redialed_after_the_backoff_plus_jitter() {
     for seed in 0..10 {
         let t0 = Instant::now();
         let mut node = Node::new(Config::new(9000), seed, t0);
-        let conn = accepted_peer(&mut node, t0, "p:p\nLISTEN:127.0.0.1:9001\n");
+        let conn = accepted(&mut node, t0, None, "p:p\nLISTEN:127.0.0.1:9001\n");
         assert_eq!(node.peer_count(), 1);
         let t1 = t0 + SEC;
         node.handle_input(
@@ -162,9 +147,10 @@ fn a_full_node_that_hears_of_an_address_sets_no_dial_deadline() {
     let t0 = Instant::now();
     let mut node = Node::new(config, 7, t0);
     let known = node.known_addrs();
-    accepted_peer(
+    accepted(
         &mut node,
         t0,
+        None,
         "p:p\nLISTEN:127.0.0.1:9001\nPEERS:127.0.0.1:9002\n",
     );
     assert_eq!(node.peer_count(), 1);
@@ -179,15 +165,16 @@ fn a_full_node_that_hears_of_an_address_sets_no_dial_deadline() {
 fn an_address_that_connects_to_us_loses_its_pending_dial_deadline() {
     let t0 = Instant::now();
     let mut node = Node::new(Config::new(9000), 7, t0);
-    accepted_peer(
+    accepted(
         &mut node,
         t0,
+        None,
         "p:p\nLISTEN:127.0.0.1:9001\nPEERS:127.0.0.1:9002\n",
     );
     // 9002 is to be dialed within the jitter.
     assert!(node.poll_timeout().unwrap() <= t0 + 200 * MS);
     // Before that, the node at 9002 dials us.
-    accepted_peer(&mut node, t0, "q:q\nLISTEN:127.0.0.1:9002\n");
+    accepted(&mut node, t0, None, "q:q\nLISTEN:127.0.0.1:9002\n");
     assert_eq!(node.peer_count(), 2);
     let next = node.poll_timeout().unwrap();
     assert!(next >= t0 + 5 * SEC, "{:?}", next - t0);
@@ -200,9 +187,10 @@ fn an_address_heard_while_full_is_dialed_at_the_next_discovery_once_there_is_roo
     config.connections.max_peers = 1;
     let t0 = Instant::now();
     let mut node = Node::new(config, 7, t0);
-    let conn = accepted_peer(
+    let conn = accepted(
         &mut node,
         t0,
+        None,
         "p:p\nLISTEN:127.0.0.1:9001\nPEERS:127.0.0.1:9002\n",
     );
     node.handle_input(

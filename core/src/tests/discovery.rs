@@ -1,20 +1,12 @@
 //! The discovery component: what a `PEERS` reply holds for whom, and the
 //! events of `REQUEST_PEERS` and `PEERS`.
 
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use bytes::Bytes;
 
+use super::util::accepted;
 use crate::{Config, ConnId, Event, Input, Node, Output};
-
-/// A peer on a connection `node` accepted from `remote`, that sent `text`.
-fn accepted(node: &mut Node, now: Instant, remote: Option<&str>, text: &str) -> ConnId {
-    let remote = remote.map(|r| r.parse::<SocketAddr>().unwrap());
-    let conn = node.handle_accept(now, remote);
-    send(node, now, conn, text);
-    conn
-}
 
 fn send(node: &mut Node, now: Instant, conn: ConnId, text: &str) {
     node.handle_input(

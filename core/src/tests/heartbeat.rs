@@ -2,23 +2,9 @@
 
 use std::time::Instant;
 
-use bytes::Bytes;
-
+use super::util::accepted;
 use super::SEC;
-use crate::{Config, ConnId, Event, Input, Node, Output};
-
-/// A peer on a connection `node` accepted, that sent `text`.
-fn accepted(node: &mut Node, now: Instant, text: &str) -> ConnId {
-    let conn = node.handle_accept(now, None);
-    node.handle_input(
-        now,
-        Input::Received {
-            conn,
-            data: Bytes::copy_from_slice(text.as_bytes()),
-        },
-    );
-    conn
-}
+use crate::{Config, ConnId, Event, Node, Output};
 
 /// Drains `node`: the `PING`s it sent, by connection, and its events.
 fn drain(node: &mut Node) -> (Vec<ConnId>, Vec<Event>) {
@@ -38,7 +24,7 @@ fn drain(node: &mut Node) -> (Vec<ConnId>, Vec<Event>) {
 fn a_pong_is_reported_with_its_peer() {
     let t0 = Instant::now();
     let mut node = Node::new(Config::new(9000), 7, t0);
-    accepted(&mut node, t0, "p:p\nLISTEN:127.0.0.1:9001\nPONG\n");
+    accepted(&mut node, t0, None, "p:p\nLISTEN:127.0.0.1:9001\nPONG\n");
     let (_, events) = drain(&mut node);
     let pongs: Vec<&str> = events
         .iter()
@@ -59,8 +45,8 @@ fn a_late_wake_up_still_pings_every_peer_and_rearms_from_then() {
     config.heartbeat.peer_timeout = 100 * SEC;
     config.discovery.interval = 100 * SEC;
     let mut node = Node::new(config, 7, t0);
-    let a = accepted(&mut node, t0, "a:a\nLISTEN:127.0.0.1:9001\n");
-    let b = accepted(&mut node, t0, "b:b\nLISTEN:127.0.0.1:9002\n");
+    let a = accepted(&mut node, t0, None, "a:a\nLISTEN:127.0.0.1:9001\n");
+    let b = accepted(&mut node, t0, None, "b:b\nLISTEN:127.0.0.1:9002\n");
     drain(&mut node);
     // ping_interval 15 s; the driver wakes the node 5 s late.
     assert_eq!(node.poll_timeout(), Some(t0 + 15 * SEC));

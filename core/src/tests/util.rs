@@ -601,3 +601,19 @@ impl Mesh {
         self.nodes[i].events.iter().map(|(_, e)| e)
     }
 }
+
+/// A connection `node` accepted (from `remote`, if given) on which `text`
+/// then arrived: a scripted peer for tests that drive one node by hand.
+pub fn accepted(node: &mut Node, now: Instant, remote: Option<&str>, text: &str) -> ConnId {
+    // Invariant: callers pass socket address literals.
+    let remote = remote.map(|r| r.parse::<SocketAddr>().expect("a socket address"));
+    let conn = node.handle_accept(now, remote);
+    node.handle_input(
+        now,
+        Input::Received {
+            conn,
+            data: Bytes::copy_from_slice(text.as_bytes()),
+        },
+    );
+    conn
+}
