@@ -368,7 +368,17 @@ mod tests {
             .collect();
         assert_eq!(names.len(), 3, "{names:?}");
         assert!(s.create(TransferId(7), "../escape.part").is_err());
-        assert!(s.commit(TransferId(9), "../x").is_err());
+        // A known transfer, so that the commit gets as far as the name.
+        s.create(TransferId(9), ".x.9.part").unwrap();
+        s.write(TransferId(9), b"escape").unwrap();
+        let e = s.commit(TransferId(9), "../x").unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput, "{e}");
+        assert!(!dir.path().join("../x").exists());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names.len(), 3, "the part file is gone too: {names:?}");
     }
 
     #[test]
