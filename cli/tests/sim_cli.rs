@@ -77,8 +77,9 @@ fn a_planted_bug_exits_1_and_its_replay_line_reproduces_it() {
     assert!(String::from_utf8_lossy(&o.stderr).contains(&format!("p2p-sim: replay: {replay}")));
 }
 
-/// Each `--list` line of the sabotages section: name, check, scenario.
-fn sabotages() -> Vec<(String, String, String)> {
+/// Each `--list` line of the sabotages section: name, check, scenario, and
+/// the `--peers N` its description asks for, if any.
+fn sabotages() -> Vec<(String, String, String, Option<String>)> {
     let o = p2p_sim(&["--list"]);
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
     let out = stdout(&o);
@@ -96,17 +97,22 @@ fn sabotages() -> Vec<(String, String, String)> {
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(checks.len(), 14, "{out}");
-    let list: Vec<(String, String, String)> = section
+    let list: Vec<(String, String, String, Option<String>)> = section
         .iter()
         .map(|l| {
             let w: Vec<&str> = l.split_whitespace().collect();
             assert!(w.len() > 3, "no description in {l:?}");
-            (w[0].to_owned(), w[1].to_owned(), w[2].to_owned())
+            // A bug that needs a bigger mesh says so: "--peers N".
+            let peers = w
+                .windows(2)
+                .find(|p| p[0] == "--peers")
+                .map(|p| p[1].to_owned());
+            (w[0].to_owned(), w[1].to_owned(), w[2].to_owned(), peers)
         })
         .collect();
     for c in &checks {
         assert!(
-            list.iter().any(|(_, check, _)| check == c),
+            list.iter().any(|(_, check, _, _)| check == c),
             "no planted bug listed for {c}\n{out}"
         );
     }
@@ -115,8 +121,9 @@ fn sabotages() -> Vec<(String, String, String)> {
 
 #[test]
 fn every_listed_sabotage_fails_its_check_on_seeds_1_to_3() {
-    for (name, check, scenario) in sabotages() {
-        let peers = if scenario == "file" { "6" } else { "5" };
+    for (name, check, scenario, needs) in sabotages() {
+        let small = if scenario == "file" { "6" } else { "5" };
+        let peers = needs.as_deref().unwrap_or(small);
         let args = [
             "--scenario",
             &scenario,

@@ -194,7 +194,7 @@ impl Sabotage {
                 "lost-retire",
                 ONE_CONNECTION_PER_PAIR,
                 Scenario::Mesh,
-                "the tap loses DuplicateRetired: both connections of a merge stay established",
+                "the tap loses DuplicateRetired: both connections of a merge stay established (simultaneous connects need --peers 12 or more)",
             ),
             Sabotage::SwappedSnapshot => (
                 "swapped-snapshot",
