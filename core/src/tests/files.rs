@@ -38,6 +38,20 @@ fn send_then_leave(n: usize, data: &[u8], leaver: usize) -> (Mesh, TransferId) {
     (m, t)
 }
 
+/// Two converged nodes; node 0 starts sending `data` to node 1 with its
+/// storage holding every read until the test answers it.
+fn held_send(data: &[u8]) -> (Mesh, TransferId) {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    offer(&mut m, 0, "f", data);
+    m.nodes[0].storage.hold_reads = true;
+    let t = m.nodes[0]
+        .node
+        .send_file(Target::All, "f", "f.bin")
+        .unwrap();
+    (m, t)
+}
+
 fn offer(m: &mut Mesh, i: usize, path: &str, data: &[u8]) {
     m.nodes[i]
         .storage
@@ -169,14 +183,7 @@ fn a_send_fails_when_every_target_leaves() {
 
 #[test]
 fn reads_that_never_come_leave_the_send_pending_until_aborted() {
-    let mut m = star(2);
-    converge(&mut m, 5 * SEC);
-    offer(&mut m, 0, "f", &content(600_000, 3));
-    m.nodes[0].storage.hold_reads = true;
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
+    let (mut m, t) = held_send(&content(600_000, 3));
     m.run_for(10 * SEC);
     // Opened, one read asked, nothing sent, the mesh still fine.
     assert_eq!(m.nodes[0].storage.held.len(), 1);
@@ -380,15 +387,8 @@ fn answer_read(m: &mut Mesh, i: usize, offset: Option<u64>) {
 fn a_read_answer_at_an_offset_not_asked_fails_the_send() {
     // While hashing: the first read asked is at 0; an answer at the second
     // chunk's offset is refused.
-    let mut m = star(2);
-    converge(&mut m, 5 * SEC);
     let data = content(600_000, 7);
-    offer(&mut m, 0, "f", &data);
-    m.nodes[0].storage.hold_reads = true;
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
+    let (mut m, t) = held_send(&data);
     m.run_for(SEC);
     let peer1 = m.nodes[1].node.id().clone();
     assert_eq!(m.nodes[0].node.file_targets(t), Some(vec![peer1]));
@@ -400,14 +400,7 @@ fn a_read_answer_at_an_offset_not_asked_fails_the_send() {
     // While sending: the hash pass (3 reads) and the first chunk are
     // answered; a second answer at 0 while the read at 262144 is in flight
     // is refused, and nothing more reaches the receiver.
-    let mut m = star(2);
-    converge(&mut m, 5 * SEC);
-    offer(&mut m, 0, "f", &data);
-    m.nodes[0].storage.hold_reads = true;
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
+    let (mut m, t) = held_send(&data);
     m.run_for(SEC);
     // Each read asks for one chunk, the last one only for what is left.
     let asked = [
@@ -538,15 +531,8 @@ fn a_queue_exactly_at_the_window_still_takes_the_next_chunk() {
 
 #[test]
 fn a_source_that_changes_after_the_hash_pass_fails_before_its_last_chunk() {
-    let mut m = star(2);
-    converge(&mut m, 5 * SEC);
     let data = content(600_000, 9);
-    offer(&mut m, 0, "f", &data);
-    m.nodes[0].storage.hold_reads = true;
-    let t = m.nodes[0]
-        .node
-        .send_file(Target::All, "f", "f.bin")
-        .unwrap();
+    let (mut m, t) = held_send(&data);
     m.run_for(SEC);
     // The hash pass: three reads of 262144, 262144 and 75712 bytes.
     for _ in 0..3 {
