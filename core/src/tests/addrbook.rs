@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::util::{accepted, addr_of, Mesh};
-use super::SEC;
+use super::util::accepted;
+use super::{duplicate_dial, SEC};
 use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output};
 
 const MS: Duration = Duration::from_millis(1);
@@ -135,19 +135,9 @@ fn a_lost_peers_address_waits_its_delay_even_when_asked_to_discover() {
 
 #[test]
 fn an_address_that_answered_duplicate_rests_for_the_peer_timeout() {
-    // Node 1 advertises another address, so node 0 does not know that
-    // 127.0.0.1:7001 is its peer's and dials it: DUPLICATE.
-    let mut m = Mesh::new(2, |i, c| {
-        if i == 1 {
-            c.advertise_host = Some("10.0.0.5".to_owned());
-        }
-    });
-    m.bootstrap(1, 0);
-    m.run_for(SEC);
-    let now = m.now;
-    m.nodes[0].node.connect(now, &addr_of(1)).unwrap();
-    m.run_for(SEC);
-    assert_eq!(m.dials_to(0, 1), 1);
+    // Node 0 dials its peer at an address it does not know as the
+    // peer's: DUPLICATE.
+    let mut m = duplicate_dial();
     // peer_timeout 60 s from about 1 s: not at the discoveries at 30 and
     // 60 s, but at the one at 90 s.
     m.run_for(85 * SEC - m.elapsed());

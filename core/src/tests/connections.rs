@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::util::Mesh;
-use super::{protocol_errors, raw_peer, SEC};
+use super::{listen_kept_from_remote, protocol_errors, raw_peer, SEC};
 use crate::{Config, ConnId, DisconnectReason, Event, Input, Node, Output};
 
 /// Everything `node` has to say, with the connections it asks to dial.
@@ -254,13 +254,7 @@ fn a_first_frame_other_than_listen_proves_the_peer() {
 fn a_routable_listen_address_over_a_remote_connection_is_kept() {
     // Only loopback, localhost or unspecified hosts are replaced by the
     // connection's remote IP (docs/PROTOCOL.md §2.3).
-    let mut m = Mesh::new(1, |_, _| {});
-    let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
-    let r = m.raw_connect(0, Some(remote));
-    m.raw_send(r, b"far:far\nLISTEN:10.9.9.9:9000\n");
-    m.run_for(SEC);
-    let peer = m.nodes[0].node.peers().next().expect("established");
-    assert_eq!(peer.addr.unwrap().as_str(), "10.9.9.9:9000");
+    assert_eq!(listen_kept_from_remote("10.9.9.9:9000"), "10.9.9.9:9000");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_core::SeedableRng;
 
 use super::util::{accepted, addr_of, Mesh};
-use super::SEC;
+use super::{duplicate_dial, SEC};
 use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output, RejectReason};
 
 const MS: Duration = Duration::from_millis(1);
@@ -254,20 +254,9 @@ fn a_bootstrap_refused_with_max_peers_succeeds_once_its_redirect_gave_us_a_peer(
 
 #[test]
 fn an_address_that_answered_duplicate_can_be_dialed_again() {
-    // Node 1 advertises another address: to node 0, 127.0.0.1:7001 is not
-    // the address of its peer, so it dials it and node 1 answers DUPLICATE.
-    let mut m = Mesh::new(2, |i, c| {
-        if i == 1 {
-            c.advertise_host = Some("10.0.0.5".to_owned());
-        }
-    });
-    m.bootstrap(1, 0);
-    m.run_for(SEC);
-    assert_eq!(m.nodes[0].node.peer_count(), 1);
-    let now = m.now;
-    m.nodes[0].node.connect(now, &addr_of(1)).unwrap();
-    m.run_for(SEC);
-    assert_eq!(m.dials_to(0, 1), 1);
+    // Node 0 dials its peer at an address it does not know as the
+    // peer's, and node 1 answers DUPLICATE.
+    let mut m = duplicate_dial();
     assert!(m.events(0).any(|e| matches!(
         e,
         Event::Rejected {

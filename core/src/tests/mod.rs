@@ -71,6 +71,37 @@ fn raw_peer(m: &mut Mesh, j: usize, id: &str, port: u16) -> usize {
     r
 }
 
+/// Two nodes, 1 bootstrapped to 0, where node 1 advertises another host:
+/// to node 0, `addr_of(1)` is not its peer's address, so node 0 dials it
+/// (now) and node 1 answers `DUPLICATE`. Runs a second after the dial.
+fn duplicate_dial() -> Mesh {
+    let mut m = Mesh::new(2, |i, c| {
+        if i == 1 {
+            c.advertise_host = Some("10.0.0.5".to_owned());
+        }
+    });
+    m.bootstrap(1, 0);
+    m.run_for(SEC);
+    assert_eq!(m.nodes[0].node.peer_count(), 1);
+    let now = m.now;
+    m.nodes[0].node.connect(now, &util::addr_of(1)).unwrap();
+    m.run_for(SEC);
+    assert_eq!(m.dials_to(0, 1), 1);
+    m
+}
+
+/// The address node 0 keeps for a peer on a connection from 10.1.2.3
+/// whose `LISTEN:` line names `listen`.
+fn listen_kept_from_remote(listen: &str) -> String {
+    let mut m = Mesh::new(1, |_, _| {});
+    let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
+    let r = m.raw_connect(0, Some(remote));
+    m.raw_send(r, format!("far:far\nLISTEN:{listen}\n").as_bytes());
+    m.run_for(SEC);
+    let peer = m.nodes[0].node.peers().next().expect("established");
+    peer.addr.expect("an address").as_str().to_owned()
+}
+
 fn content(len: usize, seed: u8) -> Vec<u8> {
     let mut v = Vec::with_capacity(len);
     let mut x: u32 = 0x9e37_79b9 ^ seed as u32;
@@ -642,13 +673,7 @@ fn aliases_of_one_address_are_dialed_once() {
 
 #[test]
 fn listen_from_loopback_over_a_remote_connection_is_corrected() {
-    let mut m = Mesh::new(1, |_, _| {});
-    let remote: SocketAddr = "10.1.2.3:40000".parse().unwrap();
-    let r = m.raw_connect(0, Some(remote));
-    m.raw_send(r, b"far:far\nLISTEN:localhost:9000\n");
-    m.run_for(SEC);
-    let peer = m.nodes[0].node.peers().next().expect("established");
-    assert_eq!(peer.addr.unwrap().as_str(), "10.1.2.3:9000");
+    assert_eq!(listen_kept_from_remote("localhost:9000"), "10.1.2.3:9000");
 }
 
 #[test]
