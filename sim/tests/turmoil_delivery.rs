@@ -40,13 +40,17 @@ async fn serve(me: usize, log: Log) -> turmoil::Result {
         let log = log.clone();
         tokio::spawn(async move {
             let Ok(mut s) = TcpStream::connect((name(to), PORT)).await else {
-                log.lock().unwrap().push(format!("{me} connect {to} failed"));
+                log.lock()
+                    .unwrap()
+                    .push(format!("{me} connect {to} failed"));
                 return;
             };
             for n in 0..40u32 {
                 let msg = format!("{me}>{to}#{n};");
                 if s.write_all(msg.as_bytes()).await.is_err() {
-                    log.lock().unwrap().push(format!("{me} write {to} failed at {n}"));
+                    log.lock()
+                        .unwrap()
+                        .push(format!("{me} write {to} failed at {n}"));
                     return;
                 }
                 tokio::time::sleep(Duration::from_millis(u64::from(n % 7) * 13 + 1)).await;
@@ -112,7 +116,10 @@ fn patched_turmoil_delivers_like_the_published_crate() {
     }
     let log = log.lock().unwrap();
     let deliveries = log.iter().filter(|l| l.contains(" <- ")).count();
-    assert!(deliveries > 1000, "the workload delivered only {deliveries} reads");
+    assert!(
+        deliveries > 1000,
+        "the workload delivered only {deliveries} reads"
+    );
     let mut h = Sha256::new();
     for line in log.iter() {
         h.update(line.as_bytes());
@@ -120,7 +127,10 @@ fn patched_turmoil_delivers_like_the_published_crate() {
     }
     let got = hex(&h.finalize());
     if std::env::var_os("TURMOIL_DELIVERY_PRINT").is_some() {
-        eprintln!("delivery log hash {got}, {} lines, {deliveries} reads", log.len());
+        eprintln!(
+            "delivery log hash {got}, {} lines, {deliveries} reads",
+            log.len()
+        );
     }
     assert_eq!(got, EXPECTED, "turmoil's delivery order changed");
 }

@@ -6,7 +6,7 @@ use crate::{config, TRACING_TARGET};
 use indexmap::IndexMap;
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Exp};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::io::{Error, ErrorKind, Result};
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
@@ -18,6 +18,16 @@ pub(crate) struct Topology {
 
     /// Specific configuration overrides between specific hosts.
     links: IndexMap<Pair, Link>,
+
+    /// Indices into `links` of the links with messages in flight or on
+    /// hold: the only ones a tick has work for. Links are never removed,
+    /// so indices are stable; ascending order is `links`' order.
+    busy: BTreeSet<usize>,
+
+    /// Per destination host, the indices of the links holding messages
+    /// ready for it, in `links`' order: delivering to a host visits these
+    /// instead of every link of the world.
+    ready: IndexMap<IpAddr, BTreeSet<usize>>,
 
     /// We don't use a Rt for async. Right now, we just use it to tick time
     /// forward in the same way we do it elsewhere. We'd like to represent
@@ -177,6 +187,8 @@ impl Topology {
         Topology {
             config,
             links: IndexMap::new(),
+            busy: BTreeSet::new(),
+            ready: IndexMap::new(),
             rt: Rt::no_software(),
         }
     }
@@ -238,8 +250,11 @@ impl Topology {
         dst: SocketAddr,
         message: Protocol,
     ) -> Result<()> {
-        if let Some(link) = self.links.get_mut(&Pair::new(src.ip(), dst.ip())) {
-            link.enqueue_message(&self.config, rand, src, dst, message)
+        if let Some((index, _, link)) = self.links.get_full_mut(&Pair::new(src.ip(), dst.ip())) {
+            link.now = self.rt.now();
+            let result = link.enqueue_message(&self.config, rand, src, dst, message);
+            self.note(index);
+            result
         } else {
             Err(Error::new(
                 ErrorKind::ConnectionRefused,
@@ -250,57 +265,103 @@ impl Topology {
 
     // Move messages from any network links to the `dst` host.
     pub(crate) fn deliver_messages(&mut self, rand: &mut dyn RngCore, dst: &mut Host) {
-        for (pair, link) in &mut self.links {
-            if pair.0 == dst.addr || pair.1 == dst.addr {
-                link.deliver_messages(&self.config, rand, dst);
+        // Only links with something ready for `dst` have work; the others'
+        // `deliver_messages` would do nothing. Messages that become ready
+        // while these are delivered wait for the next call, as before.
+        let Some(ready) = self.ready.get_mut(&dst.addr) else {
+            return;
+        };
+        for index in std::mem::take(ready) {
+            let (_, link) = self
+                .links
+                .get_index_mut(index)
+                .expect("ready holds indices of registered links");
+            link.now = self.rt.now();
+            link.deliver_messages(&self.config, rand, dst);
+            self.note(index);
+        }
+    }
+
+    /// Records what link `index` now has to do: ticks while messages are
+    /// in flight or held, and deliveries for each host with messages ready.
+    fn note(&mut self, index: usize) {
+        let (_, link) = self
+            .links
+            .get_index(index)
+            .expect("callers pass indices of registered links");
+        if link.sent.is_empty() {
+            self.busy.remove(&index);
+        } else {
+            self.busy.insert(index);
+        }
+        for (addr, queue) in &link.deliverable {
+            if !queue.is_empty() {
+                self.ready.entry(*addr).or_default().insert(index);
             }
         }
     }
 
     pub(crate) fn hold(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).hold();
+        self.with_link(a, b, Link::hold);
     }
 
     pub(crate) fn release(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).release();
+        self.with_link(a, b, Link::release);
     }
 
     pub(crate) fn partition(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_partition();
+        self.with_link(a, b, Link::explicit_partition);
     }
 
     pub(crate) fn partition_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
-        link.partition_oneway(a, b);
+        self.with_link(a, b, |link| link.partition_oneway(a, b));
     }
 
     pub(crate) fn repair(&mut self, a: IpAddr, b: IpAddr) {
-        self.get_link_mut(&Pair::new(a, b)).explicit_repair();
+        self.with_link(a, b, Link::explicit_repair);
     }
 
     pub(crate) fn repair_oneway(&mut self, a: IpAddr, b: IpAddr) {
-        let link = &mut self.get_link_mut(&Pair::new(a, b));
-        link.repair_oneway(a, b);
+        self.with_link(a, b, |link| link.repair_oneway(a, b));
     }
 
     pub(crate) fn tick_by(&mut self, duration: Duration) {
         let _ = self.rt.tick(duration);
-        for link in self.links.values_mut() {
-            link.tick(self.rt.now());
+        // Idle links have nothing to tick; each link's clock is brought up
+        // to date whenever it is used instead (`Link::now`).
+        let now = self.rt.now();
+        for index in std::mem::take(&mut self.busy) {
+            let (_, link) = self
+                .links
+                .get_index_mut(index)
+                .expect("busy holds indices of registered links");
+            link.tick(now);
+            self.note(index);
         }
     }
 
     pub(crate) fn iter_mut(&mut self) -> LinksIter<'_> {
+        let now = self.rt.now();
+        for link in self.links.values_mut() {
+            link.now = now;
+        }
         LinksIter {
             iter: self.links.iter_mut(),
         }
     }
 
-    #[inline]
-    fn get_link_mut(&mut self, pair: &Pair) -> &mut Link {
-        self.links
-            .get_mut(pair)
-            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"))
+    /// Runs `f` on the link between `a` and `b` with its clock up to date,
+    /// then records what the link has to do.
+    fn with_link(&mut self, a: IpAddr, b: IpAddr, f: impl FnOnce(&mut Link)) {
+        let pair = Pair::new(a, b);
+        let now = self.rt.now();
+        let (index, _, link) = self
+            .links
+            .get_full_mut(&pair)
+            .unwrap_or_else(|| panic!("unable to find link between {pair:?}"));
+        link.now = now;
+        f(link);
+        self.note(index);
     }
 }
 
