@@ -77,6 +77,11 @@ pub struct HeartbeatConfig {
 pub struct DiscoveryConfig {
     /// How often every peer is sent `REQUEST_PEERS` and idle addresses dialed.
     pub interval: Duration,
+    /// Most established peers' addresses in one `PEERS` line: the newest
+    /// peers plus a random sample of the others (docs/PROTOCOL.md §3.4), so
+    /// a line stays small in a large mesh; gossip and later rounds fill in
+    /// the rest.
+    pub max_shared_peers: usize,
 }
 
 /// The dial policy and the address book.
@@ -141,6 +146,7 @@ impl Default for DiscoveryConfig {
     fn default() -> Self {
         DiscoveryConfig {
             interval: Duration::from_secs(30),
+            max_shared_peers: 32,
         }
     }
 }

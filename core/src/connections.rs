@@ -453,6 +453,7 @@ impl Connections {
                 addr: addr.clone(),
                 outbound,
                 announced: false,
+                seq: 0, // numbered by `Peers::insert`
             },
         );
         // A listener announces the peer once its LISTEN line (or whatever

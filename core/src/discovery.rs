@@ -20,6 +20,11 @@ use crate::{Addr, ConnId, Event, PeerId};
 /// Most extra (not established) addresses shared in one `PEERS` line.
 const EXTRA_SHARED: usize = 5;
 
+/// Of the established peers shared in one `PEERS` line when there are more
+/// than `max_shared_peers`, how many are the most recently established
+/// (the rest is a random sample): new peers spread at once.
+const NEWEST_SHARED: usize = 8;
+
 /// Most addresses of a received `PEERS` line shown in a debug event.
 const REPORTED: usize = 32;
 
@@ -27,15 +32,22 @@ const REPORTED: usize = 32;
 #[derive(Debug)]
 pub(crate) struct Discovery {
     interval: Duration,
+    max_shared_peers: usize,
     max_known_addrs: usize,
     next: Option<Instant>,
     pub(crate) out: Outbox,
 }
 
 impl Discovery {
-    pub(crate) fn new(now: Instant, interval: Duration, max_known_addrs: usize) -> Self {
+    pub(crate) fn new(
+        now: Instant,
+        interval: Duration,
+        max_shared_peers: usize,
+        max_known_addrs: usize,
+    ) -> Self {
         Discovery {
             interval,
+            max_shared_peers,
             max_known_addrs,
             next: Some(now + interval),
             out: Outbox::default(),
@@ -65,7 +77,8 @@ impl Discovery {
     }
 
     /// What we share in `PEERS` with `to` (`None`: a dialer we refuse) on
-    /// `conn`: established peers' addresses except its own, plus up to 5
+    /// `conn`: established peers' addresses except its own (at most
+    /// `max_shared_peers`: the newest and a random sample), plus up to 5
     /// healthy known ones; never `[::1]`, and no loopback address over a
     /// connection from another machine.
     pub(crate) fn shareable(
@@ -85,12 +98,25 @@ impl Discovery {
                 && Some(a) != to_addr.as_ref()
                 && (remote_local || !a.is_local_only())
         };
-        let mut list: BTreeSet<Addr> = peers
+        let mut shared: Vec<(u64, &Addr)> = peers
             .iter()
             .filter(|(id, _)| Some(*id) != to)
-            .filter_map(|(_, p)| p.addr.clone())
-            .filter(|a| ok(a))
+            .filter_map(|(_, p)| p.addr.as_ref().map(|a| (p.seq, a)))
+            .filter(|(_, a)| ok(a))
             .collect();
+        if shared.len() > self.max_shared_peers {
+            // Newest first, then a partial shuffle of the rest: the first
+            // `max_shared_peers` are the newest plus a uniform sample.
+            shared.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
+            let newest = NEWEST_SHARED.min(self.max_shared_peers);
+            for i in newest..self.max_shared_peers {
+                let span = (shared.len() - i) as u64;
+                let j = i + (rng.next_u64() % span) as usize;
+                shared.swap(i, j);
+            }
+            shared.truncate(self.max_shared_peers);
+        }
+        let mut list: BTreeSet<Addr> = shared.into_iter().map(|(_, a)| a.clone()).collect();
         let mut extra: Vec<Addr> = dialer
             .book
             .healthy_idle()

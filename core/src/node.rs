@@ -109,6 +109,7 @@ impl Node {
             discovery: Discovery::new(
                 now,
                 config.discovery.interval,
+                config.discovery.max_shared_peers,
                 config.dialer.max_known_addrs,
             ),
             heartbeat: Heartbeat::new(now, config.heartbeat.ping_interval),

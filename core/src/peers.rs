@@ -16,12 +16,15 @@ pub(crate) struct Peer {
     pub(crate) outbound: bool,
     /// `PeerConnected` was emitted.
     pub(crate) announced: bool,
+    /// Order of establishment (set by [`Peers::insert`]); larger is newer.
+    pub(crate) seq: u64,
 }
 
 /// Established peers by id, iterated in id order.
 #[derive(Debug, Default)]
 pub(crate) struct Peers {
     map: BTreeMap<PeerId, Peer>,
+    inserted: u64,
 }
 
 impl Peers {
@@ -41,7 +44,10 @@ impl Peers {
         self.map.get_mut(id)
     }
 
-    pub(crate) fn insert(&mut self, id: PeerId, peer: Peer) {
+    /// Adds an established peer, numbering it after every earlier one.
+    pub(crate) fn insert(&mut self, id: PeerId, mut peer: Peer) {
+        self.inserted += 1;
+        peer.seq = self.inserted;
         self.map.insert(id, peer);
     }
 

@@ -133,3 +133,60 @@ fn peers_discovered_is_reported_only_when_a_peers_line_teaches_something() {
         "{events:?}"
     );
 }
+
+#[test]
+fn a_large_table_is_shared_as_its_newest_peers_plus_a_sample() {
+    let t0 = Instant::now();
+    let mut config = Config::new(9000);
+    config.discovery.max_shared_peers = 12;
+    config.connections.max_peers = 100;
+    let mut node = Node::new(config, 7, t0);
+    // 40 peers established in order p00..p39, listening on 10000..10039.
+    for i in 0..40 {
+        accepted(
+            &mut node,
+            t0,
+            None,
+            &format!("p{i:02}:p{i:02}\nLISTEN:127.0.0.1:{}\n", 10000 + i),
+        );
+    }
+    let asker = accepted(&mut node, t0, None, "q:q\nLISTEN:127.0.0.1:9999\n");
+    let mut seen = std::collections::BTreeSet::new();
+    for round in 0..6 {
+        let (list, _) = asked(&mut node, t0, asker);
+        // No idle known addresses exist, so the line is exactly the bound.
+        assert_eq!(list.len(), 12, "round {round}: {list:?}");
+        // The 8 newest peers (p32..p39; the asker itself excluded) are in
+        // every line.
+        for i in 32..40 {
+            let a = format!("127.0.0.1:{}", 10000 + i);
+            assert!(
+                list.contains(&a),
+                "round {round}: newest {a} missing from {list:?}"
+            );
+        }
+        assert!(!list.contains(&"127.0.0.1:9999".to_owned()));
+        seen.extend(list);
+    }
+    // The other 4 places are a random sample: over 6 rounds they vary.
+    assert!(seen.len() > 16, "the sample never varied: {seen:?}");
+}
+
+#[test]
+fn a_table_within_the_bound_is_shared_whole() {
+    let t0 = Instant::now();
+    let mut config = Config::new(9000);
+    config.discovery.max_shared_peers = 12;
+    let mut node = Node::new(config, 7, t0);
+    for i in 0..12 {
+        accepted(
+            &mut node,
+            t0,
+            None,
+            &format!("p{i:02}:p{i:02}\nLISTEN:127.0.0.1:{}\n", 10000 + i),
+        );
+    }
+    let asker = accepted(&mut node, t0, None, "q:q\nLISTEN:127.0.0.1:9999\n");
+    let (list, _) = asked(&mut node, t0, asker);
+    assert_eq!(list.len(), 12);
+}
