@@ -13,9 +13,18 @@ use crate::error::ProtocolError;
 /// DNS: the host is lowercased, `localhost` becomes `127.0.0.1`, IPv6 hosts
 /// are bracketed and written in canonical form. (The reference treats
 /// `localhost:9300` and `127.0.0.1:9300` as two peers.)
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(transparent)]
-pub struct Addr(String);
+//
+// The host's IP is parsed once, at construction: the sharing rules ask for
+// it for every address of every `PEERS` line. It is a function of the text,
+// so the derived comparisons order and equate exactly as the text alone.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr(String, Option<IpAddr>);
+
+impl Serialize for Addr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
 
 impl Addr {
     /// Longest address text we accept from the wire.
@@ -49,18 +58,22 @@ impl Addr {
             return Err(bad());
         }
         if host == "localhost" {
-            return Ok(Addr(format!("127.0.0.1:{port}")));
+            return Ok(Addr(
+                format!("127.0.0.1:{port}"),
+                Some(IpAddr::from([127, 0, 0, 1])),
+            ));
         }
-        Ok(Addr(format!("{host}:{port}")))
+        // Not an IP (that parsed as a socket address above): a host name.
+        Ok(Addr(format!("{host}:{port}"), None))
     }
 
     /// The address of a socket.
     pub fn from_socket(sa: SocketAddr) -> Addr {
         match sa.ip() {
-            IpAddr::V4(ip) => Addr(format!("{ip}:{}", sa.port())),
+            IpAddr::V4(ip) => Addr(format!("{ip}:{}", sa.port()), Some(ip.into())),
             IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-                Some(v4) => Addr(format!("{v4}:{}", sa.port())),
-                None => Addr(format!("[{ip}]:{}", sa.port())),
+                Some(v4) => Addr(format!("{v4}:{}", sa.port()), Some(v4.into())),
+                None => Addr(format!("[{ip}]:{}", sa.port()), Some(ip.into())),
             },
         }
     }
@@ -95,12 +108,7 @@ impl Addr {
 
     /// The host as an IP address, when it is one.
     pub fn ip(&self) -> Option<IpAddr> {
-        let h = self.host();
-        let h = h
-            .strip_prefix('[')
-            .and_then(|h| h.strip_suffix(']'))
-            .unwrap_or(h);
-        h.parse().ok()
+        self.1
     }
 
     /// Loopback or unspecified host: useless to anyone on another machine.
@@ -125,6 +133,34 @@ impl fmt::Display for Addr {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The cached IP is what parsing the host text gives.
+    fn parsed_ip(a: &Addr) -> Option<IpAddr> {
+        let h = a.host();
+        let h = h
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h);
+        h.parse().ok()
+    }
+
+    #[test]
+    fn the_cached_ip_is_the_hosts() {
+        for s in [
+            "127.0.0.1:1",
+            "localhost:2",
+            "LOCALHOST:2",
+            "[::1]:3",
+            "[::ffff:10.0.0.1]:4",
+            "[2001:db8::1]:5",
+            "example.org:6",
+            "0.0.0.0:7",
+            "10.1.2.3:8",
+        ] {
+            let a = Addr::parse(s).unwrap();
+            assert_eq!(a.ip(), parsed_ip(&a), "{s}");
+        }
+    }
 
     #[test]
     fn normalises_aliases() {
