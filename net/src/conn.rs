@@ -45,12 +45,15 @@ pub(crate) struct ConnHandle {
 /// Largest read; reads start at `MIN_READ` and double while they fill the
 /// buffer, so an idle connection holds a few KiB, a busy one 64 KiB reads.
 const READ_SIZE: usize = 64 * 1024;
-const MIN_READ: usize = 4 * 1024;
+const MIN_READ: usize = 1024;
 
 /// Reads of one connection waiting for the driver at most: a busy peer
 /// cannot queue many reads ahead of a quiet peer's `PING` in the driver's
 /// channel, and what it has in flight stays at a few read buffers.
 const READS_IN_FLIGHT: usize = 2;
+
+/// Size of the buffer that batches small frames into one write.
+const WRITE_BATCH: usize = 16 * 1024;
 
 impl ConnHandle {
     /// Starts the reader and writer tasks of a connected stream.
@@ -114,10 +117,14 @@ impl ConnHandle {
         let q = queued.clone();
         let f = flushed.clone();
         let writer = tokio::spawn(async move {
-            // Batches small frames; file chunks are larger and bypass it.
-            let mut w = BufWriter::with_capacity(16 * 1024, wr);
+            let mut wr = wr;
             let result: std::io::Result<()> = async {
                 while let Some(data) = rx.recv().await {
+                    // Batches small frames; file chunks are larger and
+                    // bypass it. The buffer lives for one batch only: an
+                    // idle connection holds none (a 200-peer mesh has
+                    // 40,000 connection ends).
+                    let mut w = BufWriter::with_capacity(WRITE_BATCH, &mut wr);
                     let mut n = data.len();
                     w.write_all(&data).await?;
                     // Batch whatever else is queued before one flush.
@@ -130,7 +137,7 @@ impl ConnHandle {
                     f.fetch_add(n as u64, Ordering::AcqRel);
                     drained.notify_one();
                 }
-                w.shutdown().await
+                wr.shutdown().await
             }
             .await;
             if let Err(e) = result {
