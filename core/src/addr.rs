@@ -17,8 +17,14 @@ use crate::error::ProtocolError;
 // The host's IP is parsed once, at construction: the sharing rules ask for
 // it for every address of every `PEERS` line. It is a function of the text,
 // so the derived comparisons order and equate exactly as the text alone.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Addr(String, Option<IpAddr>);
+
+impl fmt::Debug for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Addr").field(&self.0).finish()
+    }
+}
 
 impl Serialize for Addr {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {

@@ -75,8 +75,9 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "an incoming transfer was aborted because its sender had crashed",
     ),
     ("chat_delivered", "a chat line was delivered"),
-    ("link_cut", "the simulator cut a link (partition)"),
-    ("link_held", "the simulator stalled a link (hold)"),
+    ("link_cut", "the simulator cut a link (partition; segments wait)"),
+    ("link_held", "the simulator stalled a link (latency; segments wait)"),
+    ("connection_reset", "the simulator reset the connections between two hosts"),
     (
         "host_crashed_loudly",
         "a host's process died; its machine answers with resets",

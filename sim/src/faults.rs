@@ -1,10 +1,20 @@
-//! Fault injection on turmoil's network and hosts, with bookkeeping: links
-//! may be cut (turmoil `partition`: in-flight and new segments are lost,
-//! the TCP stream stalls for good) or held (turmoil `hold`: segments wait
-//! and are delivered on release), possibly by several scenario steps at
-//! once, so each link counts its reasons and turmoil is told only about
-//! state changes. Every fault is noted in the trace and kept as a window
-//! for the plot.
+//! Fault injection on turmoil's network and hosts, with bookkeeping.
+//!
+//! Faults are modelled as TCP experiences them. A cut link (a partition)
+//! and a stalled one (a latency spike) are both turmoil holds: segments,
+//! SYNs included, wait and are delivered on repair, as TCP's
+//! retransmissions would deliver them, so a stream never loses a segment in
+//! its middle and a connection ends only by the nodes' own timeouts or by a
+//! reset. A cut that lasts longer than the kernel keeps retrying
+//! ([`TCP_GIVE_UP`]) resets the connections across it on repair instead. A
+//! connection that dies (a middlebox or a peer that lost its state answers
+//! with RST) is the explicit [`Faults::reset`]. Only a crashed host is cut
+//! off for real (turmoil `partition`): nothing it sends while dying leaves,
+//! and what peers send it meanwhile is lost, as it is to a dead machine.
+//!
+//! Several scenario steps may hold one link at once, so each link counts its
+//! reasons and turmoil is told only about state changes. Every fault is
+//! noted in the trace and kept as a window for the plot.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -15,24 +25,34 @@ use serde::Serialize;
 use crate::config::host_name;
 use crate::world::{lock, Shared};
 
+/// How long Linux keeps retransmitting on an established connection before
+/// it gives up and resets it (`tcp_retries2` = 15: about 924.6 s).
+pub const TCP_GIVE_UP: Duration = Duration::from_millis(924_600);
+
 /// What a link is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LinkState {
     Healthy,
+    /// Segments wait (a cut or a stall).
     Held,
-    Cut,
+    /// Segments are lost (a crashed host's links).
+    Down,
 }
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Link {
-    cuts: u32,
+    /// Reasons to lose segments: the crash of an end.
+    downs: u32,
+    /// Reasons to hold segments: cuts and stalls.
     holds: u32,
+    /// Since when segments have been waiting.
+    held_since: Option<Duration>,
 }
 
 impl Link {
     fn state(self) -> LinkState {
-        if self.cuts > 0 {
-            LinkState::Cut
+        if self.downs > 0 {
+            LinkState::Down
         } else if self.holds > 0 {
             LinkState::Held
         } else {
@@ -65,6 +85,9 @@ pub struct FaultSummary {
     pub crashes: u64,
     /// Host restarts.
     pub restarts: u64,
+    /// Connection ends reset (by a `reset` fault, or by a cut longer than
+    /// [`TCP_GIVE_UP`]).
+    pub resets: u64,
 }
 
 /// The fault injector of one run.
@@ -111,7 +134,16 @@ impl Faults {
         let before = link.state();
         f(link);
         let after = link.state();
-        if link.cuts == 0 && link.holds == 0 {
+        let held_for = match (before, after) {
+            (LinkState::Held, LinkState::Held) => None,
+            (LinkState::Held, _) => link.held_since.take().map(|t| at.saturating_sub(t)),
+            (_, LinkState::Held) => {
+                link.held_since = Some(at);
+                None
+            }
+            _ => None,
+        };
+        if link.downs == 0 && link.holds == 0 {
             self.links.remove(&key);
         }
         if before == after {
@@ -119,19 +151,23 @@ impl Faults {
         }
         self.last_change = at;
         let (ia, ib) = (self.ips[key.0], self.ips[key.1]);
+        if held_for.is_some_and(|d| d >= TCP_GIVE_UP) {
+            // The kernels gave up retransmitting long ago.
+            self.reset_pair(world, at, key, "gave up");
+        }
         match (before, after) {
-            (_, LinkState::Cut) => sim.partition(ia, ib),
-            (LinkState::Cut, LinkState::Held) => {
+            (_, LinkState::Down) => sim.partition(ia, ib),
+            (LinkState::Down, LinkState::Held) => {
                 sim.repair(ia, ib);
                 sim.hold(ia, ib);
             }
             (LinkState::Healthy, LinkState::Held) => sim.hold(ia, ib),
-            (LinkState::Cut, LinkState::Healthy) => sim.repair(ia, ib),
+            (LinkState::Down, LinkState::Healthy) => sim.repair(ia, ib),
             (LinkState::Held, LinkState::Healthy) => sim.release(ia, ib),
             _ => {}
         }
         let what = match after {
-            LinkState::Cut => "cut",
+            LinkState::Down => "down",
             LinkState::Held => "hold",
             LinkState::Healthy => "heal",
         };
@@ -140,7 +176,28 @@ impl Faults {
             .note(at, format_args!("link {what} {} {}", key.0, key.1));
     }
 
-    /// Cuts the link between hosts `a` and `b` (adds one reason).
+    /// Resets every connection between hosts `a` and `b`: both ends' reads
+    /// and writes fail with `ConnectionReset`.
+    pub(crate) fn reset(&mut self, world: &Shared, at: Duration, a: usize, b: usize) {
+        if a != b {
+            self.reset_pair(world, at, ordered(a, b), "fault");
+        }
+    }
+
+    fn reset_pair(&mut self, world: &Shared, at: Duration, key: (usize, usize), why: &str) {
+        let mut w = lock(world);
+        let n = w.resets.reset(self.ips[key.0], self.ips[key.1]);
+        self.summary.resets += n as u64;
+        w.coverage.hit("connection_reset");
+        w.trace.note(
+            at,
+            format_args!("reset {} {} ({why}): {n} ends", key.0, key.1),
+        );
+        self.last_change = at;
+    }
+
+    /// Cuts the link between hosts `a` and `b` (adds one reason): its
+    /// segments wait until the last reason is removed.
     pub(crate) fn cut(
         &mut self,
         sim: &turmoil::Sim<'_>,
@@ -151,7 +208,7 @@ impl Faults {
     ) {
         self.summary.links_cut += 1;
         lock(world).coverage.hit("link_cut");
-        self.change(sim, world, at, (a, b), |l| l.cuts += 1);
+        self.change(sim, world, at, (a, b), |l| l.holds += 1);
     }
 
     /// Removes one reason for the cut.
@@ -164,7 +221,7 @@ impl Faults {
         b: usize,
     ) {
         self.change(sim, world, at, (a, b), |l| {
-            l.cuts = l.cuts.saturating_sub(1)
+            l.holds = l.holds.saturating_sub(1)
         });
     }
 
@@ -217,7 +274,7 @@ impl Faults {
     ) {
         for other in 0..self.ips.len() {
             if other != h {
-                self.change(sim, world, at, (h, other), |l| l.cuts += 1);
+                self.change(sim, world, at, (h, other), |l| l.downs += 1);
             }
         }
         self.summary.crashes += 1;
@@ -251,7 +308,7 @@ impl Faults {
         for other in 0..self.ips.len() {
             if other != h {
                 self.change(sim, world, at, (h, other), |l| {
-                    l.cuts = l.cuts.saturating_sub(1)
+                    l.downs = l.downs.saturating_sub(1)
                 });
             }
         }

@@ -43,22 +43,29 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
         tokio::time::sleep(plan.start_delay).await;
     }
     let mem = MemStorage::default();
-    let (armed, meshed) = {
+    let (armed, meshed, net) = {
         let w = lock(&world);
-        (w.sabotage.clone(), w.meshed.clone())
+        (
+            w.sabotage.clone(),
+            w.meshed.clone(),
+            TurmoilTransport::new(w.resets.clone()),
+        )
     };
     // The deliberate bugs wrap the real pieces; without them the host runs
     // exactly the deployed transport and storage.
     let Some(bug) = cfg.sabotage else {
-        return life_with(world, &cfg, plan, life, TurmoilTransport, mem.clone(), mem).await;
+        return life_with(world, &cfg, plan, life, net, mem.clone(), mem).await;
     };
-    let transport = BuggyTransport::new(TransportBug {
-        bug,
-        host: h,
-        armed: armed.clone(),
-        meshed,
-        blacklist: Arc::default(),
-    });
+    let transport = BuggyTransport::new(
+        net,
+        TransportBug {
+            bug,
+            host: h,
+            armed: armed.clone(),
+            meshed,
+            blacklist: Arc::default(),
+        },
+    );
     match bug {
         Sabotage::CorruptCommit
         | Sabotage::EscapeDownloads

@@ -62,6 +62,16 @@
 //! (peers get a reset on their next frame); a silent one keeps it cut off
 //! until its restart (peers notice by timeout).
 //!
+//! # Faults as TCP sees them
+//!
+//! turmoil's TCP does not retransmit: a segment lost on a partitioned link
+//! leaves a hole that stalls the stream for good. Real TCP delivers that
+//! data late instead, so cut and stalled links hold their segments and
+//! deliver them on repair (`faults.rs`); connections end by the nodes'
+//! timeouts or by an explicit reset ([`transport::Resets`]; a cut longer
+//! than [`TCP_GIVE_UP`] resets on repair), never by a lost segment
+//! inside a stream.
+//!
 //! # Time
 //!
 //! Node timers are divided by [`SimConfig::time_scale`] (6 by default: a
@@ -100,7 +110,7 @@ pub mod transport;
 mod world;
 
 pub use config::{host_name, Sabotage, Scenario, SimConfig};
-pub use faults::{FaultSummary, Window};
+pub use faults::{FaultSummary, Window, TCP_GIVE_UP};
 pub use invariants::Violation;
 pub use report::{ChatSummary, PlotData, Report, Settings};
 pub use runner::{run, SimError};

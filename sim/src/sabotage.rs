@@ -18,7 +18,7 @@ use p2p_net::{MemStorage, Storage, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::{Sabotage, PORT};
-use crate::transport::{TurmoilListener, TurmoilTransport};
+use crate::transport::{SimStream, TurmoilListener, TurmoilTransport};
 use crate::world::CHAT_PREFIX;
 
 /// The host most deliberate bugs single out (every mesh has an `n1`).
@@ -167,18 +167,19 @@ impl TransportBug {
 /// connection was lost after the mesh formed.
 #[derive(Debug, Clone)]
 pub(crate) struct BuggyTransport {
+    net: TurmoilTransport,
     bug: TransportBug,
 }
 
 impl BuggyTransport {
-    pub(crate) fn new(bug: TransportBug) -> Self {
-        BuggyTransport { bug }
+    pub(crate) fn new(net: TurmoilTransport, bug: TransportBug) -> Self {
+        BuggyTransport { net, bug }
     }
 }
 
 /// A turmoil stream with the transport's bug.
 pub(crate) struct BuggyStream {
-    inner: turmoil::net::TcpStream,
+    inner: SimStream,
     bug: TransportBug,
     remote: Option<IpAddr>,
 }
@@ -194,7 +195,7 @@ impl Transport for BuggyTransport {
     type Listener = BuggyListener;
 
     async fn bind(&self, port: u16) -> io::Result<Self::Listener> {
-        let inner = TurmoilTransport.bind(port).await?;
+        let inner = self.net.bind(port).await?;
         Ok(BuggyListener {
             inner,
             bug: self.bug.clone(),
@@ -211,7 +212,7 @@ impl Transport for BuggyTransport {
                 "blacklisted (planted bug)",
             ));
         }
-        let (inner, mut local) = match TurmoilTransport.connect(addr).await {
+        let (inner, mut local) = match self.net.connect(addr).await {
             Ok(c) => c,
             Err(e) => {
                 self.bug.lost(remote);

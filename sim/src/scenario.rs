@@ -540,8 +540,8 @@ struct FileScript {
     sends: Vec<(Duration, String)>,
     next_send: usize,
     flaps: Vec<(Duration, usize, usize, bool)>,
-    /// Cuts aimed at a transfer in flight: (when, receiver, how long).
-    targeted: Vec<(Duration, usize, Duration)>,
+    /// Resets aimed at a transfer in flight: (when, receiver).
+    targeted: Vec<(Duration, usize)>,
     next_flap: Duration,
     flapping: bool,
     window: usize,
@@ -591,21 +591,19 @@ impl Script for FileScript {
             w.command(self.sender, HostCmd::SendFile(name), now);
             drop(w);
             self.next_send += 1;
-            // One receiver's link is cut while the file's segments are on
-            // it: some arrived, the rest are lost, so that receiver holds a
-            // partial transfer until it notices the sender is gone.
+            // One receiver's connections to the sender are reset while the
+            // file's segments are on them: some arrived, so that receiver
+            // holds a partial transfer when its connection dies.
             let n = cx.cfg.peers;
             let victim = (self.sender + 1 + below(cx.rng, n - 1)) % n;
             let after = cx.cfg.tick * (2 + below(cx.rng, 3) as u32);
-            let len = between(cx.rng, ms(50), ms(300));
-            self.targeted.push((now + after, victim, len));
+            self.targeted.push((now + after, victim));
         }
         let mut i = 0;
         while i < self.targeted.len() {
-            let (at, victim, len) = self.targeted[i];
+            let (at, victim) = self.targeted[i];
             if at <= now {
-                cx.faults.cut(cx.sim, cx.world, now, self.sender, victim);
-                self.flaps.push((now + len, self.sender, victim, true));
+                cx.faults.reset(cx.world, now, self.sender, victim);
                 self.targeted.swap_remove(i);
             } else {
                 i += 1;
@@ -641,6 +639,13 @@ impl Script for FileScript {
                     below(cx.rng, n)
                 };
                 let b = (a + 1 + below(cx.rng, n - 1)) % n;
+                // One flap in eight kills the pair's connections; the
+                // others delay their segments.
+                if chance(cx.rng, 12) {
+                    cx.faults.reset(cx.world, now, a, b);
+                    self.next_flap = now + between(cx.rng, ms(20), ms(150));
+                    return Flow::Continue;
+                }
                 let cut = chance(cx.rng, 50);
                 let len = if cut {
                     between(cx.rng, ms(20), ms(300))

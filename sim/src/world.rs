@@ -145,6 +145,8 @@ pub(crate) struct PartitionWatch {
 
 /// The shared state. See the module docs.
 pub(crate) struct World {
+    /// Every host's streams, for the `reset` fault.
+    pub(crate) resets: crate::transport::Resets,
     pub(crate) timers: Timers,
     limits: Limits,
     tick: Duration,
@@ -243,6 +245,7 @@ impl World {
             series: cfg.plot.then(Series::default),
             strict_timeouts: false,
             partition: None,
+            resets: Default::default(),
             corrupt_input: BTreeSet::new(),
             recent_drops: BTreeMap::new(),
             sabotage: Arc::new(AtomicBool::new(cfg.sabotage.is_some())),
