@@ -32,6 +32,8 @@ pub(crate) struct Entry {
     /// such addresses are passed on beyond our peers' own, so that a full
     /// node, which dials nothing, does not spread what it cannot vouch for.
     pub(crate) verified: bool,
+    /// `MAX_PEERS` answers in a row: the node is alive but full.
+    pub(crate) full_refusals: u32,
 }
 
 #[derive(Debug)]
@@ -94,6 +96,7 @@ impl AddrBook {
                 retry_at: None,
                 sticky: false,
                 verified: false,
+                full_refusals: 0,
             },
         );
         true
@@ -151,9 +154,41 @@ impl AddrBook {
                 e.state = AddrState::Idle;
             }
             e.failures = 0;
+            e.full_refusals = 0;
             e.verified = true;
             e.retry_at = Some(now + hold);
         }
+    }
+
+    /// A node answered `MAX_PEERS`: it is alive but full. Not a failure
+    /// (the address is not forgotten for it, so a redirect or `PEERS` line
+    /// naming it again does not make it new); it rests `base`, doubling
+    /// per refusal in a row, up to `cap`. Without this, a capped mesh
+    /// keeps dialing: every refusal's redirect names other full nodes, and
+    /// an address forgotten after its failures was dialed again as new as
+    /// soon as a `PEERS` line named it.
+    pub(crate) fn on_refused_full(
+        &mut self,
+        addr: &Addr,
+        now: Instant,
+        base: Duration,
+        cap: Duration,
+        jitter: Duration,
+    ) -> Failure {
+        let Some(e) = self.entries.get_mut(addr) else {
+            return Failure::Forgotten;
+        };
+        if matches!(e.state, AddrState::Dialing(_)) {
+            e.state = AddrState::Idle;
+        }
+        e.full_refusals = e.full_refusals.saturating_add(1);
+        let rest = base
+            .saturating_mul(1u32 << (e.full_refusals - 1).min(16))
+            .min(cap.max(base))
+            + jitter;
+        let at = now + rest;
+        e.retry_at = Some(at);
+        Failure::RetryAt(at)
     }
 
     /// A dial failed: back off exponentially, or forget the address after

@@ -217,9 +217,13 @@ impl Dialer {
         let bootstrap = self.bootstraps.get(addr).copied();
         let p = &self.policy;
         let jitter = jitter(rng, p.jitter);
-        let failure =
+        let failure = if reason == DialFailure::MaxPeers {
             self.book
-                .on_failure(addr, now, p.backoff, p.backoff_max, p.max_failures, jitter);
+                .on_refused_full(addr, now, p.discovery_interval, p.backoff_max, jitter)
+        } else {
+            self.book
+                .on_failure(addr, now, p.backoff, p.backoff_max, p.max_failures, jitter)
+        };
         let failures = self.book.get(addr).map_or(p.max_failures, |e| e.failures);
         self.out.event(Event::DialFailed {
             addr: addr.clone(),

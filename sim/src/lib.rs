@@ -97,6 +97,7 @@
 mod config;
 pub mod coverage;
 mod faults;
+pub mod graph;
 mod host;
 pub mod invariants;
 pub mod plot;

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::config::{Scenario, SimConfig};
 use crate::coverage::{Coverage, COUNTERS};
 use crate::faults::{FaultSummary, Faults, Window};
+use crate::graph::GraphSummary;
 use crate::invariants::{Violation, CHECKS};
 use crate::world::{Series, World};
 
@@ -100,6 +101,8 @@ pub struct Report {
     pub trace_events: u64,
     /// Injected faults.
     pub faults: FaultSummary,
+    /// The peer graph at the end: degrees, components, diameter.
+    pub graph: GraphSummary,
     /// Chat totals, for the chat scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatSummary>,
@@ -145,6 +148,7 @@ impl Report {
             trace_hash: w.trace.hex(),
             trace_events: w.trace.events(),
             faults: faults.summary.clone(),
+            graph: w.peer_graph().summary(),
             chat,
             settings,
             replay: cfg.replay_args(),
@@ -175,21 +179,30 @@ impl Report {
         );
         let verdict = if self.passed() { "PASS" } else { "FAIL" };
         let stopped = !self.violations.is_empty() && self.converged_at_ms.is_none();
+        let full = if self.settings.max_peers + 1 >= self.peers {
+            "full mesh".to_owned()
+        } else {
+            format!(
+                "mesh (capped at {}: connected, everyone with {}+ peers)",
+                self.settings.max_peers,
+                crate::graph::min_degree(self.settings.max_peers, self.peers)
+            )
+        };
         let mesh = match (self.converged_at_ms, self.first_mesh_at_ms) {
             (None, first) if stopped => match first {
                 Some(f) => {
-                    format!("stopped at the first violation (full mesh had formed at {f} ms)")
+                    format!("stopped at the first violation ({full} had formed at {f} ms)")
                 }
-                None => "stopped at the first violation, before a full mesh formed".to_owned(),
+                None => format!("stopped at the first violation, before a {full} formed"),
             },
             (Some(at), Some(first)) if first != at => {
-                format!("full mesh at {at} ms simulated (first formed at {first} ms)")
+                format!("{full} at {at} ms simulated (first formed at {first} ms)")
             }
-            (Some(at), _) => format!("full mesh at {at} ms simulated"),
+            (Some(at), _) => format!("{full} at {at} ms simulated"),
             (None, Some(first)) => {
                 format!("mesh formed at {first} ms but did not hold at the end")
             }
-            (None, None) => "no full mesh".to_owned(),
+            (None, None) => format!("no {full}"),
         };
         let _ = writeln!(
             s,
@@ -202,12 +215,26 @@ impl Report {
             self.messages,
             human_bytes(self.bytes)
         );
+        let g = &self.graph;
+        let _ = writeln!(
+            s,
+            "  graph     {} peers, {} links, degree min {} median {} max {}, {}",
+            g.nodes,
+            g.edges,
+            g.degree_min,
+            g.degree_median,
+            g.degree_max,
+            match g.diameter {
+                Some(d) => format!("diameter {d}"),
+                None => format!("{} components", g.components),
+            }
+        );
         let f = &self.faults;
-        if f.links_cut + f.links_held + f.crashes > 0 {
+        if f.links_cut + f.links_held + f.crashes + f.resets > 0 {
             let _ = writeln!(
                 s,
-                "  faults    {} link cuts, {} link stalls, {} crashes, {} restarts",
-                f.links_cut, f.links_held, f.crashes, f.restarts
+                "  faults    {} link cuts, {} link stalls, {} connection ends reset, {} crashes, {} restarts",
+                f.links_cut, f.links_held, f.resets, f.crashes, f.restarts
             );
         }
         if let Some(c) = &self.chat {

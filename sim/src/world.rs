@@ -30,6 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::config::{SimConfig, Timers, PORT};
 use crate::coverage::Coverage;
+use crate::graph::{self, Graph};
 use crate::invariants::*;
 use crate::trace::Trace;
 use crate::track::{ConnTrack, Pair, PairKey, DIALER, LISTENER};
@@ -145,6 +146,8 @@ pub(crate) struct PartitionWatch {
 
 /// The shared state. See the module docs.
 pub(crate) struct World {
+    /// `max_peers` of every node.
+    max_peers: usize,
     /// Every host's streams, for the `reset` fault.
     pub(crate) resets: crate::transport::Resets,
     pub(crate) timers: Timers,
@@ -246,6 +249,7 @@ impl World {
             strict_timeouts: false,
             partition: None,
             resets: Default::default(),
+            max_peers: cfg.effective_max_peers(),
             corrupt_input: BTreeSet::new(),
             recent_drops: BTreeMap::new(),
             sabotage: Arc::new(AtomicBool::new(cfg.sabotage.is_some())),
@@ -1010,18 +1014,57 @@ impl World {
         self.entries_good = good;
     }
 
-    /// Every host the scenario did not crash is running, and every running
-    /// node's table holds exactly the other running nodes' current ids.
+    /// Every host the scenario did not crash is running, every running
+    /// node's table holds only other running nodes' current ids, and: when
+    /// `max_peers` allows a full mesh, every such id; when it does not,
+    /// at least [`graph::min_degree`] of them, with the peer graph
+    /// connected.
     pub(crate) fn full_mesh(&self) -> bool {
         let live = self.live_ids.len();
-        live + self.down.len() == self.hosts.len()
-            && self.entries_total == self.entries_good
-            && self.entries_good == live * live.saturating_sub(1)
+        if live + self.down.len() != self.hosts.len() || self.entries_total != self.entries_good {
+            return false;
+        }
+        if self.max_peers + 1 >= live {
+            return self.entries_good == live * live.saturating_sub(1);
+        }
+        let need = graph::min_degree(self.max_peers, live);
+        self.hosts
+            .iter()
+            .enumerate()
+            .filter(|(h, host)| host.alive && !self.down.contains(h))
+            .all(|(_, host)| host.peers.len() >= need)
+            && self.peer_graph().connected()
+    }
+
+    /// The graph of running hosts (renumbered `0..`) and their tables.
+    pub(crate) fn peer_graph(&self) -> Graph {
+        let running: Vec<usize> = (0..self.hosts.len())
+            .filter(|h| self.hosts[*h].alive && !self.down.contains(h))
+            .collect();
+        let index: BTreeMap<usize, usize> =
+            running.iter().enumerate().map(|(i, &h)| (h, i)).collect();
+        let edges = running.iter().flat_map(|&h| {
+            let index = &index;
+            self.hosts[h].peers.iter().filter_map(move |id| {
+                let r = self.live_ids.get(id)?;
+                Some((index[&h], *index.get(r)?))
+            })
+        });
+        Graph::new(running.len(), edges)
     }
 
     /// Hosts whose table misses a live id or holds a stale one, for reports.
     pub(crate) fn mesh_gaps(&self) -> String {
+        let live = self.live_ids.len();
+        let partial = self.max_peers + 1 < live;
+        let need = graph::min_degree(self.max_peers, live);
         let mut out = Vec::new();
+        if partial {
+            let g = self.peer_graph().summary();
+            if g.components > 1 {
+                out.push(format!("the peer graph has {} components", g.components));
+            }
+        }
         for (h, host) in self.hosts.iter().enumerate() {
             if self.down.contains(&h) {
                 continue;
@@ -1030,11 +1073,14 @@ impl World {
                 out.push(format!("{} not running", host.name));
                 continue;
             }
-            let missing = self
-                .live_ids
-                .iter()
-                .filter(|(id, &r)| r != h && !host.peers.contains(*id))
-                .count();
+            let missing = if partial {
+                need.saturating_sub(host.peers.len())
+            } else {
+                self.live_ids
+                    .iter()
+                    .filter(|(id, &r)| r != h && !host.peers.contains(*id))
+                    .count()
+            };
             let stale = host
                 .peers
                 .iter()

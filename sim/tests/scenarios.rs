@@ -290,3 +290,43 @@ fn bad_configurations_are_refused() {
     cfg.time_scale = 0;
     assert!(run(&cfg).is_err());
 }
+
+/// With `max_peers` below `peers - 1` a full mesh cannot form: the run
+/// converges once every peer holds a quarter of the cap and the peer graph
+/// is connected (`p2p_sim::graph::min_degree`), and the report says how
+/// the graph looks.
+#[test]
+fn a_capped_mesh_forms_a_connected_graph() {
+    for seed in 1..3 {
+        let mut cfg = SimConfig::new(Scenario::Mesh, 30, seed);
+        cfg.max_peers = Some(6);
+        let r = run(&cfg).unwrap();
+        assert!(r.passed(), "{}", r.summary());
+        let g = &r.graph;
+        assert_eq!(g.nodes, 30);
+        assert_eq!(g.components, 1, "seed {seed}: {g:?}");
+        assert!(g.degree_max <= 6, "seed {seed}: {g:?}");
+        assert!(
+            g.degree_min >= p2p_sim::graph::min_degree(6, 30),
+            "seed {seed}: {g:?}"
+        );
+        // Six links each at most: a path needs several hops.
+        assert!(g.diameter.is_some_and(|d| d >= 3), "seed {seed}: {g:?}");
+        // Refused dials back off (MAX_PEERS is not a failure): the run
+        // settles instead of dialing full nodes forever.
+        let refused = r.coverage.get("max_peers_refused");
+        assert!(refused < 30 * 20, "seed {seed}: {refused} refusals");
+    }
+}
+
+#[test]
+fn a_full_mesh_reports_a_complete_graph() {
+    let r = run(&SimConfig::new(Scenario::Mesh, 8, 1)).unwrap();
+    assert!(r.passed(), "{}", r.summary());
+    let g = &r.graph;
+    assert_eq!(
+        (g.nodes, g.edges, g.degree_min, g.degree_max),
+        (8, 28, 7, 7)
+    );
+    assert_eq!(g.diameter, Some(1));
+}

@@ -332,3 +332,37 @@ fn a_bootstrap_after_shutdown_reports_no_success() {
         "{after:?}"
     );
 }
+
+/// Regression: `MAX_PEERS` counted as a failed dial, so after
+/// `max_failures` refusals the full node's address was forgotten, and the
+/// next `PEERS` line naming it made it new and dialed at once: a capped
+/// mesh never stopped dialing (200 peers at `max_peers` 16: 31,136
+/// refusals in 5 simulated seconds). A full node now rests
+/// `discovery.interval`, doubling up to `dialer.backoff_max`, and stays
+/// known.
+#[test]
+fn a_full_node_is_redialed_at_the_discovery_pace_and_never_forgotten() {
+    let mut m = Mesh::new(3, |i, c| {
+        if i == 0 {
+            c.connections.max_peers = 1;
+        }
+    });
+    m.bootstrap(2, 0);
+    m.run_for(SEC);
+    assert_eq!(m.nodes[0].node.peer_count(), 1);
+    // Node 1 hears of node 0 from node 2, in every PEERS reply.
+    m.bootstrap(1, 2);
+    m.run_for(300 * SEC);
+    let dials = m.dials_to(1, 0);
+    // The first dial, then one after 30 s, then every 60 s (the cap):
+    // 30, 90, 150, 210, 270 s.
+    assert!((2..=7).contains(&dials), "{dials} dials to the full node");
+    assert!(m.events(1).any(|e| matches!(
+        e,
+        Event::DialFailed {
+            reason: crate::DialFailure::MaxPeers,
+            failures: 0,
+            ..
+        }
+    )));
+}
