@@ -30,6 +30,9 @@
 //! connects merged, `MAX_PEERS` refusals, transfers aborted by a crash,
 //! peers rediscovered after a partition, ...).
 //!
+//! Each report also carries [`Metrics`] (time to converge, chat latency,
+//! duplicate and missed deliveries, bytes per delivery, dials per peer).
+//!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
 //! `file`, `chat`; see the variants for what each does.
 //!
@@ -39,8 +42,9 @@
 //! and epoch, every node's seed (so its id; a restarted host gets a new
 //! one), the start times and bootstrap choices, the fault schedule, file
 //! contents. No real clock is read on a simulated path (wall time is only
-//! measured by the binary, and printed to stderr), no thread is spawned,
-//! no `HashMap` order reaches an output (turmoil's maps are insertion
+//! measured by the binary, and printed to stderr), no thread is spawned
+//! within a run, no `HashMap` order reaches an
+//! output (turmoil's maps are insertion
 //! ordered, ours are `BTreeMap`s). The trace hash covers every transmit,
 //! input, output and fault; running a seed twice must give the same hash.
 //!
@@ -89,6 +93,7 @@ pub mod coverage;
 mod faults;
 mod host;
 pub mod invariants;
+pub mod metrics;
 pub mod plot;
 mod report;
 mod runner;
@@ -102,6 +107,7 @@ mod world;
 pub use config::{host_name, Sabotage, Scenario, SimConfig};
 pub use faults::{FaultSummary, Window};
 pub use invariants::Violation;
+pub use metrics::Metrics;
 pub use report::{ChatSummary, PlotData, Report, Settings};
 pub use runner::{run, SimError};
 pub use world::Series;

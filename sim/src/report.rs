@@ -11,6 +11,7 @@ use crate::config::{Scenario, SimConfig};
 use crate::coverage::{Coverage, COUNTERS};
 use crate::faults::{FaultSummary, Faults, Window};
 use crate::invariants::{Violation, CHECKS};
+use crate::metrics::Metrics;
 use crate::world::{Series, World};
 
 /// The knobs a run used (beyond scenario, peers and seed).
@@ -100,6 +101,8 @@ pub struct Report {
     pub trace_events: u64,
     /// Injected faults.
     pub faults: FaultSummary,
+    /// What `--compare` compares.
+    pub metrics: Metrics,
     /// Chat totals, for the chat scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatSummary>,
@@ -145,6 +148,7 @@ impl Report {
             trace_hash: w.trace.hex(),
             trace_events: w.trace.events(),
             faults: faults.summary.clone(),
+            metrics: Metrics::of(w, cfg.peers, converged_at),
             chat,
             settings,
             replay: cfg.replay_args(),
