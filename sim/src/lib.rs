@@ -31,7 +31,9 @@
 //! peers rediscovered after a partition, ...).
 //!
 //! Each report also carries [`Metrics`] (time to converge, chat latency,
-//! duplicate and missed deliveries, bytes per delivery, dials per peer).
+//! duplicate and missed deliveries, bytes per delivery, dials per peer)
+//! that [`compare`] holds against a baseline, and `--plot` draws the
+//! spread of connections across peers and the mesh's traffic ([`plot`]).
 //!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
 //! `file`, `chat`; see the variants for what each does.
@@ -43,7 +45,8 @@
 //! one), the start times and bootstrap choices, the fault schedule, file
 //! contents. No real clock is read on a simulated path (wall time is only
 //! measured by the binary, and printed to stderr), no thread is spawned
-//! within a run, no `HashMap` order reaches an
+//! within a run (a `-j` sweep runs whole runs side by side, one per
+//! thread: [`sweep`] says why that is safe), no `HashMap` order reaches an
 //! output (turmoil's maps are insertion
 //! ordered, ours are `BTreeMap`s). The trace hash covers every transmit,
 //! input, output and fault; running a seed twice must give the same hash.
@@ -88,6 +91,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod compare;
 mod config;
 pub mod coverage;
 mod faults;
@@ -99,6 +103,7 @@ mod report;
 mod runner;
 mod sabotage;
 mod scenario;
+pub mod sweep;
 mod trace;
 mod track;
 pub mod transport;
