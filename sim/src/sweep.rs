@@ -94,10 +94,10 @@ where
         }
         // Left over when threads could not be spawned (or one panicked,
         // which the scope then re-raises): finish here, in order.
-        for i in want..n {
+        for (i, slot) in slots.iter().enumerate().skip(want) {
             let r = match pending.remove(&i) {
                 Some(r) => r,
-                None => match lock(&slots[i]).take() {
+                None => match lock(slot).take() {
                     Some(item) => work(item),
                     None => continue,
                 },
