@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::world::World;
 
 /// Width of one traffic bucket of the plot's time series, simulated ms.
-pub const TRAFFIC_BUCKET_MS: u64 = 100;
+pub const TRAFFIC_BUCKET_MS: u64 = 10;
 
 /// Per-run metrics (the `metrics` object of `--json`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -222,9 +222,10 @@ mod tests {
     #[test]
     fn traffic_buckets_by_simulated_time() {
         let mut t = Traffic::default();
-        t.add(Duration::from_millis(5), 10);
-        t.add(Duration::from_millis(99), 1);
-        t.add(Duration::from_millis(250), 4);
+        let b = TRAFFIC_BUCKET_MS;
+        t.add(Duration::from_millis(0), 10);
+        t.add(Duration::from_millis(b - 1), 1);
+        t.add(Duration::from_millis(2 * b + b / 2), 4);
         assert_eq!(t.messages, vec![2, 0, 1]);
         assert_eq!(t.bytes, vec![11, 0, 4]);
     }

@@ -97,15 +97,23 @@ pub fn spread(series: &Series) -> Vec<Spread> {
     out
 }
 
-/// Messages and bytes per second, re-bucketed to at most
-/// [`TRAFFIC_POINTS`] points: (start ms, messages/s, bytes/s).
-fn traffic_rates(series: &Series) -> Vec<(u64, f64, f64)> {
+/// Messages and bytes per second until `end_ms` (quiet buckets at the end
+/// count as 0), re-bucketed to at most [`TRAFFIC_POINTS`] points:
+/// (start ms, messages/s, bytes/s).
+fn traffic_rates(series: &Series, end_ms: u64) -> Vec<(u64, f64, f64)> {
     let t = &series.traffic;
-    let group = t.messages.len().div_ceil(TRAFFIC_POINTS).max(1);
+    let len = t
+        .messages
+        .len()
+        .max(end_ms.div_ceil(TRAFFIC_BUCKET_MS) as usize);
+    let (mut messages, mut bytes) = (t.messages.clone(), t.bytes.clone());
+    messages.resize(len, 0);
+    bytes.resize(len, 0);
+    let group = len.div_ceil(TRAFFIC_POINTS).max(1);
     let secs = (group as u64 * TRAFFIC_BUCKET_MS) as f64 / 1000.0;
-    t.messages
+    messages
         .chunks(group)
-        .zip(t.bytes.chunks(group))
+        .zip(bytes.chunks(group))
         .enumerate()
         .map(|(i, (m, b))| {
             let ms = (i * group) as u64 * TRAFFIC_BUCKET_MS;
@@ -266,7 +274,7 @@ pub fn svg(report: &Report) -> Option<String> {
     }
 
     // Traffic: messages/s (left axis) and bytes/s (right axis).
-    let rates = traffic_rates(&data.series);
+    let rates = traffic_rates(&data.series, report.sim_duration_ms);
     let m_max = rates.iter().map(|r| r.1).fold(0.0, f64::max).max(1.0);
     let b_max = rates.iter().map(|r| r.2).fold(0.0, f64::max).max(1.0);
     let _ = writeln!(
@@ -376,19 +384,26 @@ mod tests {
     #[test]
     fn traffic_rates_are_per_second() {
         let mut s = series(vec![]);
-        // 3 buckets of 100 ms: 1, 2, 3 writes -> 10, 20, 30 per second.
+        let b = TRAFFIC_BUCKET_MS;
+        let per_s = 1000.0 / b as f64;
+        // 3 buckets: 1, 2, 3 writes; a fourth, quiet one up to the end.
         s.traffic.messages = vec![1, 2, 3];
         s.traffic.bytes = vec![100, 0, 50];
-        let r = traffic_rates(&s);
+        let r = traffic_rates(&s, 4 * b);
         assert_eq!(
             r,
-            vec![(0, 10.0, 1000.0), (100, 20.0, 0.0), (200, 30.0, 500.0)]
+            vec![
+                (0, per_s, 100.0 * per_s),
+                (b, 2.0 * per_s, 0.0),
+                (2 * b, 3.0 * per_s, 50.0 * per_s),
+                (3 * b, 0.0, 0.0)
+            ]
         );
         // Many buckets are grouped into at most TRAFFIC_POINTS points.
         s.traffic.messages = vec![1; 1000];
         s.traffic.bytes = vec![1; 1000];
-        let r = traffic_rates(&s);
+        let r = traffic_rates(&s, 0);
         assert_eq!(r.len(), 250);
-        assert_eq!(r[1], (400, 10.0, 10.0));
+        assert_eq!(r[1], (4 * b, per_s, per_s));
     }
 }
