@@ -1,15 +1,32 @@
 //! The `p2p-sim` binary as users run it: exit codes, the replay line and
 //! replaying it, identical stdout for identical arguments, seed sweeps,
-//! `--check-determinism`, `--plot`, `--list` and a 50-peer mesh.
+//! `--check-determinism`, `--plot`, `--list`, parallel and sharded
+//! sweeps, `--merge`, `--compare` and a 50-peer mesh.
 
+use std::io::Write as _;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
 fn p2p_sim(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_p2p-sim"))
         .args(args)
         .output()
         .expect("p2p-sim runs")
+}
+
+/// `p2p-sim` with `input` on its stdin.
+fn p2p_sim_stdin(args: &[&str], input: &str) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_p2p-sim"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("p2p-sim runs");
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    stdin.write_all(input.as_bytes()).expect("stdin written");
+    drop(stdin);
+    child.wait_with_output().expect("p2p-sim ends")
 }
 
 fn stdout(o: &Output) -> String {
@@ -269,7 +286,14 @@ fn plot_writes_well_formed_svg() {
     let svg = std::fs::read_to_string(&path).expect("the plot was written");
     assert_eq!(xml_root(&svg), Ok("svg".to_owned()), "{svg}");
     assert!(svg.contains("xmlns=\"http://www.w3.org/2000/svg\""));
-    assert_eq!(svg.matches("<path").count(), 6, "one line per peer");
+    // The spread band, its median, and the traffic panel's two lines: no
+    // longer one line per peer.
+    assert_eq!(svg.matches("<path").count(), 4, "{svg}");
+    for class in ["spread", "median", "messages", "bytes"] {
+        assert!(svg.contains(&format!("<path class=\"{class}\"")), "{class}");
+    }
+    // The partition's fault windows, shaded in both panels.
+    assert!(svg.matches("class=\"fault\"").count() >= 2, "{svg}");
     assert!(!Path::new(&dir.path().join("other.svg")).exists());
 }
 
@@ -414,4 +438,254 @@ fn the_xml_check_rejects_broken_documents() {
     assert!(xml_root("<svg a=1></svg>").is_err());
     assert!(xml_root("<svg></svg><svg></svg>").is_err());
     assert!(xml_root("<svg>a & b</svg>").is_err());
+}
+
+/// The seed of a `--json` report line.
+fn seed_of(line: &str) -> u64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    v["seed"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no seed in {line}"))
+}
+
+#[test]
+fn a_parallel_sweep_prints_what_a_serial_sweep_prints() {
+    // Churn crashes and restarts hosts, the part of a run where tokio's
+    // process-wide task ids are closest to leaking into a trace.
+    let args = [
+        "--scenario",
+        "churn",
+        "--peers",
+        "6",
+        "--seeds",
+        "1..5",
+        "--json",
+    ];
+    let serial = p2p_sim(&args);
+    assert_eq!(serial.status.code(), Some(0), "{}", show(&serial));
+    let parallel = p2p_sim(&[&args[..], &["-j", "2"]].concat());
+    assert_eq!(parallel.status.code(), Some(0), "{}", show(&parallel));
+    assert_eq!(
+        stdout(&parallel),
+        stdout(&serial),
+        "-j 2 changed the output"
+    );
+    let seeds: Vec<u64> = stdout(&serial)
+        .lines()
+        .filter(|l| l.contains("\"seed\""))
+        .map(seed_of)
+        .collect();
+    assert_eq!(seeds, vec![1, 2, 3, 4], "in seed order");
+    // Text output too, with more threads than seeds.
+    let text = ["--scenario", "mesh", "--peers", "5", "--seeds", "1..4"];
+    let many = p2p_sim(&[&text[..], &["-j", "8"]].concat());
+    assert_eq!(stdout(&many), stdout(&p2p_sim(&text)));
+}
+
+#[test]
+fn shards_cover_each_seed_once_and_merge_to_the_serial_total() {
+    let base = [
+        "--scenario",
+        "mesh",
+        "--peers",
+        "5",
+        "--seeds",
+        "1..9",
+        "--json",
+    ];
+    let serial = p2p_sim(&base);
+    assert_eq!(serial.status.code(), Some(0), "{}", show(&serial));
+    let serial_out = stdout(&serial);
+    let serial_lines: Vec<&str> = serial_out.lines().collect();
+    let total = *serial_lines.last().unwrap();
+    assert!(total.starts_with("{\"total\""), "{total}");
+    let mut all = String::new();
+    let mut covered = Vec::new();
+    for k in 1..=3u64 {
+        let shard = format!("{k}/3");
+        let o = p2p_sim(&[&base[..], &["--shard", &shard, "-j", "2"]].concat());
+        assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+        let out = stdout(&o);
+        for line in out.lines().filter(|l| l.contains("\"seed\"")) {
+            let seed = seed_of(line);
+            assert_eq!((seed - 1) % 3, k - 1, "seed {seed} in shard {shard}");
+            // The same run, byte for byte, as in the serial sweep.
+            assert!(serial_lines.contains(&line), "shard {shard}: {line}");
+            covered.push(seed);
+        }
+        all += &out;
+    }
+    covered.sort_unstable();
+    assert_eq!(
+        covered,
+        (1..9).collect::<Vec<_>>(),
+        "each seed exactly once"
+    );
+    let merged = p2p_sim_stdin(&["--merge", "-", "--json"], &all);
+    assert_eq!(merged.status.code(), Some(0), "{}", show(&merged));
+    assert_eq!(stdout(&merged), format!("{total}\n"));
+    let text = p2p_sim_stdin(&["--merge", "-"], &all);
+    let v: serde_json::Value = serde_json::from_str(total).unwrap();
+    assert_eq!(
+        stdout(&text),
+        format!(
+            "total: 8 seeds, 8 passed, 0 failed, {} ms simulated\n",
+            v["total"]["sim_duration_ms"]
+        )
+    );
+    // A shard merged twice is refused.
+    let twice = p2p_sim_stdin(&["--merge", "-"], &format!("{all}{all}"));
+    assert_eq!(twice.status.code(), Some(2), "{}", show(&twice));
+    // Failing seeds are listed with their replay commands, and fail.
+    let bad = p2p_sim(&[
+        "--scenario",
+        "mesh",
+        "--peers",
+        "5",
+        "--seeds",
+        "1..3",
+        "--sabotage",
+        "short-snapshot",
+        "--json",
+    ]);
+    assert_eq!(bad.status.code(), Some(1), "{}", show(&bad));
+    let merged = p2p_sim_stdin(&["--merge", "-"], &stdout(&bad));
+    assert_eq!(merged.status.code(), Some(1), "{}", show(&merged));
+    let out = stdout(&merged);
+    assert!(out.contains("seed 2      FAIL  replay: cargo run --release --bin p2p-sim -- --scenario mesh --peers 5 --seed 2 --sabotage short-snapshot"), "{out}");
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("total: 2 seeds, 0 passed, 2 failed, "),
+        "{out}"
+    );
+}
+
+#[test]
+fn compare_passes_against_its_own_baseline_and_fails_on_a_slowdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let baseline = dir.path().join("baseline.jsonl");
+    let run = ["--scenario", "chat", "--peers", "5", "--seeds", "1..3"];
+    let o = p2p_sim(&[&run[..], &["--json"]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    std::fs::write(&baseline, stdout(&o)).unwrap();
+    let b = baseline.to_str().unwrap();
+
+    let same = p2p_sim(&[&run[..], &["--compare", b]].concat());
+    assert_eq!(same.status.code(), Some(0), "{}", show(&same));
+    let out = stdout(&same);
+    let rows: Vec<&str> = out.lines().filter(|l| l.contains(" -> ")).collect();
+    assert_eq!(rows.len(), 2 * 8, "every metric of both seeds:\n{out}");
+    assert!(rows.iter().all(|r| r.ends_with("+0.0%")), "{out}");
+    assert!(
+        out.contains("compare seed 1      chat_latency_p99_us"),
+        "{out}"
+    );
+    assert!(out.contains("compare: 0 metric(s) worse"), "{out}");
+
+    // Every host holds each chat line 100 ms: no check fails, latency does.
+    let slow = p2p_sim(&[&run[..], &["--compare", b, "--sabotage", "slow-chat"]].concat());
+    assert_eq!(slow.status.code(), Some(3), "{}", show(&slow));
+    let out = stdout(&slow);
+    assert!(out.contains("total: 2 seeds, 2 passed, 0 failed"), "{out}");
+    let p50 = out
+        .lines()
+        .find(|l| l.starts_with("compare seed 1") && l.contains("chat_latency_p50_us"))
+        .unwrap_or_else(|| panic!("no p50 row in\n{out}"));
+    assert!(p50.contains("REGRESSION (limit +10%)"), "{p50}");
+    assert!(!out
+        .lines()
+        .any(|l| l.contains("converge_ms") && l.contains("REGRESSION")));
+    // A looser latency threshold lets it pass; a general one does not.
+    let loose = [
+        "--sabotage",
+        "slow-chat",
+        "--max-latency-regression-pct",
+        "100000",
+    ];
+    let o = p2p_sim(&[&run[..], &["--compare", b], &loose[..]].concat());
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = p2p_sim(
+        &[
+            &run[..],
+            &[
+                "--compare",
+                b,
+                "--sabotage",
+                "slow-chat",
+                "--max-regression-pct",
+                "100000",
+            ],
+        ]
+        .concat(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+
+    // One object as the baseline; --json keeps stdout JSON and moves the
+    // comparison to stderr.
+    let one = dir.path().join("one.json");
+    let o = p2p_sim(&[
+        "--scenario",
+        "chat",
+        "--peers",
+        "5",
+        "--seed",
+        "2",
+        "--json",
+    ]);
+    std::fs::write(&one, stdout(&o)).unwrap();
+    let o = p2p_sim(&[
+        "--scenario",
+        "chat",
+        "--peers",
+        "5",
+        "--seed",
+        "2",
+        "--json",
+        "--sabotage",
+        "slow-chat",
+        "--compare",
+        one.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).expect("stdout is JSON");
+    assert!(
+        v["metrics"]["chat_latency_p50_us"].as_u64().unwrap() >= 100_000,
+        "{v}"
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("REGRESSION"));
+
+    // A metric absent on both sides is skipped with a note; a seed absent
+    // from the baseline too.
+    let o = p2p_sim(&[
+        "--scenario",
+        "chat",
+        "--peers",
+        "5",
+        "--seeds",
+        "2..4",
+        "--compare",
+        b,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(stdout(&o).contains("compare seed 3      not in the baseline, skipped"));
+    let mesh = dir.path().join("mesh.json");
+    let o = p2p_sim(&["--peers", "5", "--seed", "1", "--json"]);
+    std::fs::write(&mesh, stdout(&o)).unwrap();
+    let o = p2p_sim(&[
+        "--peers",
+        "5",
+        "--seed",
+        "1",
+        "--compare",
+        mesh.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(
+        stdout(&o).contains("chat_latency_p50_us    skipped: in neither"),
+        "{}",
+        show(&o)
+    );
+    // An unreadable baseline is bad input.
+    let o = p2p_sim(&["--peers", "5", "--compare", "/nonexistent/baseline.json"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
 }

@@ -138,6 +138,10 @@ pub enum Sabotage {
     PanicWrite,
     /// One host stops answering peer-table requests.
     MuteSnapshot,
+    /// Every host's command loop waits 100 ms before sending each chat
+    /// line: a slowdown that fails no check, only the chat latency metrics
+    /// (one of [`Sabotage::SLOWDOWNS`], for `--compare`).
+    SlowChat,
 }
 
 impl Sabotage {
@@ -161,12 +165,17 @@ impl Sabotage {
         Sabotage::ShortSnapshot,
     ];
 
+    /// Planted slowdowns: they fail no check but make a metric worse, to
+    /// show that `--compare` catches a regression.
+    pub const SLOWDOWNS: [Sabotage; 1] = [Sabotage::SlowChat];
+
     /// The name used on the command line.
     pub fn name(self) -> &'static str {
         self.about().0
     }
 
-    /// The check it makes fail (one of [`crate::invariants::CHECKS`]).
+    /// The check it makes fail (one of [`crate::invariants::CHECKS`]), or
+    /// `"none"` for a slowdown.
     pub fn check(self) -> &'static str {
         self.about().1
     }
@@ -280,6 +289,12 @@ impl Sabotage {
                 Scenario::Mesh,
                 "n1's peer-table report leaves out its last peer",
             ),
+            Sabotage::SlowChat => (
+                "slow-chat",
+                "none",
+                Scenario::Chat,
+                "every host waits 100 ms before sending each chat line (chat latency metrics)",
+            ),
         }
     }
 }
@@ -288,13 +303,11 @@ impl FromStr for Sabotage {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Sabotage::ALL
-            .into_iter()
-            .find(|b| b.name() == s)
-            .ok_or_else(|| {
-                let names: Vec<_> = Sabotage::ALL.iter().map(|b| b.name()).collect();
-                format!("unknown sabotage {s:?} (one of: {})", names.join(", "))
-            })
+        let every = || Sabotage::ALL.into_iter().chain(Sabotage::SLOWDOWNS);
+        every().find(|b| b.name() == s).ok_or_else(|| {
+            let names: Vec<_> = every().map(|b| b.name()).collect();
+            format!("unknown sabotage {s:?} (one of: {})", names.join(", "))
+        })
     }
 }
 

@@ -164,7 +164,11 @@ async fn serve(
                             }
                             _ => 1,
                         };
+                        let slow = bug == Some(Sabotage::SlowChat);
                         tokio::task::spawn_local(async move {
+                            if slow {
+                                tokio::time::sleep(Duration::from_millis(100)).await;
+                            }
                             // No peers is a legitimate answer; deliveries are
                             // checked against the connections of the sender.
                             for _ in 0..times {

@@ -30,6 +30,11 @@
 //! connects merged, `MAX_PEERS` refusals, transfers aborted by a crash,
 //! peers rediscovered after a partition, ...).
 //!
+//! Each report also carries [`Metrics`] (time to converge, chat latency,
+//! duplicate and missed deliveries, bytes per delivery, dials per peer)
+//! that [`compare`] holds against a baseline, and `--plot` draws the
+//! spread of connections across peers and the mesh's traffic ([`plot`]).
+//!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
 //! `file`, `chat`; see the variants for what each does.
 //!
@@ -39,8 +44,10 @@
 //! and epoch, every node's seed (so its id; a restarted host gets a new
 //! one), the start times and bootstrap choices, the fault schedule, file
 //! contents. No real clock is read on a simulated path (wall time is only
-//! measured by the binary, and printed to stderr), no thread is spawned,
-//! no `HashMap` order reaches an output (turmoil's maps are insertion
+//! measured by the binary, and printed to stderr), no thread is spawned
+//! within a run (a `-j` sweep runs whole runs side by side, one per
+//! thread: [`sweep`] says why that is safe), no `HashMap` order reaches an
+//! output (turmoil's maps are insertion
 //! ordered, ours are `BTreeMap`s). The trace hash covers every transmit,
 //! input, output and fault; running a seed twice must give the same hash.
 //!
@@ -94,17 +101,20 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod compare;
 mod config;
 pub mod coverage;
 mod faults;
 pub mod graph;
 mod host;
 pub mod invariants;
+pub mod metrics;
 pub mod plot;
 mod report;
 mod runner;
 mod sabotage;
 mod scenario;
+pub mod sweep;
 mod trace;
 mod track;
 pub mod transport;
@@ -113,6 +123,7 @@ mod world;
 pub use config::{host_name, Sabotage, Scenario, SimConfig};
 pub use faults::{FaultSummary, Window, TCP_GIVE_UP};
 pub use invariants::Violation;
+pub use metrics::Metrics;
 pub use report::{ChatSummary, PlotData, Report, Settings};
 pub use runner::{run, SimError};
 pub use world::Series;

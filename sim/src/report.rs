@@ -12,6 +12,7 @@ use crate::coverage::{Coverage, COUNTERS};
 use crate::faults::{FaultSummary, Faults, Window};
 use crate::graph::GraphSummary;
 use crate::invariants::{Violation, CHECKS};
+use crate::metrics::Metrics;
 use crate::world::{Series, World};
 
 /// The knobs a run used (beyond scenario, peers and seed).
@@ -103,6 +104,8 @@ pub struct Report {
     pub faults: FaultSummary,
     /// The peer graph at the end: degrees, components, diameter.
     pub graph: GraphSummary,
+    /// What `--compare` compares.
+    pub metrics: Metrics,
     /// Chat totals, for the chat scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatSummary>,
@@ -149,6 +152,7 @@ impl Report {
             trace_events: w.trace.events(),
             faults: faults.summary.clone(),
             graph: w.peer_graph().summary(),
+            metrics: Metrics::of(w, cfg.peers, converged_at),
             chat,
             settings,
             replay: cfg.replay_args(),

@@ -134,6 +134,8 @@ pub(crate) struct ChatMsg {
 pub struct Series {
     /// Per host: (simulated ms, established peers).
     pub hosts: Vec<Vec<(u64, u32)>>,
+    /// Messages and bytes written by the whole mesh over time.
+    pub traffic: crate::metrics::Traffic,
 }
 
 /// Pairs of (host, peer id) that a partition separated, to count
@@ -206,6 +208,8 @@ pub(crate) struct World {
     pub(crate) meshed: Arc<AtomicBool>,
     /// Print events to stderr.
     log: bool,
+    /// Counters for the report's metrics (see `metrics.rs`).
+    pub(crate) metrics: crate::metrics::Counters,
 }
 
 impl World {
@@ -255,6 +259,7 @@ impl World {
             sabotage: Arc::new(AtomicBool::new(cfg.sabotage.is_some())),
             meshed: Arc::new(AtomicBool::new(false)),
             log: cfg.log,
+            metrics: crate::metrics::Counters::default(),
         }
     }
 
@@ -386,6 +391,7 @@ impl World {
         let sender_id = host.id.clone();
         match &cmd {
             HostCmd::Chat(text) => {
+                self.metrics_chat_sent(text, at);
                 let linked = self.established_with(h);
                 let msg = self.chats.entry(text.clone()).or_default();
                 msg.sender_id = sender_id;
@@ -524,6 +530,7 @@ impl World {
         if matches!(ev, TapEvent::Input(_)) {
             self.corrupt_input.remove(&h);
         }
+        self.metrics_on_tap(at, ev);
         match ev {
             TapEvent::Accepted { conn, remote } => self.on_accept(h, *conn, *remote),
             TapEvent::Input(input) => match input {
@@ -975,6 +982,7 @@ impl World {
             return;
         }
         self.coverage.hit("chat_delivered");
+        self.metrics_chat_delivered(text, at);
         let life = self.hosts[h].life();
         let Some(msg) = self.chats.get_mut(text) else {
             let detail = format!("chat line {text:?} that nobody sent");

@@ -271,15 +271,22 @@ fn the_report_has_the_promised_fields_and_a_plot() {
         "violations",
         "coverage",
         "trace_hash",
+        "metrics",
     ] {
         assert!(v.get(key).is_some(), "missing {key}");
     }
     assert_eq!(v["scenario"], "churn");
     assert!(v["violations"].as_array().unwrap().is_empty());
     assert_eq!(v["trace_hash"].as_str().unwrap().len(), 64);
+    assert!(
+        v["metrics"]["dials_per_peer"].as_f64().unwrap() > 0.0,
+        "{v}"
+    );
     let svg = p2p_sim::plot::svg(&r).expect("plot data");
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-    assert_eq!(svg.matches("<path").count(), 5, "one line per peer");
+    // The spread band and its median, then writes and bytes per second.
+    assert_eq!(svg.matches("<path").count(), 4, "{svg}");
+    assert!(svg.contains("<path class=\"median\""), "{svg}");
     assert!(svg.contains("fill=\"#777777\""), "crash windows are shaded");
 }
 

@@ -4,13 +4,32 @@
 //! prints a short summary; `--json` prints one JSON object instead. The
 //! same arguments always print the same stdout (wall-clock time goes to
 //! stderr). A failed check prints the command that replays it and exits 1.
+//!
+//! Sweeps: `--seeds A..B -j N` runs N seeds at a time on N threads (each
+//! simulation stays single-threaded; output is the same as `-j 1`, in seed
+//! order); `--shard K/N` runs every N-th seed, and `--merge FILE` adds up
+//! the `--json` lines of several shards. `--compare BASELINE.json` compares
+//! the metrics with a previous `--json` output and exits 3 on a regression.
+//!
+//! Exit codes: 0 all passed; 1 a check failed (or a determinism rerun
+//! differed, or `--merge` found a failing seed); 2 bad arguments or input;
+//! 3 (`--compare`, every check held) a metric regressed past its threshold.
 
+use std::collections::BTreeMap;
+use std::io::Read as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use p2p_sim::{coverage::COUNTERS, invariants::CHECKS, Report, Sabotage, Scenario, SimConfig};
+use p2p_sim::compare::{self, BaselineRun, Thresholds};
+use p2p_sim::sweep::{self, Shard, Totals};
+use p2p_sim::{
+    coverage::COUNTERS, invariants::CHECKS, Report, Sabotage, Scenario, SimConfig, SimError,
+};
+
+/// Exit code of `--compare` when a metric regressed past its threshold.
+const EXIT_REGRESSION: u8 = 3;
 
 /// Deterministic simulator of p2p meshes: seeded scenario runs with faults,
 /// invariants and exact replay.
@@ -30,13 +49,46 @@ struct Args {
     /// and a total.
     #[arg(long, value_name = "A..B", conflicts_with = "seed", value_parser = parse_range)]
     seeds: Option<(u64, u64)>,
+    /// Run this many seeds at a time, each on its own thread (0: one per
+    /// core). Output is identical to -j 1, in seed order.
+    #[arg(short = 'j', long, default_value_t = 1, value_name = "N")]
+    jobs: usize,
+    /// With --seeds: run only shard K of N, the seeds S with
+    /// (S - A) % N == K - 1, to spread a sweep over machines (merge their
+    /// --json outputs with --merge).
+    #[arg(long, value_name = "K/N", requires = "seeds", value_parser = parse_shard)]
+    shard: Option<Shard>,
+    /// Run nothing: read the --json lines of sweeps or shards from FILE
+    /// ("-": stdin) and print the total line one sweep over all of them
+    /// prints (JSON with --json), after the failing seeds' replay commands
+    /// (on stderr with --json). Exits 1 if a seed failed.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["seeds", "compare", "plot", "check_determinism"])]
+    merge: Option<PathBuf>,
+    /// Compare each seed's metrics with BASELINE.json (a previous --json
+    /// output: one object or the lines of a sweep) and exit 3 if one got
+    /// worse past its threshold (1 still wins if a check failed). The
+    /// comparison goes to stdout, or to stderr with --json.
+    #[arg(long, value_name = "BASELINE.json")]
+    compare: Option<PathBuf>,
+    /// --compare: the largest allowed increase of any metric, percent of
+    /// the baseline.
+    #[arg(long, default_value_t = 10.0, value_name = "PCT")]
+    max_regression_pct: f64,
+    /// --compare: the same for converge_ms [default: --max-regression-pct].
+    #[arg(long, value_name = "PCT")]
+    max_converge_regression_pct: Option<f64>,
+    /// --compare: the same for the chat_latency_* metrics [default:
+    /// --max-regression-pct].
+    #[arg(long, value_name = "PCT")]
+    max_latency_regression_pct: Option<f64>,
     /// Run each seed twice and compare the trace hashes.
     #[arg(long)]
     check_determinism: bool,
     /// Print one JSON object (per seed when sweeping) instead of a summary.
     #[arg(long)]
     json: bool,
-    /// Write an SVG of established connections per peer over simulated time.
+    /// Write an SVG of established connections across peers (min, median,
+    /// max) and of the mesh's writes and bytes per second over simulated time.
     #[arg(long, value_name = "FILE.svg", conflicts_with = "seeds")]
     plot: Option<PathBuf>,
     /// Divide every node timer by this; 1 runs the deployed defaults [default: 6].
@@ -61,12 +113,13 @@ struct Args {
     /// [default: 30000].
     #[arg(long)]
     mesh_deadline_ms: Option<u64>,
-    /// A deliberate bug that makes one check fail (see --list for each bug's
-    /// check and scenario).
+    /// A deliberate bug that makes one check fail, or a slowdown that only
+    /// makes a metric worse (see --list for each one's check and scenario).
     #[arg(long, value_parser = parse_sabotage)]
     sabotage: Option<Sabotage>,
     /// Print every node event (heartbeats excepted) and fault to stderr,
-    /// with simulated time: the way to follow a replayed failure.
+    /// with simulated time: the way to follow a replayed failure (implies
+    /// -j 1).
     #[arg(long)]
     log: bool,
     /// List the scenarios, checks, planted bugs and coverage counters, then exit.
@@ -79,6 +132,10 @@ fn parse_scenario(s: &str) -> Result<Scenario, String> {
 }
 
 fn parse_sabotage(s: &str) -> Result<Sabotage, String> {
+    s.parse()
+}
+
+fn parse_shard(s: &str) -> Result<Shard, String> {
     s.parse()
 }
 
@@ -134,103 +191,270 @@ impl Args {
     }
 }
 
+/// One seed's run (and rerun), timed: wall time is only measured here, and
+/// only printed to stderr.
+struct Outcome {
+    seed: u64,
+    report: Result<Report, SimError>,
+    /// `--check-determinism`: the rerun's trace hash.
+    rerun: Option<Result<String, SimError>>,
+    took: Duration,
+}
+
+/// What the sweep adds up while the results come in.
+#[derive(Default)]
+struct Tally {
+    totals: Totals,
+    /// Metrics worse than the baseline past their thresholds.
+    regressions: usize,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     if args.list {
         print_list();
         return ExitCode::SUCCESS;
     }
+    if let Some(path) = &args.merge {
+        return merge(&args, path);
+    }
     let (first, end) = args.seeds.unwrap_or((args.seed, args.seed + 1));
     if let Err(e) = args.config(first).validate() {
         eprintln!("p2p-sim: {e}");
         return ExitCode::from(2);
     }
-    let sweep = args.seeds.is_some();
-    let wall = Instant::now();
-    let (mut passed, mut failed) = (0u64, 0u64);
-    let mut sim_total_ms = 0u64;
-    for seed in first..end {
-        let cfg = args.config(seed);
-        let started = Instant::now();
-        let report = match p2p_sim::run(&cfg) {
-            Ok(r) => r,
+    let baseline = match &args.compare {
+        None => None,
+        Some(path) => match read_input(path).and_then(|t| compare::load_baseline(&t)) {
+            Ok(b) => Some(b),
             Err(e) => {
-                eprintln!("p2p-sim: {e}");
+                eprintln!("p2p-sim: baseline {}: {e}", path.display());
                 return ExitCode::from(2);
             }
-        };
-        let took = started.elapsed();
-        let mut ok = report.passed();
-        let rerun = if args.check_determinism {
-            match p2p_sim::run(&cfg) {
-                Ok(r) => Some(r.trace_hash),
-                Err(e) => {
-                    eprintln!("p2p-sim: {e}");
-                    return ExitCode::from(2);
-                }
-            }
-        } else {
-            None
-        };
-        let deterministic = rerun.as_ref().map(|h| *h == report.trace_hash);
-        if deterministic == Some(false) {
-            ok = false;
-        }
-        sim_total_ms += report.sim_duration_ms;
-        print_report(&args, &report, sweep, deterministic, rerun.as_deref());
+        },
+    };
+    let seeds: Vec<u64> = match args.shard {
+        Some(shard) => shard.seeds(first, end).collect(),
+        None => (first..end).collect(),
+    };
+    if seeds.is_empty() {
         eprintln!(
-            "p2p-sim: seed {seed}: wall time {:.3} s for {} ms simulated{}",
-            took.as_secs_f64(),
-            report.sim_duration_ms,
-            if args.check_determinism {
-                " (first of two runs)"
-            } else {
-                ""
-            }
+            "p2p-sim: shard {} of seeds {first}..{end} holds no seed",
+            args.shard.map(|s| s.to_string()).unwrap_or_default()
         );
-        if !ok {
-            eprintln!("p2p-sim: replay: {}", report.replay_command());
-        }
-        if let Some(path) = &args.plot {
-            match p2p_sim::plot::svg(&report) {
-                Some(svg) => {
-                    if let Err(e) = std::fs::write(path, svg) {
-                        eprintln!("p2p-sim: cannot write {}: {e}", path.display());
-                        return ExitCode::from(2);
-                    }
-                    eprintln!("p2p-sim: plot written to {}", path.display());
-                }
-                None => eprintln!("p2p-sim: no plot data"),
+        return ExitCode::from(2);
+    }
+    let mut jobs = match args.jobs {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if args.log && jobs > 1 {
+        // Every run's events would interleave on stderr.
+        eprintln!("p2p-sim: --log runs one seed at a time (-j 1)");
+        jobs = 1;
+    }
+    let sweep = args.seeds.is_some();
+    let wall = Instant::now();
+    let mut tally = Tally::default();
+    let mut fatal = None;
+    sweep::ordered(
+        seeds,
+        jobs,
+        |seed| run_seed(&args, seed),
+        |outcome| match handle(&args, outcome, sweep, baseline.as_ref(), &mut tally) {
+            Ok(()) => true,
+            Err(code) => {
+                fatal = Some(code);
+                false
             }
-        }
-        if ok {
-            passed += 1;
-        } else {
-            failed += 1;
-        }
+        },
+    );
+    if let Some(code) = fatal {
+        return code;
     }
     if sweep {
         if args.json {
-            let total = serde_json::json!({
-                "total": { "seeds": passed + failed, "passed": passed, "failed": failed,
-                           "sim_duration_ms": sim_total_ms }
-            });
-            println!("{total}");
+            println!("{}", tally.totals.json_line());
         } else {
-            println!(
-                "total: {} seeds, {passed} passed, {failed} failed, {sim_total_ms} ms simulated",
-                passed + failed
-            );
+            println!("{}", tally.totals.text_line());
         }
         eprintln!(
-            "p2p-sim: sweep wall time {:.3} s",
-            wall.elapsed().as_secs_f64()
+            "p2p-sim: sweep wall time {:.3} s ({jobs} job{})",
+            wall.elapsed().as_secs_f64(),
+            if jobs == 1 { "" } else { "s" }
         );
     }
-    if failed > 0 {
+    if baseline.is_some() {
+        let line = format!(
+            "compare: {} metric(s) worse than the baseline past their thresholds",
+            tally.regressions
+        );
+        if args.json {
+            eprintln!("p2p-sim: {line}");
+        } else {
+            println!("{line}");
+        }
+    }
+    if tally.totals.failed > 0 {
+        ExitCode::from(1)
+    } else if tally.regressions > 0 {
+        ExitCode::from(EXIT_REGRESSION)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Runs one seed (twice with `--check-determinism`); any thread.
+fn run_seed(args: &Args, seed: u64) -> Outcome {
+    let cfg = args.config(seed);
+    let started = Instant::now();
+    let report = p2p_sim::run(&cfg);
+    let took = started.elapsed();
+    let rerun = (args.check_determinism && report.is_ok())
+        .then(|| p2p_sim::run(&cfg).map(|r| r.trace_hash));
+    Outcome {
+        seed,
+        report,
+        rerun,
+        took,
+    }
+}
+
+/// Prints one seed's outcome (on the main thread, in seed order) and
+/// counts it; `Err` stops the sweep with that exit code.
+fn handle(
+    args: &Args,
+    o: Outcome,
+    sweep: bool,
+    baseline: Option<&BTreeMap<u64, BaselineRun>>,
+    tally: &mut Tally,
+) -> Result<(), ExitCode> {
+    let seed = o.seed;
+    let report = o.report.map_err(|e| {
+        eprintln!("p2p-sim: {e}");
+        ExitCode::from(2)
+    })?;
+    let rerun = o.rerun.transpose().map_err(|e| {
+        eprintln!("p2p-sim: {e}");
+        ExitCode::from(2)
+    })?;
+    let mut ok = report.passed();
+    let deterministic = rerun.as_ref().map(|h| *h == report.trace_hash);
+    if deterministic == Some(false) {
+        ok = false;
+    }
+    tally.totals.add(ok, report.sim_duration_ms);
+    print_report(args, &report, sweep, deterministic, rerun.as_deref());
+    if let Some(base) = baseline {
+        let (text, worse) = comparison(args, base, &report);
+        tally.regressions += worse;
+        if args.json {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+    }
+    eprintln!(
+        "p2p-sim: seed {seed}: wall time {:.3} s for {} ms simulated{}",
+        o.took.as_secs_f64(),
+        report.sim_duration_ms,
+        if args.check_determinism {
+            " (first of two runs)"
+        } else {
+            ""
+        }
+    );
+    if !ok {
+        eprintln!("p2p-sim: replay: {}", report.replay_command());
+    }
+    if let Some(path) = &args.plot {
+        match p2p_sim::plot::svg(&report) {
+            Some(svg) => {
+                if let Err(e) = std::fs::write(path, svg) {
+                    eprintln!("p2p-sim: cannot write {}: {e}", path.display());
+                    return Err(ExitCode::from(2));
+                }
+                eprintln!("p2p-sim: plot written to {}", path.display());
+            }
+            None => eprintln!("p2p-sim: no plot data"),
+        }
+    }
+    Ok(())
+}
+
+/// The `--compare` lines of one report, and how many metrics regressed.
+fn comparison(
+    args: &Args,
+    baseline: &BTreeMap<u64, BaselineRun>,
+    report: &Report,
+) -> (String, usize) {
+    let seed = report.seed;
+    let Some(base) = baseline.get(&seed) else {
+        return (
+            format!("compare seed {seed:<6} not in the baseline, skipped\n"),
+            0,
+        );
+    };
+    let mut text = String::new();
+    if base.replay != report.replay {
+        text += &format!(
+            "compare seed {seed:<6} note: the configuration differs (baseline: {}; now: {})\n",
+            base.replay, report.replay
+        );
+    }
+    let Some(metrics) = &base.metrics else {
+        text += &format!("compare seed {seed:<6} the baseline has no metrics, skipped\n");
+        return (text, 0);
+    };
+    let thresholds = Thresholds {
+        default_pct: args.max_regression_pct,
+        converge_pct: args.max_converge_regression_pct,
+        latency_pct: args.max_latency_regression_pct,
+    };
+    let rows = compare::compare(metrics, &report.metrics, &thresholds);
+    text += &compare::render(seed, &rows);
+    (text, rows.iter().filter(|r| r.regressed).count())
+}
+
+/// `--merge FILE`: the total of several sweeps' `--json` lines.
+fn merge(args: &Args, path: &std::path::Path) -> ExitCode {
+    let merged = match read_input(path).and_then(|t| sweep::merge(&t)) {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("p2p-sim: --merge {}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    for (seed, replay) in &merged.failing {
+        let replay = format!("cargo run --release --bin p2p-sim -- {replay}");
+        if args.json {
+            eprintln!("p2p-sim: seed {seed} failed; replay: {replay}");
+        } else {
+            println!("seed {seed:<6} FAIL  replay: {replay}");
+        }
+    }
+    if args.json {
+        println!("{}", merged.totals.json_line());
+    } else {
+        println!("{}", merged.totals.text_line());
+    }
+    if merged.totals.failed > 0 {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// The text of FILE, or of stdin for "-".
+fn read_input(path: &std::path::Path) -> Result<String, String> {
+    if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("cannot read stdin: {e}"))?;
+        Ok(s)
+    } else {
+        std::fs::read_to_string(path).map_err(|e| format!("cannot read it: {e}"))
     }
 }
 
@@ -287,6 +511,15 @@ fn print_list() {
             "  {:<18} {:<24} {:<9} {}",
             b.name(),
             b.check(),
+            b.scenario().name(),
+            b.description()
+        );
+    }
+    println!("slowdowns (--sabotage, fail no check, make a metric worse for --compare):");
+    for b in Sabotage::SLOWDOWNS {
+        println!(
+            "  {:<18} {:<9} {}",
+            b.name(),
             b.scenario().name(),
             b.description()
         );
