@@ -64,6 +64,10 @@ mod heartbeat;
 mod io;
 mod node;
 mod peers;
+#[cfg(feature = "internals")]
+pub mod session;
+#[cfg(not(feature = "internals"))]
+mod session;
 mod timer;
 
 #[cfg(test)]
@@ -78,6 +82,7 @@ pub use addr::Addr;
 pub use codec::DecodeError;
 pub use config::{
     Config, ConnectionsConfig, DialerConfig, DiscoveryConfig, FilesConfig, HeartbeatConfig,
+    SessionConfig,
 };
 pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
@@ -86,6 +91,10 @@ pub use event::{
 pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
+pub use session::{
+    peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
+    public_key as session_public_key, SessionError,
+};
 
 use std::fmt;
 
