@@ -192,6 +192,12 @@ impl Node {
         self.conns.buffered_bytes()
     }
 
+    /// Bytes (plaintext) handed out on `conn` and not reported flushed.
+    #[cfg(test)]
+    pub(crate) fn queued_on(&self, conn: ConnId) -> u64 {
+        self.queued.get(&conn).copied().unwrap_or(0)
+    }
+
     /// Incoming file transfers in progress.
     pub fn incoming_transfers(&self) -> usize {
         self.files.incoming()

@@ -489,7 +489,7 @@ impl Session {
                         }
                     }
                 }
-                if hs.is_my_turn() {
+                if !hs.is_handshake_finished() && hs.is_my_turn() {
                     self.write_handshake()?;
                 }
                 self.maybe_finish()
