@@ -391,7 +391,7 @@ impl Session {
 
     /// Takes received bytes, in any split. Complete messages are processed
     /// in order; the first that fails breaks the session for good, and
-    /// nothing of it (or after it) is delivered.
+    /// nothing of that read (or after it) is delivered.
     pub fn receive(&mut self, data: &[u8]) -> Result<(), SessionError> {
         if matches!(self.state, State::Failed) {
             return Err(SessionError::Malformed);
@@ -419,8 +419,11 @@ impl Session {
         }
         let r = self.receive_inner(data);
         if r.is_err() {
+            // Nothing of a failing read is delivered, not even the
+            // messages before the bad one.
             self.state = State::Failed;
             self.inbuf.clear();
+            self.plain.clear();
         }
         r
     }
