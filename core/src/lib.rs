@@ -9,6 +9,10 @@
 //! from the seed given to [`Node::new`]. Same seed and same inputs give the
 //! same outputs, byte for byte.
 //!
+//! Private mode (`config.session.network_key`, see [`SessionConfig`]) runs
+//! every connection through a Noise session (`docs/PROTOCOL.md` §7.4); the
+//! node's id is then [`session_id_of_private`] of its static key.
+//!
 //! The shape follows quinn-proto and str0m: inputs go in through `handle_*`
 //! methods, outputs are drained with [`Node::poll_output`] until it returns
 //! `None`, and [`Node::poll_timeout`] says when to call
