@@ -111,14 +111,17 @@ pub struct Keys {
     psk: [u8; 32],
     /// Our static x25519 private key.
     private: [u8; 32],
-    /// Only these key-derived ids may connect, if set.
+    /// Only these key-derived ids may connect, if set (and our own, so
+    /// that a self-connection is still recognised as one).
     trust: Option<BTreeSet<PeerId>>,
+    /// Our key-derived id.
+    id: PeerId,
 }
 
 impl fmt::Debug for Keys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Keys")
-            .field("id", &peer_id_of(&public_key(&self.private)))
+            .field("id", &self.id)
             .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
@@ -131,12 +134,13 @@ impl Keys {
             psk,
             private,
             trust,
+            id: peer_id_of_private(&private),
         })
     }
 
     /// Our key-derived id.
     pub fn id(&self) -> PeerId {
-        peer_id_of(&public_key(&self.private))
+        self.id.clone()
     }
 }
 
@@ -487,7 +491,7 @@ impl Session {
                 }
                 if let Some(id) = &self.remote_id {
                     if let Some(trust) = &self.keys.trust {
-                        if !trust.contains(id) {
+                        if !trust.contains(id) && *id != self.keys.id {
                             return Err(SessionError::NotTrusted { id: id.clone() });
                         }
                     }

@@ -379,6 +379,21 @@ fn a_peer_not_on_the_trust_list_is_cut_right_after_the_handshake() {
     );
     // Nothing of the line protocol reached node 0 from node 2.
     assert!(chats(&m, 0).is_empty());
+    // A connection showing node 0's own key is still a self-connection,
+    // not an untrusted peer.
+    let mut me = RawNoise::connect(&mut m, 0, KEY, keys[0]);
+    me.run(&mut m, 100 * MS).unwrap();
+    assert!(me.s.is_transport());
+    let id0 = m.nodes[0].node.id().clone();
+    me.send(&mut m, &format!("{id0}:me\n"));
+    me.run(&mut m, 100 * MS).unwrap();
+    assert!(m.events(0).any(|e| matches!(
+        e,
+        Event::Rejected {
+            reason: crate::RejectReason::SelfConnection,
+            ..
+        }
+    )));
 }
 
 #[test]
