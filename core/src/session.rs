@@ -333,7 +333,7 @@ impl Session {
         };
         let pieces = data.len().div_ceil(MAX_PLAINTEXT).max(1);
         let mut out = BytesMut::with_capacity(data.len() + pieces * (2 + TAG));
-        let mut buf = vec![0u8; MAX_MESSAGE];
+        let mut buf = vec![0u8; data.len().min(MAX_PLAINTEXT) + TAG];
         let mut chunks = data.chunks(MAX_PLAINTEXT);
         let empty: &[u8] = &[];
         for _ in 0..pieces {
