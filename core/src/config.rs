@@ -15,6 +15,8 @@
 //! assert_eq!(config.dialer.max_in_flight, 16);
 //! ```
 
+use std::collections::BTreeSet;
+use std::fmt;
 use std::time::Duration;
 
 use crate::PeerId;
@@ -44,6 +46,48 @@ pub struct Config {
     pub dialer: DialerConfig,
     /// File transfers, both ways (files/).
     pub files: FilesConfig,
+    /// Private mode: the Noise session layer (session.rs). The default
+    /// is plaintext, the reference's protocol.
+    pub session: SessionConfig,
+}
+
+/// Private mode (docs/PROTOCOL.md §7.4). With a `network_key`, every
+/// connection starts with a Noise handshake keyed by it and carries the
+/// line protocol encrypted; the node's id is then derived from its static
+/// key ([`Config::id`] is not used) and it never connects to a plaintext
+/// node. Without one (the default) the node speaks plaintext.
+///
+/// ```
+/// use p2p_core::{session_id_of_private, Config, Node};
+///
+/// let mut config = Config::new(9000);
+/// config.session.network_key = Some([7; 32]);
+/// config.session.static_key = Some([9; 32]);
+/// let node = Node::new(config, 1, std::time::Instant::now());
+/// assert_eq!(node.id(), &session_id_of_private(&[9; 32]));
+/// ```
+#[derive(Clone, Default)]
+#[non_exhaustive]
+pub struct SessionConfig {
+    /// The network key, already stretched to 32 bytes (the Noise PSK).
+    /// `None`: plaintext.
+    pub network_key: Option<[u8; 32]>,
+    /// Our static x25519 private key. `None` in private mode: 32 bytes
+    /// drawn from the node's seed (what the simulator uses).
+    pub static_key: Option<[u8; 32]>,
+    /// If set, only peers whose key-derived id is listed may connect.
+    pub trust: Option<BTreeSet<PeerId>>,
+}
+
+impl fmt::Debug for SessionConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print key material.
+        f.debug_struct("SessionConfig")
+            .field("network_key", &self.network_key.map(|_| "set"))
+            .field("static_key", &self.static_key.map(|_| "set"))
+            .field("trust", &self.trust)
+            .finish()
+    }
 }
 
 /// Connections, handshakes and what one frame may hold.
@@ -190,6 +234,7 @@ impl Config {
             discovery: DiscoveryConfig::default(),
             dialer: DialerConfig::default(),
             files: FilesConfig::default(),
+            session: SessionConfig::default(),
         }
     }
 }

@@ -5,8 +5,9 @@
 //! a handshake completes or a peer is lost; what that means for the other
 //! components, the node decides.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use bytes::Bytes;
 use crate::codec::{Decoder, Limits, Message, Phase};
 use crate::io::{Outbox, Output};
 use crate::peers::{Peer, Peers};
+use crate::session::{Keys, Session, SessionError};
 use crate::timer::TimerTable;
 use crate::{Addr, ConnId, DisconnectReason, Event, PeerId, ProtocolError, RejectReason};
 
@@ -58,6 +60,11 @@ pub(crate) struct Conn {
     /// The connection kept instead of this draining one; this one is
     /// half-closed once the kept one is proven (see [`Connections::drain`]).
     drain_for: Option<ConnId>,
+    /// Private mode: the Noise session under the line protocol.
+    session: Option<Session>,
+    /// Plaintext mode: whether any byte arrived yet (the first tells a
+    /// Noise peer apart).
+    fed: bool,
 }
 
 impl Conn {
@@ -67,6 +74,7 @@ impl Conn {
         addr: Option<Addr>,
         remote: Option<SocketAddr>,
         limits: Limits,
+        session: Option<Session>,
     ) -> Conn {
         Conn {
             state,
@@ -79,6 +87,8 @@ impl Conn {
             name: None,
             draining: false,
             drain_for: None,
+            session,
+            fed: false,
         }
     }
 
@@ -197,7 +207,13 @@ pub(crate) struct Connections {
     limits: Limits,
     connect_timeout: Duration,
     peer_timeout: Duration,
+    /// Private mode: the keys every session is built with.
+    keys: Option<Arc<Keys>>,
     pub(crate) out: Outbox,
+    /// Ciphertext the sessions produced on their own (handshake messages,
+    /// held plaintext sealed at the handshake's end), ready for the wire:
+    /// the node drains it before `out`, and does not seal it again.
+    pub(crate) sealed: Outbox,
 }
 
 /// Longest peer name kept, in bytes (docs/PROTOCOL.md §2.2).
@@ -222,6 +238,7 @@ impl Connections {
         limits: Limits,
         connect_timeout: Duration,
         peer_timeout: Duration,
+        keys: Option<Arc<Keys>>,
     ) -> Self {
         Connections {
             me,
@@ -231,8 +248,90 @@ impl Connections {
             limits,
             connect_timeout,
             peer_timeout,
+            keys,
             out: Outbox::default(),
+            sealed: Outbox::default(),
         }
+    }
+
+    /// Whether connections are private (Noise sessions).
+    pub(crate) fn is_private(&self) -> bool {
+        self.keys.is_some()
+    }
+
+    /// A session for a new connection in private mode, from `seed`.
+    fn session(&self, initiator: bool, seed: Option<[u8; 32]>) -> Option<Session> {
+        let keys = self.keys.clone()?;
+        // Invariant: Session::new fails only for an invalid pattern name or
+        // a resolver without its primitives, both fixed at compile time.
+        Some(Session::new(initiator, keys, seed.unwrap_or_default()).expect("valid Noise setup"))
+    }
+
+    /// Moves what `conn`'s session has for the wire to [`Connections::sealed`].
+    fn drain_wire(sealed: &mut Outbox, conn: ConnId, session: &mut Session) {
+        while let Some(data) = session.poll_wire() {
+            sealed.transmit(conn, data);
+        }
+    }
+
+    /// Private mode: seals `data` for `conn` and appends the ciphertext to
+    /// `to` (nothing if the handshake is still running: it is held until
+    /// then). Returns false, leaving `data` to the caller, for a plaintext
+    /// connection.
+    pub(crate) fn seal(&mut self, conn: ConnId, data: Bytes, to: &mut VecDeque<Output>) -> bool {
+        if self.keys.is_none() {
+            return false;
+        }
+        if let Some(s) = self.conns.get_mut(&conn).and_then(|c| c.session.as_mut()) {
+            s.send(data);
+            while let Some(data) = s.poll_wire() {
+                to.push_back(Output::Transmit { conn, data });
+            }
+        }
+        // A connection already gone: nothing to send it on.
+        true
+    }
+
+    /// `bytes` of `conn`'s wire bytes were flushed: the plaintext bytes
+    /// they carried (the same number on a plaintext connection).
+    pub(crate) fn flushed(&mut self, conn: ConnId, bytes: u64) -> u64 {
+        match self.conns.get_mut(&conn).and_then(|c| c.session.as_mut()) {
+            Some(s) => s.flushed(bytes),
+            None => bytes,
+        }
+    }
+
+    /// Whether `conn` is a private connection whose Noise handshake has
+    /// not completed.
+    pub(crate) fn in_noise_handshake(&self, conn: ConnId) -> bool {
+        self.conns
+            .get(&conn)
+            .and_then(|c| c.session.as_ref())
+            .is_some_and(|s| !s.is_transport())
+    }
+
+    /// Private mode: checks a hello's id against the id of the key the
+    /// peer showed in the Noise handshake.
+    pub(crate) fn check_hello(
+        &self,
+        conn: ConnId,
+        claimed: &PeerId,
+        peers: &Peers,
+    ) -> Option<SessionError> {
+        let actual = self.conns.get(&conn)?.session.as_ref()?.remote_id()?;
+        if actual == claimed {
+            return None;
+        }
+        if peers.contains(claimed) || *claimed == self.me {
+            return Some(SessionError::Impersonation {
+                claimed: claimed.clone(),
+                actual: actual.clone(),
+            });
+        }
+        Some(SessionError::IdMismatch {
+            claimed: crate::truncate_for_report(claimed.as_str()),
+            actual: actual.clone(),
+        })
     }
 
     pub(crate) fn get(&self, conn: ConnId) -> Option<&Conn> {
@@ -245,7 +344,10 @@ impl Connections {
 
     /// Bytes held by connection decoders (bounded by the limits).
     pub(crate) fn buffered_bytes(&self) -> usize {
-        self.conns.values().map(|c| c.decoder.buffered()).sum()
+        self.conns
+            .values()
+            .map(|c| c.decoder.buffered() + c.session.as_ref().map_or(0, Session::buffered))
+            .sum()
     }
 
     pub(crate) fn dials_in_flight(&self) -> usize {
@@ -278,20 +380,37 @@ impl Connections {
         conn
     }
 
-    /// A socket was accepted: it must send its hello within the deadline.
-    pub(crate) fn accept(&mut self, now: Instant, remote: Option<SocketAddr>) -> ConnId {
+    /// A socket was accepted: it must send its hello within the deadline
+    /// (in private mode, the Noise handshake too). `seed` is the session's
+    /// randomness in private mode.
+    pub(crate) fn accept(
+        &mut self,
+        now: Instant,
+        remote: Option<SocketAddr>,
+        seed: Option<[u8; 32]>,
+    ) -> ConnId {
         let conn = self.alloc();
-        let c = Conn::new(now, ConnState::AwaitHello, None, remote, self.limits);
+        let session = self.session(false, seed);
+        let c = Conn::new(
+            now,
+            ConnState::AwaitHello,
+            None,
+            remote,
+            self.limits,
+            session,
+        );
         self.conns.insert(conn, c);
         self.timers.set(conn, now + self.connect_timeout);
         conn
     }
 
-    /// Opens a dial to `addr` (the driver is told with [`Output::Dial`]).
-    pub(crate) fn dial(&mut self, now: Instant, addr: &Addr) -> ConnId {
+    /// Opens a dial to `addr` (the driver is told with [`Output::Dial`]);
+    /// `seed` is the session's randomness in private mode.
+    pub(crate) fn dial(&mut self, now: Instant, addr: &Addr, seed: Option<[u8; 32]>) -> ConnId {
         let conn = self.alloc();
         let state = ConnState::Dialing { addr: addr.clone() };
-        let c = Conn::new(now, state, Some(addr.clone()), None, self.limits);
+        let session = self.session(true, seed);
+        let c = Conn::new(now, state, Some(addr.clone()), None, self.limits, session);
         self.conns.insert(conn, c);
         self.timers.set(conn, now + self.connect_timeout);
         self.out.push(Output::Dial {
@@ -309,19 +428,40 @@ impl Connections {
         };
         let addr = addr.clone();
         c.state = ConnState::AwaitHelloReply { addr: addr.clone() };
+        // Private mode: the Noise handshake's first message goes first.
+        if let Some(s) = c.session.as_mut() {
+            Self::drain_wire(&mut self.sealed, conn, s);
+        }
         Some(addr)
     }
 
-    /// Hands received bytes to the connection's decoder; false if the
-    /// connection takes none.
-    pub(crate) fn feed(&mut self, conn: ConnId, data: Bytes) -> bool {
-        match self.conns.get_mut(&conn) {
-            Some(c) if c.accepts_frames() => {
-                c.decoder.feed(data);
-                true
+    /// Hands received bytes to the connection's decoder (in private mode,
+    /// through its session: only authenticated plaintext reaches the
+    /// decoder); false if the connection takes none, an error if the
+    /// session layer refuses them.
+    pub(crate) fn feed(&mut self, conn: ConnId, data: Bytes) -> Result<bool, ProtocolError> {
+        let Some(c) = self.conns.get_mut(&conn).filter(|c| c.accepts_frames()) else {
+            return Ok(false);
+        };
+        let Some(s) = c.session.as_mut() else {
+            // A Noise message starts with its 2-byte length, < 256 in the
+            // handshake: a first byte 0x00, never valid line protocol.
+            if !c.fed && !data.is_empty() {
+                c.fed = true;
+                if data[0] == 0 {
+                    return Err(SessionError::NoisePeer.into());
+                }
             }
-            _ => false,
+            c.decoder.feed(data);
+            return Ok(true);
+        };
+        let r = s.receive(&data);
+        Self::drain_wire(&mut self.sealed, conn, s);
+        r?;
+        while let Some(p) = s.poll_plain() {
+            c.decoder.feed(p);
         }
+        Ok(true)
     }
 
     /// The next message decoded on `conn`, if a whole frame is buffered.

@@ -7,6 +7,7 @@ use serde::{Serialize, Serializer};
 use thiserror::Error;
 
 use crate::codec::DecodeError;
+use crate::session::SessionError;
 use crate::CloseReason;
 
 /// An I/O failure as the driver saw it: its kind, to match on, and the
@@ -158,6 +159,10 @@ pub enum ProtocolError {
         /// The deadline that passed.
         timeout_ms: u64,
     },
+    /// The Noise session layer refused the connection (private mode and
+    /// its mismatches, docs/PROTOCOL.md §7.4).
+    #[error("{0}")]
+    Session(#[from] SessionError),
 }
 
 /// Why an application command was refused. Nothing was sent.

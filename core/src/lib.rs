@@ -9,6 +9,10 @@
 //! from the seed given to [`Node::new`]. Same seed and same inputs give the
 //! same outputs, byte for byte.
 //!
+//! Private mode (`config.session.network_key`, see [`SessionConfig`]) runs
+//! every connection through a Noise session (`docs/PROTOCOL.md` §7.4); the
+//! node's id is then [`session_id_of_private`] of its static key.
+//!
 //! The shape follows quinn-proto and str0m: inputs go in through `handle_*`
 //! methods, outputs are drained with [`Node::poll_output`] until it returns
 //! `None`, and [`Node::poll_timeout`] says when to call
@@ -64,6 +68,10 @@ mod heartbeat;
 mod io;
 mod node;
 mod peers;
+#[cfg(feature = "internals")]
+pub mod session;
+#[cfg(not(feature = "internals"))]
+mod session;
 mod timer;
 
 #[cfg(test)]
@@ -78,6 +86,7 @@ pub use addr::Addr;
 pub use codec::DecodeError;
 pub use config::{
     Config, ConnectionsConfig, DialerConfig, DiscoveryConfig, FilesConfig, HeartbeatConfig,
+    SessionConfig,
 };
 pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
@@ -86,6 +95,10 @@ pub use event::{
 pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
+pub use session::{
+    peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
+    public_key as session_public_key, SessionError,
+};
 
 use std::fmt;
 

@@ -35,6 +35,7 @@ use crate::files::Files;
 use crate::heartbeat::Heartbeat;
 use crate::io::{Input, Output, Target};
 use crate::peers::Peers;
+use crate::session::{self, Keys, SessionError};
 use crate::{
     Addr, CommandError, Config, ConnId, DialFailure, PeerId, ProtocolError, RejectReason,
     TransferId,
@@ -68,7 +69,17 @@ impl Node {
     /// A node with this configuration, its randomness drawn from `seed`.
     pub fn new(config: Config, seed: u64, now: Instant) -> Node {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        let id = config.id.clone().unwrap_or_else(|| {
+        // Private mode: the static key (given, or drawn from the seed)
+        // decides the id; plaintext draws nothing here, as before.
+        let keys = config.session.network_key.map(|psk| {
+            let private = config
+                .session
+                .static_key
+                .unwrap_or_else(|| session::draw_seed(&mut rng));
+            Keys::new(psk, private, config.session.trust.clone())
+        });
+        let key_id = keys.as_ref().map(|k| k.id());
+        let id = key_id.or_else(|| config.id.clone()).unwrap_or_else(|| {
             let mut raw = [0u8; 16];
             rng.fill_bytes(&mut raw);
             // Invariant: 32 hex digits are a valid id.
@@ -105,6 +116,7 @@ impl Node {
                 limits,
                 config.connections.connect_timeout,
                 config.heartbeat.peer_timeout,
+                keys,
             ),
             discovery: Discovery::new(
                 now,
@@ -181,6 +193,12 @@ impl Node {
         self.conns.buffered_bytes()
     }
 
+    /// Bytes (plaintext) handed out on `conn` and not reported flushed.
+    #[cfg(test)]
+    pub(crate) fn queued_on(&self, conn: ConnId) -> u64 {
+        self.queued.get(&conn).copied().unwrap_or(0)
+    }
+
     /// Incoming file transfers in progress.
     pub fn incoming_transfers(&self) -> usize {
         self.files.incoming()
@@ -190,6 +208,10 @@ impl Node {
     /// fixed order. Called after each call into a component, so the order
     /// of outputs is the order of causes.
     fn collect(&mut self) {
+        if self.conns.is_private() {
+            self.collect_private();
+            return;
+        }
         let start = self.out.len();
         let out = &mut self.out;
         self.conns.out.drain_into(out);
@@ -214,6 +236,54 @@ impl Node {
         }
     }
 
+    /// [`Node::collect`] in private mode: the one place where plaintext
+    /// `Transmit`s become Noise transport messages (or are held until the
+    /// handshake completes). What is queued per connection counts
+    /// plaintext, as [`Input::Flushed`] is translated back to plaintext.
+    fn collect_private(&mut self) {
+        let mut new = std::collections::VecDeque::new();
+        self.conns.out.drain_into(&mut new);
+        self.dialer.out.drain_into(&mut new);
+        self.discovery.out.drain_into(&mut new);
+        self.heartbeat.out.drain_into(&mut new);
+        self.chat.out.drain_into(&mut new);
+        self.ext.out.drain_into(&mut new);
+        self.files.out.drain_into(&mut new);
+        // Already ciphertext, caused before anything in `new`.
+        self.conns.sealed.drain_into(&mut self.out);
+        for o in new {
+            match o {
+                Output::Transmit { conn, data } => {
+                    *self.queued.entry(conn).or_default() += data.len() as u64;
+                    if let Err(data) = self.seal(conn, data) {
+                        self.out.push_back(Output::Transmit { conn, data });
+                    }
+                }
+                Output::Close { conn } => {
+                    self.queued.remove(&conn);
+                    self.out.push_back(o);
+                }
+                o => self.out.push_back(o),
+            }
+        }
+    }
+
+    fn seal(&mut self, conn: ConnId, data: Bytes) -> Result<(), Bytes> {
+        if self.conns.seal(conn, data.clone(), &mut self.out) {
+            Ok(())
+        } else {
+            Err(data)
+        }
+    }
+
+    /// A session seed for a new connection: drawn only in private mode, so
+    /// that plaintext runs draw exactly what they always did.
+    fn session_seed(&mut self) -> Option<[u8; 32]> {
+        self.conns
+            .is_private()
+            .then(|| session::draw_seed(&mut self.rng))
+    }
+
     // ----- inputs -----
 
     /// A socket was accepted on the listener; returns its handle. `remote`
@@ -223,7 +293,8 @@ impl Node {
         let conn = if self.shut_down {
             self.conns.refuse_accept()
         } else {
-            self.conns.accept(now, remote)
+            let seed = self.session_seed();
+            self.conns.accept(now, remote, seed)
         };
         self.collect();
         conn
@@ -251,6 +322,7 @@ impl Node {
                 .files
                 .on_read(transfer, offset, data, &self.peers, &self.queued),
             Input::Flushed { conn, bytes } => {
+                let bytes = self.conns.flushed(conn, bytes);
                 if let Some(q) = self.queued.get_mut(&conn) {
                     *q = q.saturating_sub(bytes);
                 }
@@ -511,8 +583,13 @@ impl Node {
     }
 
     fn on_received(&mut self, now: Instant, conn: ConnId, data: Bytes) {
-        if !self.conns.feed(conn, data) {
-            return;
+        match self.conns.feed(conn, data) {
+            Ok(true) => {}
+            Ok(false) => return,
+            Err(e) => {
+                self.protocol_error(now, conn, e);
+                return;
+            }
         }
         while let Some(next) = self.conns.next(now, conn) {
             match next {
@@ -529,6 +606,16 @@ impl Node {
                     &mut self.dialer,
                     &mut self.rng,
                 ),
+                Next::Message {
+                    phase: Phase::AwaitHello | Phase::AwaitHelloReply,
+                    msg: Message::Hello { id, .. },
+                } if self.conns.check_hello(conn, &id, &self.peers).is_some() => {
+                    // Private mode: the hello's id is not the key's.
+                    if let Some(e) = self.conns.check_hello(conn, &id, &self.peers) {
+                        self.protocol_error(now, conn, e.into());
+                    }
+                    return;
+                }
                 Next::Message { phase, msg } => match phase {
                     Phase::AwaitHello => self.on_hello(now, conn, msg),
                     Phase::AwaitHelloReply => self.on_hello_reply(now, conn, msg),
@@ -748,10 +835,16 @@ impl Node {
     }
 
     fn on_closed(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        // The remote closing during our Noise handshake is how a listener
+        // with another network key (or none) answers: say so.
+        let why = if self.conns.in_noise_handshake(conn) {
+            DialFailure::Protocol(SessionError::ClosedInHandshake.into())
+        } else {
+            DialFailure::Closed(reason.clone())
+        };
         let Some(c) = self.conns.remove(conn) else {
             return;
         };
-        let why = DialFailure::Closed(reason.clone());
         self.conn_ended(
             now,
             conn,
@@ -782,7 +875,8 @@ impl Node {
 
     fn on_dial_step(&mut self, now: Instant, step: Step) {
         if let Step::Dial(addr) = step {
-            let conn = self.conns.dial(now, &addr);
+            let seed = self.session_seed();
+            let conn = self.conns.dial(now, &addr, seed);
             self.dialer.on_dial(&addr, conn);
         }
     }

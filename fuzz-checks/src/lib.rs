@@ -17,6 +17,7 @@
 //! | `node` | [`check_node`] | peer table holds only handshaked peers on live connections, one connection per peer, bounded memory, storage confinement and verified commits; the send side: one read in flight, reads within the reported size, one close, chunks exactly the bytes read under a matching checksum, the send window |
 //! | `file` | [`check_file`] | a reference model of the receiver: exact storage ops, confinement, commits only of verified content |
 //! | `handshake` | [`check_handshake`] | listener and dialer outcome for any first frame, per-frame replies, deadlines |
+//! | `session` | [`check_session`] | Noise session layer: nothing decoded before the handshake completes, only whole honest messages in order (never a tampered, replayed or reordered one), honest streams in any split, bounded buffering |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -28,15 +29,17 @@ pub mod handshake;
 pub mod node;
 pub mod seeds;
 mod send;
+pub mod session;
 
 pub use common::{is_part_name, is_plain_name, Writer};
 pub use decode::{check_decode, DecodeInput, DecodeSummary};
 pub use file::{check_file, FileOp, FileSummary};
 pub use handshake::{check_handshake, HandshakeInput, HandshakeSummary};
 pub use node::{check_node, Answer, Cmd, NodeOp, NodeSummary, SourceOp, Wire};
+pub use session::{check_session, Edit, SessionInput, SessionSummary};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 4] = ["decode", "node", "file", "handshake"];
+pub const TARGETS: [&str; 5] = ["decode", "node", "file", "handshake", "session"];
 
 /// Runs the check of `target` (one of [`TARGETS`]) on `data`.
 ///
@@ -55,6 +58,9 @@ pub fn check_target(target: &str, data: &[u8]) {
         }
         "handshake" => {
             check_handshake(data);
+        }
+        "session" => {
+            check_session(data);
         }
         other => panic!("unknown fuzz target {other:?}"),
     }

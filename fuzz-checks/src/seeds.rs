@@ -7,6 +7,7 @@ use crate::decode::DecodeInput;
 use crate::file::{FileOp, Name};
 use crate::handshake::HandshakeInput;
 use crate::node::{Answer, Cmd, NodeOp, SourceOp, Wire};
+use crate::session::{Edit, SessionInput};
 
 /// One seed file.
 #[derive(Debug, Clone)]
@@ -26,6 +27,7 @@ pub fn all() -> Vec<Seed> {
     v.extend(node());
     v.extend(file());
     v.extend(handshake());
+    v.extend(session());
     v
 }
 
@@ -632,5 +634,58 @@ fn handshake() -> Vec<Seed> {
         h("bad_hello", 2 << 2, &[], b"no colon here\n"),
         h("garbage", 2 << 2, &[3], b"z:\n\xff\xfe\nBYTES:x\n"),
         h("partial", 2 << 2, &[], b"z:half a hello"),
+    ]
+}
+
+fn session() -> Vec<Seed> {
+    let s = |name, setup: u8, messages: &[u16], reads: &[u8], edits: Vec<Edit>| {
+        let input = SessionInput {
+            setup,
+            messages: messages.to_vec(),
+            reads: reads.to_vec(),
+            edits,
+        };
+        seed("session", name, input.encode())
+    };
+    vec![
+        s("honest", 0, &[1, 30, 0], &[], vec![]),
+        s("honest_initiator", 1, &[2, 5], &[], vec![]),
+        // 1800 * 37 bytes: more than one Noise message.
+        s("split_big", 0, &[1800, 3], &[1, 7, 0, 200, 13], vec![]),
+        s(
+            "bit_flip",
+            0,
+            &[4, 4],
+            &[9],
+            vec![Edit::Flip { at: 170, bit: 3 }],
+        ),
+        s(
+            "replayed_message",
+            1,
+            &[1, 1],
+            &[60],
+            vec![Edit::Replay {
+                from: 98,
+                len: 55,
+                at: 153,
+            }],
+        ),
+        s(
+            "plaintext_peer",
+            0,
+            &[1],
+            &[],
+            vec![Edit::Insert {
+                at: 0,
+                data: b"abc:def\nLISTEN:x:1\n".to_vec(),
+            }],
+        ),
+        s(
+            "handshake_cut",
+            0,
+            &[1],
+            &[3],
+            vec![Edit::Delete { at: 60, len: 10 }],
+        ),
     ]
 }

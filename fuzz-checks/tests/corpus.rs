@@ -8,9 +8,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use p2p_core::RejectReason;
+use p2p_core::SessionError;
 use p2p_fuzz_checks::handshake::Ending;
 use p2p_fuzz_checks::{
-    check_decode, check_file, check_handshake, check_node, check_target, seeds, TARGETS,
+    check_decode, check_file, check_handshake, check_node, check_session, check_target, seeds,
+    TARGETS,
 };
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -72,6 +74,11 @@ fn replay_file_corpus() {
 #[test]
 fn replay_handshake_corpus() {
     replay("handshake");
+}
+
+#[test]
+fn replay_session_corpus() {
+    replay("session");
 }
 
 #[test]
@@ -190,4 +197,29 @@ fn seeds_reach_what_they_are_for() {
     );
     assert_eq!(h("known_peer_p").dialer, Ending::Established);
     assert_eq!(h("known_peer_a").dialer, Ending::Established);
+
+    let s = |name| check_session(&seed("session", name));
+    let honest = s("honest");
+    assert!(honest.completed && !honest.edited, "{honest:?}");
+    assert_eq!((honest.delivered, honest.error), (3, None));
+    assert_eq!(s("honest_initiator").delivered, 2);
+    let big = s("split_big");
+    assert_eq!((big.delivered, big.sent), (3, 2), "{big:?}");
+    let flip = s("bit_flip");
+    assert_eq!(
+        (flip.delivered, flip.error),
+        (0, Some(SessionError::Tampered))
+    );
+    let replay = s("replayed_message");
+    assert_eq!(
+        (replay.delivered, replay.error),
+        (1, Some(SessionError::Tampered))
+    );
+    let plain = s("plaintext_peer");
+    assert_eq!(
+        (plain.completed, plain.error),
+        (false, Some(SessionError::PlaintextPeer))
+    );
+    let cut = s("handshake_cut");
+    assert!(!cut.completed && cut.delivered == 0, "{cut:?}");
 }

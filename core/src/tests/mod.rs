@@ -8,6 +8,7 @@ mod discovery;
 mod extensions;
 mod files;
 mod heartbeat;
+mod session;
 mod util;
 
 use std::collections::BTreeMap;
