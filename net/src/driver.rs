@@ -48,7 +48,15 @@ pub(crate) struct Driver<T: Transport, S: Storage> {
     /// `send_file` callers waiting for their transfer's end.
     pub(crate) file_waiters: BTreeMap<TransferId, oneshot::Sender<Result<usize, NetError>>>,
     pub(crate) listener: AbortHandle,
+    /// When the connections were last scanned for slow readers and
+    /// lingering closes, and whether one needs watching.
+    pub(crate) swept: Option<(Instant, bool)>,
 }
+
+/// How often the connections are scanned for slow readers and lingering
+/// closes: their deadlines are seconds, and a scan per loop turn costs a
+/// visit of every connection per received frame (a 200-peer mesh).
+const SWEEP_EVERY: Duration = Duration::from_millis(100);
 
 impl<St> From<SocketEvent> for Incoming<St> {
     fn from(e: SocketEvent) -> Self {
@@ -94,7 +102,9 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 self.node.handle_timeout(now_std(now));
             }
             self.drain_outputs();
-            self.housekeeping(now);
+            if self.swept.is_none_or(|(at, _)| now >= at + SWEEP_EVERY) {
+                self.housekeeping(now);
+            }
             let wake = self.next_wake(now);
             let events = self.events.clone();
             tokio::select! {
@@ -125,20 +135,23 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         }
     }
 
+    /// A connection went over its send queue limit or is closing: sweep
+    /// every `SWEEP_EVERY` until none is.
+    fn watch_conns(&mut self) {
+        if let Some((_, watch)) = &mut self.swept {
+            *watch = true;
+        }
+    }
+
     fn next_wake(&self, now: Instant) -> Instant {
         let core = self
             .node
             .poll_timeout()
             .map(Instant::from_std)
             .unwrap_or(now + Duration::from_secs(3600));
-        let busy = self
-            .conns
-            .values()
-            .any(|c| c.over_since.is_some() || c.closing_since.is_some());
-        if busy {
-            core.min(now + Duration::from_millis(250))
-        } else {
-            core
+        match self.swept {
+            Some((at, true)) => core.min((at + SWEEP_EVERY).max(now)),
+            _ => core,
         }
     }
 
@@ -240,6 +253,9 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 Output::Transmit { conn, data } => {
                     if let Some(c) = self.conns.get(&conn) {
                         c.send(data);
+                        if c.queued() > self.config.send_queue_limit {
+                            self.watch_conns();
+                        }
                     }
                 }
                 Output::Dial { conn, addr } => self.dial(conn, addr),
@@ -249,6 +265,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                     }
                     if let Some(c) = self.conns.get_mut(&conn) {
                         c.close(Instant::now());
+                        self.watch_conns();
                     }
                 }
                 Output::Storage(op) => {
@@ -390,6 +407,11 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                 gone.push(conn);
             }
         }
+        let watch = self
+            .conns
+            .values()
+            .any(|c| c.over_since.is_some() || c.closing_since.is_some());
+        self.swept = Some((now, watch));
         for (conn, queued) in slow {
             if let Some(c) = self.conns.remove(&conn) {
                 c.abort();

@@ -138,6 +138,7 @@ pub async fn start<T: Transport, S: Storage>(
         drained: Arc::new(Notify::new()),
         file_waiters: Default::default(),
         listener: listener_task,
+        swept: None,
     };
     tokio::spawn(driver.run());
     Ok((handle, Events(ev_rx)))
