@@ -414,7 +414,7 @@ impl SimConfig {
             return Err("--peers must be at least 2".into());
         }
         if self.peers > 2000 {
-            return Err("--peers above 2000 is not supported (turmoil's cost grows with the cube of the host count)".into());
+            return Err("--peers above 2000 is not supported (a full mesh's connections grow with the square of the host count)".into());
         }
         if self.time_scale == 0 {
             return Err("--time-scale must be at least 1".into());

@@ -82,10 +82,10 @@
 //! # Time
 //!
 //! Node timers are divided by [`SimConfig::time_scale`] (6 by default: a
-//! 10 s peer timeout instead of 60 s) because turmoil's cost per simulated
-//! tick grows with the number of hosts and links (every step visits every
-//! host and scans every link): compressing the timers keeps partition and
-//! churn runs at seconds. `--time-scale 1` runs the deployed timers. The
+//! 10 s peer timeout instead of 60 s) because each simulated tick costs a
+//! visit of every host (turmoil runs every host's runtime each step; the
+//! vendored patch removed the scan of every link): compressing the timers
+//! keeps partition and churn runs at seconds. `--time-scale 1` runs the deployed timers. The
 //! tick ([`SimConfig::tick`], 2 ms by default) is the granularity of
 //! message delivery; timers still fire at their exact time within a tick.
 //! Larger ticks run faster at the cost of coarser latencies.
