@@ -160,6 +160,15 @@ impl AddrBook {
         }
     }
 
+    /// The entry of an address whose dial just ended, idle again.
+    fn dial_ended(&mut self, addr: &Addr) -> Option<&mut Entry> {
+        let e = self.entries.get_mut(addr)?;
+        if matches!(e.state, AddrState::Dialing(_)) {
+            e.state = AddrState::Idle;
+        }
+        Some(e)
+    }
+
     /// A node answered `MAX_PEERS`: it is alive but full. Not a failure
     /// (the address is not forgotten for it, so a redirect or `PEERS` line
     /// naming it again does not make it new); it rests `base`, doubling
@@ -175,12 +184,9 @@ impl AddrBook {
         cap: Duration,
         jitter: Duration,
     ) -> Failure {
-        let Some(e) = self.entries.get_mut(addr) else {
+        let Some(e) = self.dial_ended(addr) else {
             return Failure::Forgotten;
         };
-        if matches!(e.state, AddrState::Dialing(_)) {
-            e.state = AddrState::Idle;
-        }
         e.full_refusals = e.full_refusals.saturating_add(1);
         let rest = base
             .saturating_mul(1u32 << (e.full_refusals - 1).min(16))
@@ -202,12 +208,9 @@ impl AddrBook {
         max_failures: u32,
         jitter: Duration,
     ) -> Failure {
-        let Some(e) = self.entries.get_mut(addr) else {
+        let Some(e) = self.dial_ended(addr) else {
             return Failure::Forgotten;
         };
-        if matches!(e.state, AddrState::Dialing(_)) {
-            e.state = AddrState::Idle;
-        }
         e.failures = e.failures.saturating_add(1);
         if e.failures >= max_failures && !e.sticky {
             self.entries.remove(addr);

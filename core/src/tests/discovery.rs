@@ -134,23 +134,25 @@ fn peers_discovered_is_reported_only_when_a_peers_line_teaches_something() {
     );
 }
 
-#[test]
-fn a_large_table_is_shared_as_its_newest_peers_plus_a_sample() {
-    let t0 = Instant::now();
+/// A node sharing at most 12 peers, with `n` peers established in order
+/// p00, p01, ... (listening on 10000, 10001, ...), then the asker `q`.
+fn node_with_peers(t0: Instant, n: u16) -> (Node, ConnId) {
     let mut config = Config::new(9000);
     config.discovery.max_shared_peers = 12;
     config.connections.max_peers = 100;
     let mut node = Node::new(config, 7, t0);
-    // 40 peers established in order p00..p39, listening on 10000..10039.
-    for i in 0..40 {
-        accepted(
-            &mut node,
-            t0,
-            None,
-            &format!("p{i:02}:p{i:02}\nLISTEN:127.0.0.1:{}\n", 10000 + i),
-        );
+    for i in 0..n {
+        let hello = format!("p{i:02}:p{i:02}\nLISTEN:127.0.0.1:{}\n", 10000 + i);
+        accepted(&mut node, t0, None, &hello);
     }
     let asker = accepted(&mut node, t0, None, "q:q\nLISTEN:127.0.0.1:9999\n");
+    (node, asker)
+}
+
+#[test]
+fn a_large_table_is_shared_as_its_newest_peers_plus_a_sample() {
+    let t0 = Instant::now();
+    let (mut node, asker) = node_with_peers(t0, 40);
     let mut seen = std::collections::BTreeSet::new();
     for round in 0..6 {
         let (list, _) = asked(&mut node, t0, asker);
@@ -175,18 +177,7 @@ fn a_large_table_is_shared_as_its_newest_peers_plus_a_sample() {
 #[test]
 fn a_table_within_the_bound_is_shared_whole() {
     let t0 = Instant::now();
-    let mut config = Config::new(9000);
-    config.discovery.max_shared_peers = 12;
-    let mut node = Node::new(config, 7, t0);
-    for i in 0..12 {
-        accepted(
-            &mut node,
-            t0,
-            None,
-            &format!("p{i:02}:p{i:02}\nLISTEN:127.0.0.1:{}\n", 10000 + i),
-        );
-    }
-    let asker = accepted(&mut node, t0, None, "q:q\nLISTEN:127.0.0.1:9999\n");
+    let (mut node, asker) = node_with_peers(t0, 12);
     let (list, _) = asked(&mut node, t0, asker);
     assert_eq!(list.len(), 12);
 }
