@@ -19,8 +19,9 @@ pub(crate) struct Topology {
     /// Specific configuration overrides between specific hosts.
     links: IndexMap<Pair, Link>,
 
-    /// Indices into `links` of the links with messages in flight or on
-    /// hold: the only ones a tick has work for. Links are never removed,
+    /// Indices into `links` of the links with messages in flight (held
+    /// links' messages wait for `release`): the only ones a tick has work
+    /// for. Links are never removed,
     /// so indices are stable; ascending order is `links`' order.
     busy: BTreeSet<usize>,
 
@@ -289,7 +290,7 @@ impl Topology {
             .links
             .get_index(index)
             .expect("callers pass indices of registered links");
-        if link.sent.is_empty() {
+        if link.sent.is_empty() || link.fully_held() {
             self.busy.remove(&index);
         } else {
             self.busy.insert(index);
@@ -539,6 +540,13 @@ impl Link {
             }
             _ => {}
         }
+    }
+
+    /// Held both ways: every message it carries is on hold (`hold` holds
+    /// those in flight, `enqueue` holds new ones), so ticks have nothing
+    /// to deliver until `release`.
+    fn fully_held(&self) -> bool {
+        matches!((self.state_a_b, self.state_b_a), (State::Hold, State::Hold))
     }
 
     fn hold(&mut self) {
