@@ -7,6 +7,7 @@ use std::str::FromStr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// The port every simulated node listens on (each host has its own IP).
 pub const PORT: u16 = 9000;
@@ -41,17 +42,25 @@ pub enum Scenario {
     /// Every peer broadcasts chat lines: each reaches every peer connected
     /// to its sender exactly once.
     Chat,
+    /// A private mesh (needs `--network-key`) forms while four intruder
+    /// hosts keep trying to get in: one without the key (plaintext), one
+    /// with a wrong key, one replaying a handshake recorded from an honest
+    /// dialer, and a rogue insider with the key claiming an honest node's
+    /// id. Each must be refused with its typed reason, none may enter a
+    /// peer table or reach an application (`intruder.rs`).
+    Intruders,
 }
 
 impl Scenario {
     /// Every scenario, in the order the documentation lists them.
-    pub const ALL: [Scenario; 6] = [
+    pub const ALL: [Scenario; 7] = [
         Scenario::Mesh,
         Scenario::Partition,
         Scenario::Churn,
         Scenario::Latency,
         Scenario::File,
         Scenario::Chat,
+        Scenario::Intruders,
     ];
 
     /// The name used on the command line and in reports.
@@ -63,6 +72,7 @@ impl Scenario {
             Scenario::Latency => "latency",
             Scenario::File => "file",
             Scenario::Chat => "chat",
+            Scenario::Intruders => "intruders",
         }
     }
 }
@@ -142,11 +152,22 @@ pub enum Sabotage {
     /// line: a slowdown that fails no check, only the chat latency metrics
     /// (one of [`Sabotage::SLOWDOWNS`], for `--compare`).
     SlowChat,
+    /// The network key leaked to the wrong-key intruder: it completes the
+    /// handshake with its own key pair and says a valid hello, so honest
+    /// nodes admit it (an outsider in the peer tables).
+    LeakedKey,
+    /// One honest host (`n1`) relays an intruder's chat line to the mesh,
+    /// as a node that let an intruder's frames reach its application and
+    /// forwarded them would.
+    RelayedIntruderChat,
+    /// Honest listeners drop connections from intruder hosts before the
+    /// node sees them: no intruder attempt is ever refused with a reason.
+    DeafToIntruders,
 }
 
 impl Sabotage {
     /// Every planted bug, in the order `--list` shows them.
-    pub const ALL: [Sabotage; 16] = [
+    pub const ALL: [Sabotage; 19] = [
         Sabotage::WrongLocalAddr,
         Sabotage::LostRetire,
         Sabotage::SwappedSnapshot,
@@ -163,6 +184,9 @@ impl Sabotage {
         Sabotage::FailingCommit,
         Sabotage::LostChat,
         Sabotage::ShortSnapshot,
+        Sabotage::LeakedKey,
+        Sabotage::RelayedIntruderChat,
+        Sabotage::DeafToIntruders,
     ];
 
     /// Planted slowdowns: they fail no check but make a metric worse, to
@@ -289,6 +313,24 @@ impl Sabotage {
                 Scenario::Mesh,
                 "n1's peer-table report leaves out its last peer",
             ),
+            Sabotage::LeakedKey => (
+                "leaked-key",
+                INTRUDER_KEPT_OUT,
+                Scenario::Intruders,
+                "the wrong-key intruder has the network key: honest nodes admit it",
+            ),
+            Sabotage::RelayedIntruderChat => (
+                "relayed-intruder-chat",
+                INTRUDER_NOTHING_DELIVERED,
+                Scenario::Intruders,
+                "n1 relays an intruder's chat line to the mesh",
+            ),
+            Sabotage::DeafToIntruders => (
+                "deaf-to-intruders",
+                INTRUDER_REFUSED,
+                Scenario::Intruders,
+                "honest listeners drop intruder connections unseen: none is refused with a reason",
+            ),
             Sabotage::SlowChat => (
                 "slow-chat",
                 "none",
@@ -343,6 +385,11 @@ pub struct SimConfig {
     pub sabotage: Option<Sabotage>,
     /// Print every node event (heartbeats excepted) and fault to stderr.
     pub log: bool,
+    /// Private mode (`--network-key`): every node gets the PSK
+    /// [`SimConfig::psk`] derives from this string, so every connection
+    /// runs the Noise session layer and ids derive from each node's
+    /// seeded static key. `None`: plaintext.
+    pub network_key: Option<String>,
 }
 
 impl SimConfig {
@@ -362,7 +409,17 @@ impl SimConfig {
             plot: false,
             sabotage: None,
             log: false,
+            network_key: None,
         }
+    }
+
+    /// The 32-byte network key (Noise PSK) of `--network-key`, if set:
+    /// SHA-256 of a domain-separated string. The real CLI stretches its
+    /// key with a slow KDF; the simulator derives it once per run, cheaply,
+    /// so that a private mesh costs no more to simulate than a plaintext
+    /// one (the core takes the 32 bytes as they are either way).
+    pub fn psk(&self) -> Option<[u8; 32]> {
+        self.network_key.as_deref().map(psk_of)
     }
 
     /// `max_peers` in force.
@@ -402,6 +459,9 @@ impl SimConfig {
         if self.mesh_deadline != d.mesh_deadline {
             s += &format!(" --mesh-deadline-ms {}", self.mesh_deadline.as_millis());
         }
+        if let Some(k) = &self.network_key {
+            s += &format!(" --network-key {}", shell_word(k));
+        }
         if let Some(sab) = self.sabotage {
             s += &format!(" --sabotage {}", sab.name());
         }
@@ -428,6 +488,12 @@ impl SimConfig {
         if self.file_size == 0 {
             return Err("--file-size must be at least 1".into());
         }
+        if self.scenario == Scenario::Intruders && self.network_key.is_none() {
+            return Err("--scenario intruders needs --network-key (a private mesh)".into());
+        }
+        if self.network_key.as_deref() == Some("") {
+            return Err("--network-key must not be empty".into());
+        }
         Ok(())
     }
 
@@ -451,6 +517,9 @@ impl SimConfig {
         // Small chunks make a file many frames, so that faults land inside
         // transfers rather than between them.
         c.files.chunk_size = 16 * 1024;
+        // Private mode: the static key is left to the node, which draws it
+        // from its seed (so its id derives from the seed too).
+        c.session.network_key = self.psk();
         c
     }
 
@@ -508,6 +577,11 @@ impl SimConfig {
     pub(crate) fn file_seed(&self, k: usize) -> u64 {
         derive(self.seed, &[7, k as u64])
     }
+
+    /// Intruder `k`'s decisions, keys and session randomness.
+    pub(crate) fn intruder_seed(&self, k: usize) -> u64 {
+        derive(self.seed, &[8, k as u64])
+    }
 }
 
 /// The scaled node timers.
@@ -532,6 +606,26 @@ impl Timers {
 /// The turmoil host name of host `idx`.
 pub fn host_name(idx: usize) -> String {
     format!("n{idx}")
+}
+
+/// The PSK of a `--network-key` string (see [`SimConfig::psk`]).
+pub(crate) fn psk_of(key: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"p2p-sim network key v1\0");
+    h.update(key.as_bytes());
+    h.finalize().into()
+}
+
+/// `s` as one shell word (quoted unless plain).
+fn shell_word(s: &str) -> String {
+    let plain = s
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_.,:/@%+=".contains(&b));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 /// splitmix64 over the seed and `parts`: independent, well-mixed streams
@@ -573,6 +667,17 @@ mod tests {
             c.replay_args(),
             "--scenario churn --peers 12 --seed 99 --time-scale 1 --sabotage corrupt-wire"
         );
+        c.sabotage = None;
+        c.time_scale = 6;
+        c.network_key = Some("k".into());
+        assert_eq!(
+            c.replay_args(),
+            "--scenario churn --peers 12 --seed 99 --network-key k"
+        );
+        c.network_key = Some("a b".into());
+        assert!(c.replay_args().ends_with("--network-key 'a b'"));
+        assert_ne!(psk_of("k"), psk_of("l"));
+        assert_eq!(c.node_config(0).session.network_key, Some(psk_of("a b")));
         assert_eq!("file".parse::<Scenario>(), Ok(Scenario::File));
         assert!("nope".parse::<Scenario>().is_err());
     }

@@ -87,6 +87,26 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "a host crashed behind a partition; nobody was told",
     ),
     ("host_restarted", "a crashed host was started again"),
+    (
+        "intruder_attempted",
+        "an intruder host opened a connection to an honest node",
+    ),
+    (
+        "intruder_no_key_refused",
+        "an honest node refused a plaintext intruder (plaintext_peer)",
+    ),
+    (
+        "intruder_wrong_key_refused",
+        "an honest node refused an intruder with another network key (wrong_key_or_not_private)",
+    ),
+    (
+        "intruder_replay_refused",
+        "an honest node refused a replayed recorded handshake (wrong_key_or_not_private at message 3)",
+    ),
+    (
+        "intruder_stolen_id_refused",
+        "an honest node refused a keyed insider claiming another node's id (impersonation or id_mismatch)",
+    ),
 ];
 
 /// How often each counter fired.

@@ -43,12 +43,13 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
         tokio::time::sleep(plan.start_delay).await;
     }
     let mem = MemStorage::default();
-    let (armed, meshed, net) = {
+    let (armed, meshed, net, intruders) = {
         let w = lock(&world);
         (
             w.sabotage.clone(),
             w.meshed.clone(),
             TurmoilTransport::new(w.resets.clone()),
+            w.intruders.ip_set.clone(),
         )
     };
     // The deliberate bugs wrap the real pieces; without them the host runs
@@ -64,6 +65,7 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
             armed: armed.clone(),
             meshed,
             blacklist: Arc::default(),
+            intruders,
         },
     );
     match bug {

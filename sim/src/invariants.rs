@@ -67,6 +67,18 @@ pub const CHECKS: &[(&str, &str)] = &[
         PEER_TABLE_MATCHES,
         "at the end, each node's peer table is what its events said",
     ),
+    (
+        INTRUDER_KEPT_OUT,
+        "(intruders) no intruder's connection or id ever enters an honest node's peer table",
+    ),
+    (
+        INTRUDER_NOTHING_DELIVERED,
+        "(intruders) nothing an intruder sent reaches an honest node's application (chat, bytes, files)",
+    ),
+    (
+        INTRUDER_REFUSED,
+        "(intruders) every intruder attempt is refused with its expected typed session error, and every kind was attempted and refused",
+    ),
 ];
 
 /// Safety: one established connection per pair.
@@ -97,6 +109,12 @@ pub const TRANSFERS_COMPLETE: &str = "transfers_complete";
 pub const CHAT_DELIVERED: &str = "chat_delivered";
 /// End state: peer tables match the events.
 pub const PEER_TABLE_MATCHES: &str = "peer_table_matches";
+/// Safety (intruders scenario): no intruder in a peer table.
+pub const INTRUDER_KEPT_OUT: &str = "intruder_kept_out";
+/// Safety (intruders scenario): nothing of an intruder's reaches an application.
+pub const INTRUDER_NOTHING_DELIVERED: &str = "intruder_nothing_delivered";
+/// Safety and coverage (intruders scenario): each attempt refused, with its reason.
+pub const INTRUDER_REFUSED: &str = "intruder_refused";
 
 /// A failed check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -36,7 +36,23 @@
 //! spread of connections across peers and the mesh's traffic ([`plot`]).
 //!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
-//! `file`, `chat`; see the variants for what each does.
+//! `file`, `chat`, `intruders`; see the variants for what each does.
+//!
+//! # Private meshes
+//!
+//! With [`SimConfig::network_key`] (`--network-key`) every node runs the
+//! core's Noise session layer (docs/PROTOCOL.md §7.4): the 32-byte PSK is
+//! SHA-256 of a domain-separated string ([`SimConfig::psk`]; the real CLI's
+//! slow KDF would cost every host of every run), each node's static key and
+//! every handshake's ephemerals come from its seed, so a seed and a key
+//! replay exactly. The tap then shows ciphertext: connections are followed
+//! as Noise messages (the handshake's fixed lengths are checked; bytes are
+//! still compared end to end), and which peer a connection carries comes
+//! from the node's events (`PeerConnected` while handling an input on it,
+//! the kept end of `DuplicateRetired`) once the handshake's messages went
+//! both ways. Chat lines and file ends cannot be read off the wire, so
+//! deliveries are expected from the peers established at send time only.
+//! The `intruders` scenario (`intruder.rs`) attacks such a mesh.
 //!
 //! # Determinism
 //!
@@ -107,6 +123,7 @@ pub mod coverage;
 mod faults;
 pub mod graph;
 mod host;
+mod intruder;
 pub mod invariants;
 pub mod metrics;
 pub mod plot;

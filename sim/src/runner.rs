@@ -11,9 +11,10 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::config::{host_name, SimConfig, PORT, SEED_HOSTS};
+use crate::config::{host_name, Scenario, SimConfig, PORT, SEED_HOSTS};
 use crate::faults::Faults;
 use crate::host::{self, HostPlan};
+use crate::intruder;
 use crate::invariants::{MESH_REFORMED, NO_PANIC};
 use crate::report::{Report, Settings};
 use crate::scenario::{self, Cx, Flow};
@@ -60,6 +61,19 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
         sim.host(host_name(plan.idx), move || {
             host::run(world.clone(), cfg.clone(), plan.clone())
         });
+    }
+    if cfg.scenario == Scenario::Intruders {
+        // After the honest hosts, so that their IPs are those of any other
+        // scenario.
+        for (k, kind) in intruder::KINDS.iter().enumerate() {
+            let name = kind.host_name();
+            let (w, cfg) = (world.clone(), shared_cfg.clone());
+            sim.host(name.clone(), move || {
+                intruder::run(w.clone(), cfg.clone(), k)
+            });
+            let ip = sim.lookup(name);
+            lock(&world).intruders.add(k, ip);
+        }
     }
 
     let timers = cfg.timers();

@@ -135,6 +135,8 @@ pub(crate) struct TransportBug {
     pub(crate) meshed: Arc<AtomicBool>,
     /// `sticky-blacklist`: hosts this node will never dial again.
     pub(crate) blacklist: Arc<Mutex<BTreeSet<IpAddr>>>,
+    /// `deaf-to-intruders`: the intruder hosts' IPs.
+    pub(crate) intruders: Arc<BTreeSet<IpAddr>>,
 }
 
 impl TransportBug {
@@ -238,7 +240,16 @@ impl p2p_net::Listener for BuggyListener {
         if self.bug.bug == Sabotage::DeafListener && self.bug.host == 0 {
             std::future::pending::<()>().await;
         }
-        let (inner, remote) = self.inner.accept().await?;
+        let (inner, remote) = loop {
+            let (inner, remote) = self.inner.accept().await?;
+            if self.bug.bug == Sabotage::DeafToIntruders
+                && self.bug.intruders.contains(&remote.ip())
+            {
+                // The planted bug: dropped before the node sees it.
+                continue;
+            }
+            break (inner, remote);
+        };
         let stream = BuggyStream {
             inner,
             bug: self.bug.clone(),

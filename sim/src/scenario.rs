@@ -12,7 +12,7 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::config::{Scenario, SimConfig, Timers};
 use crate::faults::Faults;
-use crate::invariants::{MESH_FORMED, MESH_REFORMED, TRANSFERS_COMPLETE};
+use crate::invariants::{INTRUDER_REFUSED, MESH_FORMED, MESH_REFORMED, TRANSFERS_COMPLETE};
 use crate::world::{lock, HostCmd, Shared, CHAT_PREFIX};
 
 /// What a scenario step can touch.
@@ -53,6 +53,7 @@ pub(crate) fn script(scenario: Scenario) -> Box<dyn Script> {
         Scenario::Latency => Box::new(LatencyScript::Setup),
         Scenario::File => Box::new(FileScript::default()),
         Scenario::Chat => Box::new(ChatScript::Forming),
+        Scenario::Intruders => Box::new(IntrudersScript::default()),
     }
 }
 
@@ -733,6 +734,64 @@ impl Script for ChatScript {
                     };
                 }
             }
+        }
+        Flow::Continue
+    }
+}
+
+// ----- intruders -----
+
+/// The honest mesh forms while the intruders attack (`intruder.rs`); once
+/// it held for a while and every kind of intruder was refused at least
+/// once, the intruders stop and the mesh must still be full.
+#[derive(Default)]
+struct IntrudersScript {
+    meshed_at: Option<Duration>,
+    relayed: bool,
+}
+
+impl Script for IntrudersScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        let Some(t0) = self.meshed_at else {
+            match forming(cx) {
+                None => return Flow::Continue,
+                Some(false) => {
+                    lock(cx.world).intruders.stopped = true;
+                    return Flow::Done { converged: false };
+                }
+                Some(true) => {
+                    self.meshed_at = Some(cx.now);
+                    return Flow::Continue;
+                }
+            }
+        };
+        if cx.cfg.sabotage == Some(crate::Sabotage::RelayedIntruderChat) && !self.relayed {
+            self.relayed = true;
+            let line = format!("{}relayed-by-n1", crate::intruder::INTRUDER_PREFIX);
+            lock(cx.world).command(crate::sabotage::TARGET, HostCmd::Chat(line), cx.now);
+        }
+        let mut w = lock(cx.world);
+        // Attacks go on against the formed mesh for a while.
+        let hold = ms(2000);
+        let missing = w.intruders.missing();
+        if cx.now >= t0 + hold && missing.is_empty() {
+            w.intruders.stopped = true;
+            let full = w.mesh_full;
+            if !full {
+                let detail = format!(
+                    "the honest mesh did not hold under the intruders: {}",
+                    w.mesh_gaps()
+                );
+                w.violate(MESH_REFORMED, cx.now, None, detail);
+            }
+            return Flow::Done { converged: full };
+        }
+        if cx.now > t0 + hold + ms(10_000) {
+            w.intruders.stopped = true;
+            for detail in missing {
+                w.violate(INTRUDER_REFUSED, cx.now, None, detail);
+            }
+            return Flow::Done { converged: false };
         }
         Flow::Continue
     }

@@ -43,6 +43,67 @@ impl First {
     }
 }
 
+/// Splits one direction of a private connection into Noise messages
+/// (a 2-byte big-endian length, then that many bytes: docs/PROTOCOL.md
+/// §7.4). The simulator cannot read the plaintext (that is the point), but
+/// it can count messages: the handshake's are fixed in number and length.
+#[derive(Debug, Default)]
+pub(crate) struct NoiseSplit {
+    /// Bytes of a message not yet complete (its length prefix included).
+    partial: Vec<u8>,
+    /// Complete messages so far.
+    pub(crate) messages: usize,
+}
+
+impl NoiseSplit {
+    /// Feeds bytes; returns the lengths of the messages they completed.
+    fn feed(&mut self, mut data: &[u8]) -> Vec<usize> {
+        let mut done = Vec::new();
+        while !data.is_empty() {
+            if self.partial.len() < 2 {
+                let take = (2 - self.partial.len()).min(data.len());
+                self.partial.extend_from_slice(&data[..take]);
+                data = &data[take..];
+            }
+            if self.partial.len() < 2 {
+                break;
+            }
+            let len = usize::from(u16::from_be_bytes([self.partial[0], self.partial[1]]));
+            let have = self.partial.len() - 2;
+            let take = (len - have).min(data.len());
+            self.partial.extend_from_slice(&data[..take]);
+            data = &data[take..];
+            if self.partial.len() - 2 == len {
+                self.partial.clear();
+                self.messages += 1;
+                done.push(len);
+            }
+        }
+        done
+    }
+}
+
+/// Both directions of a private connection, as Noise messages.
+#[derive(Debug, Default)]
+pub(crate) struct NoiseTrack {
+    tx: NoiseSplit,
+    rx: NoiseSplit,
+    /// The id the node established on this connection, by its own events
+    /// (`PeerConnected` while handling an input on it, or the kept end of
+    /// `DuplicateRetired`): the plaintext hello cannot be read here.
+    pub(crate) claimed: Option<PeerId>,
+}
+
+/// Handshake messages a side sends: the dialer `psk, e` and `s, se`, the
+/// listener `e, ee, s, es`.
+fn handshake_sent(side: usize) -> usize {
+    if side == DIALER {
+        2
+    } else {
+        1
+    }
+}
+
 /// One host's view of one of its connections.
 #[derive(Debug)]
 pub(crate) struct ConnTrack {
@@ -65,6 +126,15 @@ pub(crate) struct ConnTrack {
     pub(crate) closing: bool,
     /// The remote id, while this host considers the connection established.
     pub(crate) established: Option<PeerId>,
+    /// Private mode: Noise messages instead of frames.
+    pub(crate) noise: Option<NoiseTrack>,
+    /// Intruders scenario: the intruder at the other end, if one.
+    pub(crate) intruder: Option<usize>,
+    /// The node refused it (a protocol error was reported on it).
+    pub(crate) refused: bool,
+    /// Private dialer: what it transmitted, in order (the first chunks
+    /// only), which the replaying intruder may replay.
+    pub(crate) sent_log: Vec<Bytes>,
 }
 
 impl ConnTrack {
@@ -80,7 +150,18 @@ impl ConnTrack {
             rx_first: First::Pending,
             closing: false,
             established: None,
+            noise: None,
+            intruder: None,
+            refused: false,
+            sent_log: Vec::new(),
         }
+    }
+
+    /// A connection of a private node.
+    pub(crate) fn private(side: usize, limits: Limits) -> Self {
+        let mut t = ConnTrack::new(side, limits);
+        t.noise = Some(NoiseTrack::default());
+        t
     }
 
     /// Whether the handshake completed on this connection, from this
@@ -89,6 +170,16 @@ impl ConnTrack {
     pub(crate) fn handshaked(&self, own: &PeerId) -> Option<PeerId> {
         if self.closing {
             return None;
+        }
+        if let Some(n) = &self.noise {
+            // Private: the Noise handshake's messages went both ways, then
+            // at least one transport message came in (the remote's hello;
+            // ours may be output after the node's event), and the node
+            // says which id it established here.
+            let ours = handshake_sent(self.side);
+            let theirs = handshake_sent(1 - self.side);
+            let done = n.tx.messages >= ours && n.rx.messages > theirs;
+            return n.claimed.clone().filter(|id| done && id != own);
         }
         match (&self.tx_first, &self.rx_first) {
             (First::Hello(ours), First::Hello(theirs))
@@ -103,6 +194,26 @@ impl ConnTrack {
     /// Decodes transmitted bytes; returns the frames, or the decode error
     /// text if the node sent something that is not a valid frame sequence.
     pub(crate) fn decode_tx(&mut self, data: &Bytes) -> Result<Vec<Frame>, String> {
+        let side = self.side;
+        if let Some(n) = &mut self.noise {
+            // Private: the node's own framing must be Noise framing, its
+            // handshake messages of their fixed lengths (an empty record
+            // is what a listener answers a plaintext dialer with).
+            let before = n.tx.messages;
+            for (i, len) in n.tx.feed(data).into_iter().enumerate() {
+                let idx = before + i;
+                let want = match (side, idx) {
+                    (DIALER, 0) => Some(48..=48),
+                    (DIALER, 1) => Some(64..=64),
+                    (_, 0) => Some(if len == 0 { 0..=0 } else { 96..=96 }),
+                    _ => Some(16..=65535),
+                };
+                if want.is_some_and(|w| !w.contains(&len)) {
+                    return Err(format!("Noise message {idx} of {len} bytes"));
+                }
+            }
+            return Ok(Vec::new());
+        }
         let frames = drain(&mut self.tx, data)?;
         if self.tx_first == First::Pending {
             if let Some(f) = frames.first() {
@@ -114,6 +225,12 @@ impl ConnTrack {
 
     /// Decodes received bytes.
     pub(crate) fn decode_rx(&mut self, data: &Bytes) -> Result<Vec<Frame>, String> {
+        if let Some(n) = &mut self.noise {
+            // Whatever arrived is compared byte for byte with what the
+            // other end sent (when it is watched); only counted here.
+            n.rx.feed(data);
+            return Ok(Vec::new());
+        }
         let frames = drain(&mut self.rx, data)?;
         if self.rx_first == First::Pending {
             if let Some(f) = frames.first() {

@@ -71,7 +71,7 @@ pub(crate) struct Host {
     pub(crate) conns: BTreeMap<ConnId, ConnTrack>,
     /// Established connections by remote id (more than one is a violation
     /// once the node finished reacting).
-    est: BTreeMap<PeerId, BTreeSet<ConnId>>,
+    pub(crate) est: BTreeMap<PeerId, BTreeSet<ConnId>>,
     /// The peer table as the node's events describe it.
     pub(crate) peers: BTreeSet<PeerId>,
     pub(crate) storage: Option<MemStorage>,
@@ -210,6 +210,13 @@ pub(crate) struct World {
     log: bool,
     /// Counters for the report's metrics (see `metrics.rs`).
     pub(crate) metrics: crate::metrics::Counters,
+    /// Private mode: connections are tracked as Noise messages.
+    private: bool,
+    /// Per host: the connection of the input its node is handling (events
+    /// a node emits while handling `Received` belong to that connection).
+    last_input: Vec<Option<ConnId>>,
+    /// The intruders scenario's intruder hosts (see `intruder.rs`).
+    pub(crate) intruders: crate::intruder::Intruders,
 }
 
 impl World {
@@ -260,6 +267,23 @@ impl World {
             meshed: Arc::new(AtomicBool::new(false)),
             log: cfg.log,
             metrics: crate::metrics::Counters::default(),
+            private: cfg.network_key.is_some(),
+            last_input: Vec::new(),
+            intruders: crate::intruder::Intruders::default(),
+        }
+    }
+
+    /// The connection of the input `h`'s node is handling, if one.
+    pub(crate) fn input_conn(&self, h: usize) -> Option<ConnId> {
+        self.last_input.get(h).copied().flatten()
+    }
+
+    /// A new connection's tracker.
+    fn new_track(&self, side: usize) -> ConnTrack {
+        if self.private {
+            ConnTrack::private(side, self.limits)
+        } else {
+            ConnTrack::new(side, self.limits)
         }
     }
 
@@ -282,6 +306,7 @@ impl World {
             snapshot: None,
             commit_names: BTreeMap::new(),
         });
+        self.last_input.push(None);
         if let Some(s) = &mut self.series {
             s.hosts.push(Vec::new());
         }
@@ -530,12 +555,20 @@ impl World {
         if matches!(ev, TapEvent::Input(_)) {
             self.corrupt_input.remove(&h);
         }
+        self.last_input[h] = match ev {
+            TapEvent::Input(Input::Received { conn, .. } | Input::Connected { conn, .. }) => {
+                Some(*conn)
+            }
+            TapEvent::Input(_) | TapEvent::Accepted { .. } => None,
+            TapEvent::Output(_) => self.last_input[h],
+        };
         self.metrics_on_tap(at, ev);
         match ev {
             TapEvent::Accepted { conn, remote } => self.on_accept(h, *conn, *remote),
             TapEvent::Input(input) => match input {
                 Input::Connected { conn, local } => self.on_connected(h, *conn, *local),
                 Input::DialFailed { conn, .. } | Input::Closed { conn, .. } => {
+                    self.intruder_conn_ended(h, *conn, at);
                     self.untrack(h, *conn)
                 }
                 Input::Received { conn, data } => self.on_received(h, *conn, data, at),
@@ -554,9 +587,10 @@ impl World {
                     self.on_transmit(h, *conn, data, at);
                 }
                 Output::Dial { conn, addr } => {
-                    let mut t = ConnTrack::new(DIALER, self.limits);
+                    let mut t = self.new_track(DIALER);
                     t.dialed = addr.as_str().parse::<SocketAddr>().ok();
                     t.remote_host = t.dialed.and_then(|a| self.by_ip.get(&a.ip()).copied());
+                    t.intruder = t.dialed.and_then(|a| self.intruders.by_ip(a.ip()));
                     self.hosts[h].conns.insert(*conn, t);
                 }
                 Output::Close { conn } => self.on_close(h, *conn),
@@ -567,10 +601,11 @@ impl World {
     }
 
     fn on_accept(&mut self, h: usize, conn: ConnId, remote: SocketAddr) {
-        let mut t = ConnTrack::new(LISTENER, self.limits);
+        let mut t = self.new_track(LISTENER);
         let key = (remote, SocketAddr::new(self.hosts[h].ip, PORT));
         t.key = Some(key);
         t.remote_host = self.by_ip.get(&remote.ip()).copied();
+        t.intruder = self.intruders.by_ip(remote.ip());
         self.hosts[h].conns.insert(conn, t);
         self.attach(key, LISTENER, h, conn);
     }
@@ -635,6 +670,9 @@ impl World {
                 return;
             }
         };
+        if t.noise.is_some() && t.side == DIALER && t.sent_log.len() < 8 {
+            t.sent_log.push(data.clone());
+        }
         let (key, side, remote, established) =
             (t.key, t.side, t.remote_host, t.established.is_some());
         if established {
@@ -720,7 +758,15 @@ impl World {
         if now_est == t.established {
             return;
         }
+        // A recording of an honest dialer's handshake and hello, for the
+        // replaying intruder.
+        let recording = (now_est.is_some() && t.side == DIALER && t.noise.is_some())
+            .then(|| t.remote_host.map(|r| (t.sent_log.clone(), r)))
+            .flatten();
         let old = std::mem::replace(&mut t.established, now_est.clone());
+        if let Some((chunks, r)) = recording {
+            self.intruders.record(chunks, r);
+        }
         if let Some(old) = old {
             self.unestablish(h, conn, &old);
         }
@@ -801,13 +847,29 @@ impl World {
     }
 
     fn on_event(&mut self, h: usize, e: &Event, at: Duration) {
-        if let Event::DuplicateRetired { retired, .. } = e {
+        if let Event::DuplicateRetired {
+            retired,
+            kept,
+            peer,
+        } = e
+        {
             // Still open for what is in flight, but no longer established.
             if let Some(t) = self.hosts[h].conns.get_mut(retired) {
                 t.closing = true;
             }
             self.refresh_established(h, *retired);
+            // Private: the kept connection carries the peer from now on.
+            self.claim(h, *kept, peer);
         }
+        if let Event::PeerConnected { peer, .. } = e {
+            // Private: announced while handling an input on its connection
+            // (unless that one was retired meanwhile: then the kept one
+            // was claimed by DuplicateRetired).
+            if let Some(conn) = self.last_input[h] {
+                self.claim(h, conn, peer);
+            }
+        }
+        self.intruder_event(h, e, at);
         if self.log && !e.is_debug() {
             eprintln!(
                 "{:>9.3} s  {:<5} {e:?}",
@@ -888,13 +950,28 @@ impl World {
         }
     }
 
+    /// Private mode: `h`'s node established `peer` on `conn`, by its events.
+    fn claim(&mut self, h: usize, conn: ConnId, peer: &PeerId) {
+        let Some(t) = self.hosts[h].conns.get_mut(&conn) else {
+            return;
+        };
+        let Some(n) = t.noise.as_mut().filter(|_| !t.closing) else {
+            return;
+        };
+        n.claimed = Some(peer.clone());
+        self.refresh_established(h, conn);
+    }
+
     fn peer_added(&mut self, h: usize, peer: &PeerId, at: Duration) {
         self.last_peer_change = at;
         self.last_conn_change = at;
+        let intruder = self.intruder_peer_added(h, peer, at);
         let host = &self.hosts[h];
         let conns = host.est.get(peer);
         let owner = self.id_owner.get(peer).copied();
         let problem = match (conns, owner) {
+            // Already reported as intruder_kept_out.
+            _ if intruder => None,
             (None, _) => Some(format!(
                 "peer {peer} entered the table without a completed handshake"
             )),
@@ -977,6 +1054,10 @@ impl World {
     }
 
     fn chat_received(&mut self, h: usize, from: &PeerId, text: &str, at: Duration) {
+        if text.starts_with(crate::intruder::INTRUDER_PREFIX) {
+            // Reported as intruder_nothing_delivered.
+            return;
+        }
         if self.corrupt_input.contains(&h) {
             // Decoded from corrupted bytes: reported as frame_integrity.
             return;

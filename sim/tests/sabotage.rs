@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 
 use p2p_sim::invariants::CHECKS;
-use p2p_sim::{run, Sabotage, SimConfig};
+use p2p_sim::{run, Sabotage, Scenario, SimConfig};
 
 /// Runs `bug` in its scenario with `peers` peers on seeds 1..=3 and
 /// asserts that its check, and only it, is violated.
@@ -19,6 +19,9 @@ fn fires_with_detail(bug: Sabotage, peers: usize, detail: &str) {
     for seed in 1..=3 {
         let mut cfg = SimConfig::new(bug.scenario(), peers, seed);
         cfg.sabotage = Some(bug);
+        if bug.scenario() == Scenario::Intruders {
+            cfg.network_key = Some("k".into());
+        }
         let r = run(&cfg).expect("valid configuration");
         let checks: BTreeSet<&str> = r.violations.iter().map(|v| v.check).collect();
         assert_eq!(
@@ -133,4 +136,19 @@ fn chat_delivered_fires_on_lost_chat() {
 #[test]
 fn peer_table_matches_fires_on_short_snapshot() {
     fires_only_its_check(Sabotage::ShortSnapshot, 4);
+}
+
+#[test]
+fn intruder_kept_out_fires_on_leaked_key() {
+    fires_with_detail(Sabotage::LeakedKey, 4, "wrong-key intruder");
+}
+
+#[test]
+fn intruder_nothing_delivered_fires_on_relayed_intruder_chat() {
+    fires_only_its_check(Sabotage::RelayedIntruderChat, 4);
+}
+
+#[test]
+fn intruder_refused_fires_on_deaf_to_intruders() {
+    fires_with_detail(Sabotage::DeafToIntruders, 4, "never refused");
 }

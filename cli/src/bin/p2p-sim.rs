@@ -36,7 +36,8 @@ const EXIT_REGRESSION: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "p2p-sim", version)]
 struct Args {
-    /// Scenario: mesh, partition, churn, latency, file or chat.
+    /// Scenario: mesh, partition, churn, latency, file, chat or intruders
+    /// (intruders needs --network-key).
     #[arg(long, default_value = "mesh", value_parser = parse_scenario)]
     scenario: Scenario,
     /// Number of simulated peers.
@@ -122,6 +123,11 @@ struct Args {
     /// -j 1).
     #[arg(long)]
     log: bool,
+    /// Private mode: every node runs the Noise session layer with the
+    /// network key derived from KEY (SHA-256 of a domain-separated string,
+    /// not the real CLI's slow KDF: cheap per host, same 32-byte PSK shape).
+    #[arg(long, value_name = "KEY")]
+    network_key: Option<String>,
     /// List the scenarios, checks, planted bugs and coverage counters, then exit.
     #[arg(long)]
     list: bool,
@@ -187,6 +193,7 @@ impl Args {
         c.plot = self.plot.is_some();
         c.sabotage = self.sabotage;
         c.log = self.log;
+        c.network_key = self.network_key.clone();
         c
     }
 }
