@@ -20,9 +20,10 @@ pub const DEFAULT_IDENTITY: &str = ".p2p/identity";
 /// from any other. Changing it (or [`KDF_PARAMS`]) splits every mesh.
 pub const KDF_SALT: &[u8] = b"p2p-mesh network key v1";
 
-/// Argon2id parameters: memory in KiB, passes, lanes. 64 MiB and 2 passes
-/// take about 100 ms on the 2-core development machine (BENCHMARKS.md).
-pub const KDF_PARAMS: (u32, u32, u32) = (64 * 1024, 2, 1);
+/// Argon2id parameters: memory in KiB, passes, lanes: 19 MiB, 2 passes,
+/// 1 lane (OWASP's minimum for Argon2id), ~0.1 s on the 2-core
+/// development machine (BENCHMARKS.md, "private").
+pub const KDF_PARAMS: (u32, u32, u32) = (19 * 1024, 2, 1);
 
 /// What an identity file holds: the x25519 private key as 64 lowercase hex
 /// digits and a newline.
