@@ -224,6 +224,10 @@ pub async fn connect_once(listener: std::net::SocketAddr, dir: &Path, private: b
     .await;
     let elapsed = t0.elapsed();
     dialer.shutdown().await.ok();
-    while events.next().await.is_some() {}
+    while let Some(e) = events.next().await {
+        if e == NetEvent::Stopped {
+            break;
+        }
+    }
     elapsed
 }
