@@ -37,9 +37,42 @@ pub async fn node(
     dir: &Path,
     bootstrap: Option<std::net::SocketAddr>,
 ) -> (NodeHandle, Events) {
+    node_with(name, dir, bootstrap, None, name.len() as u64).await
+}
+
+/// The network key of the private benches (any 32 bytes: the CLI's KDF is
+/// not what is measured).
+pub const BENCH_NETWORK_KEY: [u8; 32] = [0x42; 32];
+
+/// [`node`], private with [`BENCH_NETWORK_KEY`] if `private` (its static
+/// key drawn from its seed).
+pub async fn node_private(
+    name: &str,
+    dir: &Path,
+    bootstrap: Option<std::net::SocketAddr>,
+    private: bool,
+) -> (NodeHandle, Events) {
+    let session = private.then(|| {
+        let mut s = p2p_core::SessionConfig::default();
+        s.network_key = Some(BENCH_NETWORK_KEY);
+        s
+    });
+    node_with(name, dir, bootstrap, session, name.len() as u64).await
+}
+
+async fn node_with(
+    name: &str,
+    dir: &Path,
+    bootstrap: Option<std::net::SocketAddr>,
+    session: Option<p2p_core::SessionConfig>,
+    seed: u64,
+) -> (NodeHandle, Events) {
     let mut cfg = NetConfig::new(0);
+    if let Some(s) = session {
+        cfg.core.session = s;
+    }
     cfg.core.name = Some(name.into());
-    cfg.seed = name.len() as u64;
+    cfg.seed = seed;
     if let Some(b) = bootstrap {
         cfg.bootstrap.push(b.to_string());
     }
@@ -66,10 +99,21 @@ pub async fn wait_for<T>(events: &mut Events, mut f: impl FnMut(NetEvent) -> Opt
 
 /// Two connected nodes with their downloads under `root`.
 pub async fn pair(root: &Path) -> Pair {
+    pair_private(root, false).await
+}
+
+/// [`pair`], both nodes private (same key) if `private`.
+pub async fn pair_private(root: &Path, private: bool) -> Pair {
     let receiver_dir = root.join("receiver");
-    let (sender, mut sender_events) = node("sender", &root.join("sender"), None).await;
-    let (receiver, mut receiver_events) =
-        node("receiver", &receiver_dir, Some(sender.local_addr())).await;
+    let (sender, mut sender_events) =
+        node_private("sender", &root.join("sender"), None, private).await;
+    let (receiver, mut receiver_events) = node_private(
+        "receiver",
+        &receiver_dir,
+        Some(sender.local_addr()),
+        private,
+    )
+    .await;
     for events in [&mut sender_events, &mut receiver_events] {
         wait_for(events, |e| {
             matches!(e, NetEvent::Core(Event::PeerConnected { .. })).then_some(())
@@ -149,5 +193,41 @@ pub async fn plain_copy(listener: &Arc<TcpListener>, src: &Path, dst: &Path) -> 
     let elapsed = t0.elapsed();
     assert_eq!(received, std::fs::metadata(src).expect("src").len());
     std::fs::remove_file(dst).expect("remove copy");
+    elapsed
+}
+
+/// One connection set up from scratch: a fresh dialer node (not timed)
+/// connects to `listener`; timed from `connect` to the dialer's
+/// `PeerConnected` (TCP connect, the Noise handshake if private, the line
+/// handshake). The dialer is then shut down (not timed).
+pub async fn connect_once(listener: std::net::SocketAddr, dir: &Path, private: bool) -> Duration {
+    // A new seed each time: a new id (and static key), so that the
+    // listener never takes it for the previous dialer still closing.
+    let session = private.then(|| {
+        let mut s = p2p_core::SessionConfig::default();
+        s.network_key = Some(BENCH_NETWORK_KEY);
+        s
+    });
+    let (dialer, mut events) = node_with("dialer", dir, None, session, p2p_net::fresh_seed()).await;
+    // Drain the Listening event first.
+    while events.try_next().is_some() {}
+    let t0 = Instant::now();
+    dialer
+        .connect(&listener.to_string())
+        .await
+        .expect("dial accepted");
+    wait_for(&mut events, |e| match e {
+        NetEvent::Core(Event::PeerConnected { .. }) => Some(()),
+        NetEvent::Core(Event::DialFailed { reason, .. }) => panic!("dial failed: {reason}"),
+        _ => None,
+    })
+    .await;
+    let elapsed = t0.elapsed();
+    dialer.shutdown().await.ok();
+    while let Some(e) = events.next().await {
+        if e == NetEvent::Stopped {
+            break;
+        }
+    }
     elapsed
 }

@@ -112,6 +112,31 @@ fn loopback_transfer_and_plain_copy_move_the_whole_file() {
     });
 }
 
+/// `private`: a private pair moves a file, and a private dialer connects
+/// again and again to one listener (fresh ids each time).
+#[test]
+fn private_transfer_and_repeated_connects_work() {
+    use p2p_benches::loopback::{connect_once, node_private, pair_private, transfer};
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let src = root.path().join("payload.bin");
+    let size = 2 * MIB + 7;
+    std::fs::write(&src, filler(size, 99)).unwrap();
+    rt.block_on(async {
+        let mut p = pair_private(root.path(), true).await;
+        transfer(&mut p, &src, size as u64).await;
+        p.sender.shutdown().await.unwrap();
+        p.receiver.shutdown().await.unwrap();
+        let (listener, _events) =
+            node_private("listener", &root.path().join("l"), None, true).await;
+        for _ in 0..3 {
+            let took = connect_once(listener.local_addr(), &root.path().join("d"), true).await;
+            assert!(took < Duration::from_secs(10));
+        }
+        listener.shutdown().await.unwrap();
+    });
+}
+
 /// `sim`: a small mesh passes, twice alike, and the idle floor steps.
 #[test]
 fn sim_mesh_passes_deterministically() {

@@ -12,7 +12,8 @@ use clap::Parser;
 #[command(name = "p2p-node", version, about, long_about = None)]
 pub struct Args {
     /// Port to listen on (0 picks a free one).
-    pub port: u16,
+    #[arg(required_unless_present = "show_id")]
+    pub port: Option<u16>,
     /// A peer to join through, as host:port.
     pub bootstrap: Option<String>,
     /// Display name sent to peers (default: the node's id).
@@ -40,6 +41,23 @@ pub struct Args {
     /// Seconds without a frame after which a peer is dropped.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub peer_timeout: u64,
+    /// Private mode: the network key (a passphrase shared by the mesh).
+    /// Better from the environment, P2P_NETWORK_KEY: a flag is visible to
+    /// every user in `ps`. The flag wins if both are set.
+    #[arg(long, value_name = "KEY")]
+    pub network_key: Option<String>,
+    /// Private mode: only the node ids listed in FILE (one per line, `#`
+    /// comments) may connect. Needs a network key.
+    #[arg(long, value_name = "FILE")]
+    pub trust: Option<PathBuf>,
+    /// This node's key file (private mode), created with mode 0600 if
+    /// missing. Never share one between two nodes.
+    #[arg(long, value_name = "FILE", default_value = crate::identity::DEFAULT_IDENTITY)]
+    pub identity: PathBuf,
+    /// Print this node's private-mode id (from --identity, created if
+    /// missing) and exit.
+    #[arg(long)]
+    pub show_id: bool,
 }
 
 /// Parses arguments; on a usage error returns the one line to print and the
@@ -49,8 +67,30 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match Args::try_parse_from(args) {
+    parse_with_env(args, std::env::var("P2P_NETWORK_KEY").ok())
+}
+
+/// [`parse`] with the value of `P2P_NETWORK_KEY` given (`None`: unset); the
+/// flag wins over it.
+pub fn parse_with_env<I, T>(args: I, env_key: Option<String>) -> Result<Args, (String, i32)>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Args::try_parse_from(args).map(|mut a| {
+        if a.network_key.is_none() {
+            a.network_key = env_key;
+        }
+        a
+    }) {
         Ok(a) => {
+            if a.trust.is_some() && a.network_key.is_none() {
+                return Err((
+                    "p2p-node: --trust needs a network key (--network-key or P2P_NETWORK_KEY)"
+                        .into(),
+                    2,
+                ));
+            }
             if let Some(b) = &a.bootstrap {
                 if p2p_core::Addr::parse(b).is_err() {
                     return Err((
@@ -85,7 +125,7 @@ mod tests {
     #[test]
     fn reference_positional_form() {
         let a = parse(["p2p-node", "8001", "localhost:8000"]).unwrap();
-        assert_eq!(a.port, 8001);
+        assert_eq!(a.port, Some(8001));
         assert_eq!(a.bootstrap.as_deref(), Some("localhost:8000"));
         assert_eq!(a.max_peers, 64);
         let a = parse([
@@ -102,6 +142,27 @@ mod tests {
             (a.name.as_deref(), a.json, a.max_peers),
             (Some("alice"), true, 10)
         );
+    }
+
+    #[test]
+    fn the_network_key_comes_from_the_flag_or_else_the_environment() {
+        let a = parse_with_env(["p2p-node", "8001"], Some("env".into())).unwrap();
+        assert_eq!(a.network_key.as_deref(), Some("env"));
+        let a = parse_with_env(
+            ["p2p-node", "--network-key", "flag", "8001"],
+            Some("env".into()),
+        )
+        .unwrap();
+        assert_eq!(a.network_key.as_deref(), Some("flag"));
+        let a = parse_with_env(["p2p-node", "8001"], None).unwrap();
+        assert_eq!(a.network_key, None);
+        assert_eq!(a.identity, PathBuf::from(".p2p/identity"));
+        let a = parse_with_env(["p2p-node", "--show-id"], None).unwrap();
+        assert!(a.show_id && a.port.is_none());
+        let (msg, code) = parse_with_env(["p2p-node", "--trust", "t", "8001"], None).unwrap_err();
+        assert_eq!(code, 2);
+        assert!(msg.contains("needs a network key"), "{msg}");
+        assert!(parse_with_env(["p2p-node", "--trust", "t", "8001"], Some("k".into())).is_ok());
     }
 
     #[test]

@@ -107,10 +107,23 @@ fn failure_text(f: &FileFailure) -> String {
 #[derive(Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 enum Reply<'a> {
-    Peers { peers: &'a [p2p_core::PeerInfo] },
-    ChatSent { peers: usize },
-    CommandError { error: &'a str },
-    Info { message: &'a str },
+    Peers {
+        peers: &'a [p2p_core::PeerInfo],
+    },
+    ChatSent {
+        peers: usize,
+    },
+    CommandError {
+        error: &'a str,
+    },
+    Info {
+        message: &'a str,
+    },
+    /// Private mode is on (never the key, only the id it gives).
+    Private {
+        id: &'a PeerId,
+        trusted: Option<usize>,
+    },
 }
 
 impl Console {
@@ -188,6 +201,21 @@ impl Console {
         self.line("SYSTEM", text);
     }
 
+    /// The startup line of private mode: our key-derived id, and how many
+    /// ids the trust file lists (`None`: no trust file).
+    pub fn private(&self, id: &PeerId, trusted: Option<usize>) {
+        if self.style.json {
+            return self.json_line(&Reply::Private { id, trusted });
+        }
+        let trust = trusted.map_or(String::new(), |n| {
+            format!(", only {n} trusted ids may connect")
+        });
+        self.line(
+            "SYSTEM",
+            &format!("Private mesh (encrypted, network key set): node id {id}{trust}"),
+        );
+    }
+
     /// A chat line went out to `peers` peers.
     pub fn chat_sent(&self, peers: usize) {
         if self.style.json {
@@ -209,7 +237,7 @@ impl Console {
         }
         if self.style.json {
             match event {
-                NetEvent::Core(e) => self.json_line(e),
+                NetEvent::Core(e) => self.json_event(e),
                 other => self.json_line(other),
             }
         } else {
@@ -218,6 +246,24 @@ impl Console {
         self.progress(event);
         if let NetEvent::Core(Event::PeerDisconnected { peer, .. }) = event {
             self.names.remove(peer);
+        }
+    }
+
+    /// A core event as JSON; failures also get their sentence, `message`,
+    /// since their typed `kind`s (`{"kind":"session","detail":...}`) are
+    /// for programs, not for people.
+    fn json_event(&self, e: &Event) {
+        let message = match e {
+            Event::ProtocolError { error, .. } => error.to_string(),
+            Event::DialFailed { reason, .. } => reason.to_string(),
+            _ => return self.json_line(e),
+        };
+        match serde_json::to_value(e) {
+            Ok(serde_json::Value::Object(mut map)) => {
+                map.insert("message".into(), message.into());
+                self.json_line(&map)
+            }
+            _ => self.json_line(e),
         }
     }
 

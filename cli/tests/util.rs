@@ -38,6 +38,18 @@ impl Proc {
         extra: &[&str],
         piped_stdin: bool,
     ) -> Proc {
+        Proc::start_env(name, dir, bootstrap, extra, piped_stdin, &[])
+    }
+
+    /// Like [`Proc::start_with`], with these environment variables set.
+    pub fn start_env(
+        name: &str,
+        dir: &Path,
+        bootstrap: Option<u16>,
+        extra: &[&str],
+        piped_stdin: bool,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let downloads = dir.join(name);
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-node"));
         cmd.args([
@@ -50,6 +62,7 @@ impl Proc {
         ])
         .arg(&downloads)
         .args(extra)
+        .envs(env.iter().copied())
         .arg("0");
         if let Some(b) = bootstrap {
             cmd.arg(format!("127.0.0.1:{b}"));

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use p2p_cli::command::{self, Command, HELP};
 use p2p_cli::output::{Console, Style};
-use p2p_core::Target;
+use p2p_core::{SessionConfig, Target};
 use p2p_net::{start, DiskStorage, NetConfig, NetEvent, NodeHandle, TcpTransport};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -26,6 +26,25 @@ fn main() -> ExitCode {
             return ExitCode::from(code as u8);
         }
     };
+    if args.show_id {
+        return match p2p_cli::identity::load_or_create(&args.identity) {
+            Ok(key) => {
+                println!("{}", p2p_core::session_id_of_private(&key));
+                ExitCode::SUCCESS
+            }
+            Err(msg) => {
+                eprintln!("p2p-node: {msg}");
+                ExitCode::from(2)
+            }
+        };
+    }
+    let session = match private_mode(&args) {
+        Ok(s) => s,
+        Err(msg) => {
+            eprintln!("p2p-node: {msg}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -37,7 +56,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let result = runtime.block_on(run(args));
+    let result = runtime.block_on(run(args, session));
     // The stdin reader sits in a blocking read that nothing can cancel;
     // waiting for it would keep the process alive after SIGTERM.
     runtime.shutdown_background();
@@ -50,18 +69,47 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
+/// The session settings of private mode, `None` without a network key:
+/// the identity loaded (or created), the passphrase stretched, the trust
+/// file read. Errors are the user's (exit 2).
+fn private_mode(args: &p2p_cli::args::Args) -> Result<Option<SessionConfig>, String> {
+    let Some(passphrase) = &args.network_key else {
+        return Ok(None);
+    };
+    let mut session = SessionConfig::default();
+    session.network_key = Some(p2p_cli::identity::network_key(passphrase)?);
+    session.static_key = Some(p2p_cli::identity::load_or_create(&args.identity)?);
+    if let Some(path) = &args.trust {
+        session.trust = Some(p2p_cli::identity::read_trust(path)?);
+    }
+    Ok(Some(session))
+}
+
+async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Result<(), String> {
     let _ = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("P2P_LOG"))
         .try_init();
-    let mut cfg = NetConfig::new(args.port);
+    // Invariant: parse() requires the port unless --show-id, handled above.
+    let mut cfg = NetConfig::new(args.port.unwrap_or(0));
     cfg.debug_events = args.debug;
     cfg.core.name = args.name.clone();
     cfg.core.connections.max_peers = args.max_peers as usize;
     cfg.core.advertise_host = args.advertise.clone();
     cfg.core.heartbeat.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
     cfg.bootstrap.extend(args.bootstrap.clone());
+    let private = session.as_ref().map(|s| {
+        let id = s.static_key.as_ref().map(p2p_core::session_id_of_private);
+        (id, s.trust.as_ref().map(|t| t.len()))
+    });
+    if let Some(session) = session {
+        // The Noise ephemerals come from the node's generator: seed it from
+        // the OS rather than the clock.
+        let mut seed = [0u8; 8];
+        getrandom::fill(&mut seed).map_err(|e| format!("no randomness from the OS: {e}"))?;
+        cfg.seed = u64::from_le_bytes(seed);
+        cfg.core.session = session;
+    }
     let storage = DiskStorage::new(&args.downloads).map_err(|e| {
         format!(
             "cannot use downloads directory {}: {e}",
@@ -79,6 +127,10 @@ async fn run(args: p2p_cli::args::Args) -> Result<(), String> {
         bars: !args.json && std::io::stdout().is_terminal(),
         max_peers: args.max_peers as usize,
     });
+
+    if let Some((Some(id), trusted)) = &private {
+        console.private(id, *trusted);
+    }
 
     let (lines_tx, mut lines) = mpsc::channel::<String>(16);
     tokio::spawn(async move {
