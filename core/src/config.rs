@@ -77,6 +77,12 @@ pub struct SessionConfig {
     pub static_key: Option<[u8; 32]>,
     /// If set, only peers whose key-derived id is listed may connect.
     pub trust: Option<BTreeSet<PeerId>>,
+    /// Extra randomness for every connection's Noise keys (ephemerals,
+    /// nonces' derivation): a node seeded with a `u64` alone would draw its
+    /// ephemeral keys from 64 bits of entropy. A deployed node sets 32
+    /// bytes from the OS; the simulator leaves it `None`, so that runs
+    /// replay from the seed.
+    pub entropy: Option<[u8; 32]>,
 }
 
 impl fmt::Debug for SessionConfig {
@@ -85,6 +91,7 @@ impl fmt::Debug for SessionConfig {
         f.debug_struct("SessionConfig")
             .field("network_key", &self.network_key.map(|_| "set"))
             .field("static_key", &self.static_key.map(|_| "set"))
+            .field("entropy", &self.entropy.map(|_| "set"))
             .field("trust", &self.trust)
             .finish()
     }

@@ -51,6 +51,9 @@ pub struct Node {
     hello: Bytes,
     /// The one source of randomness; components borrow it in call order.
     rng: ChaCha8Rng,
+    /// Keyed with `config.session.entropy`, if given: mixed into every
+    /// connection's session seed.
+    entropy: Option<rand_chacha::ChaCha20Rng>,
     peers: Peers,
     conns: Connections,
     dialer: Dialer,
@@ -79,6 +82,10 @@ impl Node {
             Keys::new(psk, private, config.session.trust.clone())
         });
         let key_id = keys.as_ref().map(|k| k.id());
+        let entropy = config
+            .session
+            .entropy
+            .map(rand_chacha::ChaCha20Rng::from_seed);
         let id = key_id.or_else(|| config.id.clone()).unwrap_or_else(|| {
             let mut raw = [0u8; 16];
             rng.fill_bytes(&mut raw);
@@ -138,6 +145,7 @@ impl Node {
             name,
             hello,
             rng,
+            entropy,
             out: VecDeque::new(),
             queued: BTreeMap::new(),
             shut_down: false,
@@ -279,9 +287,18 @@ impl Node {
     /// A session seed for a new connection: drawn only in private mode, so
     /// that plaintext runs draw exactly what they always did.
     fn session_seed(&mut self) -> Option<[u8; 32]> {
-        self.conns
-            .is_private()
-            .then(|| session::draw_seed(&mut self.rng))
+        if !self.conns.is_private() {
+            return None;
+        }
+        let mut seed = session::draw_seed(&mut self.rng);
+        if let Some(extra) = &mut self.entropy {
+            // The node's draw is kept (the same draws with or without
+            // entropy); the extra bytes make the seed unguessable.
+            for (s, e) in seed.iter_mut().zip(session::draw_seed(extra)) {
+                *s ^= e;
+            }
+        }
+        Some(seed)
     }
 
     // ----- inputs -----

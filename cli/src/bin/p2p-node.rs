@@ -82,6 +82,10 @@ fn private_mode(args: &p2p_cli::args::Args) -> Result<Option<SessionConfig>, Str
     if let Some(path) = &args.trust {
         session.trust = Some(p2p_cli::identity::read_trust(path)?);
     }
+    // 256 bits for the connections' ephemeral keys (the node's seed is 64).
+    let mut entropy = [0u8; 32];
+    getrandom::fill(&mut entropy).map_err(|e| format!("no randomness from the OS: {e}"))?;
+    session.entropy = Some(entropy);
     Ok(Some(session))
 }
 

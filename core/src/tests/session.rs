@@ -593,3 +593,37 @@ proptest! {
         prop_assert_eq!(reported, plain_total);
     }
 }
+
+/// With `session.entropy` set, two nodes with the same seed draw different
+/// connection keys (the seed alone has 64 bits); without it, the same.
+#[test]
+fn entropy_makes_connection_keys_unguessable_from_the_seed() {
+    let t0 = std::time::Instant::now();
+    let first = |entropy: Option<[u8; 32]>| {
+        let mut c = crate::Config::new(9000);
+        c.session.network_key = Some([1; 32]);
+        c.session.static_key = Some([2; 32]);
+        c.session.entropy = entropy;
+        let mut n = crate::Node::new(c, 5, t0);
+        n.connect(t0, "127.0.0.1:9001").unwrap();
+        let conn = loop {
+            match n.poll_output() {
+                Some(crate::Output::Dial { conn, .. }) => break conn,
+                Some(_) => {}
+                None => panic!("no dial"),
+            }
+        };
+        n.handle_input(t0, crate::Input::Connected { conn, local: None });
+        let mut sent = Vec::new();
+        while let Some(o) = n.poll_output() {
+            if let crate::Output::Transmit { data, .. } = o {
+                sent.extend_from_slice(&data);
+            }
+        }
+        assert!(!sent.is_empty(), "the dialer's first Noise message");
+        sent
+    };
+    assert_eq!(first(None), first(None), "replay by seed");
+    assert_ne!(first(Some([3; 32])), first(Some([4; 32])));
+    assert_ne!(first(None), first(Some([3; 32])));
+}
