@@ -228,8 +228,8 @@ fn bootstrapping_an_address_already_being_dialed_waits_for_that_dial() {
         .any(|e| matches!(e, Event::BootstrapSucceeded { attempt: 1, .. })));
 }
 
-#[test]
-fn a_bootstrap_refused_with_max_peers_succeeds_once_its_redirect_gave_us_a_peer() {
+/// Three nodes; node 0 holds at most one peer and holds node 2.
+fn node_0_full_of_node_2() -> Mesh {
     let mut m = Mesh::new(3, |i, c| {
         if i == 0 {
             c.connections.max_peers = 1;
@@ -238,6 +238,12 @@ fn a_bootstrap_refused_with_max_peers_succeeds_once_its_redirect_gave_us_a_peer(
     m.bootstrap(2, 0);
     m.run_for(SEC);
     assert_eq!(m.nodes[0].node.peer_count(), 1);
+    m
+}
+
+#[test]
+fn a_bootstrap_refused_with_max_peers_succeeds_once_its_redirect_gave_us_a_peer() {
+    let mut m = node_0_full_of_node_2();
     // Node 0 is full: it refuses node 1 and points it at node 2.
     m.bootstrap(1, 0);
     m.run_for(10 * SEC);
@@ -342,14 +348,7 @@ fn a_bootstrap_after_shutdown_reports_no_success() {
 /// known.
 #[test]
 fn a_full_node_is_redialed_at_the_discovery_pace_and_never_forgotten() {
-    let mut m = Mesh::new(3, |i, c| {
-        if i == 0 {
-            c.connections.max_peers = 1;
-        }
-    });
-    m.bootstrap(2, 0);
-    m.run_for(SEC);
-    assert_eq!(m.nodes[0].node.peer_count(), 1);
+    let mut m = node_0_full_of_node_2();
     // Node 1 hears of node 0 from node 2, in every PEERS reply.
     m.bootstrap(1, 2);
     m.run_for(300 * SEC);
