@@ -20,7 +20,7 @@ use std::time::Duration;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use p2p_benches::loopback::{pair, plain_copy, transfer};
+use p2p_benches::loopback::{pair, plain_copy, transfers};
 use p2p_benches::{filler, MIB};
 use tokio::net::TcpListener;
 use tokio::runtime::Runtime;
@@ -42,15 +42,7 @@ fn loopback(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(size as u64));
         g.measurement_time(Duration::from_secs(secs));
         g.bench_function(BenchmarkId::new("p2p_net", label), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += transfer(&mut p, &src, size as u64).await;
-                    }
-                    total
-                })
-            })
+            b.iter_custom(|iters| rt.block_on(transfers(&mut p, &src, size as u64, iters)))
         });
         let dst = root.path().join("copy.bin");
         g.bench_function(BenchmarkId::new("plain_copy", label), |b| {

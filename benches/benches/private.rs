@@ -18,7 +18,7 @@ use std::time::Duration;
 use criterion::{
     criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
 };
-use p2p_benches::loopback::{connect_once, node_private, pair_private, transfer};
+use p2p_benches::loopback::{connect_once, node_private, pair_private, transfers};
 use p2p_benches::{filler, MIB};
 use tokio::runtime::Runtime;
 
@@ -37,15 +37,7 @@ fn private(c: &mut Criterion) {
     for (mode, is_private) in [("plaintext", false), ("private", true)] {
         let mut p = rt.block_on(pair_private(&root.path().join(mode), is_private));
         g.bench_function(BenchmarkId::new(mode, label), |b| {
-            b.iter_custom(|iters| {
-                rt.block_on(async {
-                    let mut total = Duration::ZERO;
-                    for _ in 0..iters {
-                        total += transfer(&mut p, &src, size as u64).await;
-                    }
-                    total
-                })
-            })
+            b.iter_custom(|iters| rt.block_on(transfers(&mut p, &src, size as u64, iters)))
         });
         rt.block_on(async {
             p.sender.shutdown().await.ok();

@@ -131,6 +131,16 @@ pub async fn pair_private(root: &Path, private: bool) -> Pair {
 
 /// One transfer through the nodes; returns its duration. The received file
 /// is checked by size and then deleted (outside the timing).
+/// `iters` transfers one after the other (criterion's `iter_custom`):
+/// their summed time.
+pub async fn transfers(p: &mut Pair, path: &Path, size: u64, iters: u64) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        total += transfer(p, path, size).await;
+    }
+    total
+}
+
 pub async fn transfer(p: &mut Pair, path: &Path, size: u64) -> Duration {
     let t0 = Instant::now();
     let peers = p.sender.send_file(path, Target::All).await.expect("sent");
