@@ -183,6 +183,9 @@ mod tests {
             outbound: true,
             conn: p2p_core::ConnId(1),
             extensions: Vec::new(),
+            rtt_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
         };
         let peers = [
             p("a1", "bob", "10.0.0.1:1"),

@@ -527,7 +527,7 @@ impl Console {
                 "DEBUG",
                 &format!("Ignored an extension frame from {}: {why}", self.name(peer)),
             ),
-            Event::PongReceived { peer } => {
+            Event::PongReceived { peer, .. } => {
                 self.line("DEBUG", &format!("Received PONG from {}", self.name(peer)))
             }
             Event::PeersRequested { peer } => {

@@ -65,6 +65,10 @@ pub(crate) struct Conn {
     /// Plaintext mode: whether any byte arrived yet (the first tells a
     /// Noise peer apart).
     fed: bool,
+    /// Bytes received and written on the socket (ciphertext in private
+    /// mode): what `/status` shows.
+    bytes_in: u64,
+    bytes_out: u64,
 }
 
 impl Conn {
@@ -89,6 +93,8 @@ impl Conn {
             drain_for: None,
             session,
             fed: false,
+            bytes_in: 0,
+            bytes_out: 0,
         }
     }
 
@@ -295,10 +301,21 @@ impl Connections {
     /// `bytes` of `conn`'s wire bytes were flushed: the plaintext bytes
     /// they carried (the same number on a plaintext connection).
     pub(crate) fn flushed(&mut self, conn: ConnId, bytes: u64) -> u64 {
-        match self.conns.get_mut(&conn).and_then(|c| c.session.as_mut()) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return bytes;
+        };
+        c.bytes_out += bytes;
+        match c.session.as_mut() {
             Some(s) => s.flushed(bytes),
             None => bytes,
         }
+    }
+
+    /// Bytes received and written on `conn` so far, as on the socket.
+    pub(crate) fn traffic(&self, conn: ConnId) -> (u64, u64) {
+        self.conns
+            .get(&conn)
+            .map_or((0, 0), |c| (c.bytes_in, c.bytes_out))
     }
 
     /// Whether `conn` is a private connection whose Noise handshake has
@@ -443,6 +460,7 @@ impl Connections {
         let Some(c) = self.conns.get_mut(&conn).filter(|c| c.accepts_frames()) else {
             return Ok(false);
         };
+        c.bytes_in += data.len() as u64;
         let Some(s) = c.session.as_mut() else {
             // A Noise message starts with its 2-byte length, < 256 in the
             // handshake: a first byte 0x00, never valid line protocol.

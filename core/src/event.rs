@@ -236,6 +236,8 @@ pub enum Event {
     PongReceived {
         /// From whom.
         peer: PeerId,
+        /// The round trip it closed, if it answered a timed `PING`.
+        rtt_ms: Option<u64>,
     },
     /// Debug: a peer asked for addresses.
     PeersRequested {
@@ -334,6 +336,9 @@ pub enum DisconnectReason {
     },
     /// We are shutting down.
     Shutdown,
+    /// It said it was leaving (its node is shutting down:
+    /// docs/PROTOCOL.md §7.5).
+    Left,
 }
 
 /// Why the driver reports a connection closed.
@@ -526,4 +531,11 @@ pub struct PeerInfo {
     /// The extensions it announced, as `name/version` (empty for a
     /// reference node).
     pub extensions: Vec<String>,
+    /// The last round trip measured by the heartbeat (`PING` to `PONG`),
+    /// in milliseconds; `None` until the first answer.
+    pub rtt_ms: Option<u64>,
+    /// Bytes received on its connection, as on the socket.
+    pub bytes_in: u64,
+    /// Bytes written on its connection, as on the socket.
+    pub bytes_out: u64,
 }

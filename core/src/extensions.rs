@@ -11,6 +11,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::codec;
 use crate::io::Outbox;
+use crate::peers::Peers;
 use crate::{ConnId, Event, PeerId};
 
 /// Prefix of every extension payload.
@@ -23,8 +24,13 @@ pub(crate) const RESERVED_PREFIXES: [&str; 4] = ["P2PX/", "FILESTART:", "FILECHU
 /// The tag of the capability exchange.
 const CAPS: &str = "caps";
 
+/// The tag of the goodbye a node sends before it closes on shutdown
+/// (docs/PROTOCOL.md §7.5): peers see "left" at once instead of a close
+/// they cannot tell from a crash.
+const LEAVE: &str = "leave";
+
 /// The registry (docs/PROTOCOL.md §7.2): what we speak, with versions.
-const OURS: &[(&str, u32)] = &[(CAPS, 1)];
+const OURS: &[(&str, u32)] = &[(CAPS, 1), (LEAVE, 1)];
 
 /// Longest caps body accepted.
 const MAX_CAPS_BODY: usize = 1024;
@@ -39,6 +45,15 @@ struct Caps {
     speaks: BTreeMap<String, u32>,
     /// Connections of this peer whose caps frame arrived.
     from: BTreeSet<ConnId>,
+}
+
+/// What an extension frame asks of the node.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    /// Dealt with here (or ignored, with an event).
+    Handled,
+    /// The peer is leaving: end it with [`DisconnectReason::Left`](crate::DisconnectReason::Left).
+    Leave,
 }
 
 /// Extension frames and who speaks what.
@@ -135,12 +150,37 @@ impl Extensions {
         });
     }
 
-    /// An extension frame from an established peer on `conn`.
-    pub(crate) fn on_frame(&mut self, conn: ConnId, peer: &PeerId, payload: Bytes) {
+    /// Shutdown is near: a goodbye to every peer that speaks `leave`
+    /// (a reference node gets nothing new: it sees the close).
+    pub(crate) fn leave(&mut self, peers: &Peers) {
+        for (id, p) in peers.iter() {
+            if self.speaks(id, LEAVE) {
+                self.out.transmit(p.conn, frame(LEAVE, b""));
+            }
+        }
+    }
+
+    fn speaks(&self, peer: &PeerId, tag: &str) -> bool {
+        self.peers
+            .get(peer)
+            .is_some_and(|c| c.speaks.contains_key(tag))
+    }
+
+    /// An extension frame from an established peer on `conn`. Returns
+    /// [`Frame::Leave`] when the peer said goodbye: the caller ends it.
+    pub(crate) fn on_frame(&mut self, conn: ConnId, peer: &PeerId, payload: Bytes) -> Frame {
         let (tag, body) = match split(&payload) {
             Ok(t) => t,
-            Err(why) => return self.ignore(peer, why),
+            Err(why) => {
+                self.ignore(peer, why);
+                return Frame::Handled;
+            }
         };
+        // A goodbye needs no announcement first: a peer may leave before
+        // its caps frame arrived (a body, reserved for later, is ignored).
+        if tag == LEAVE {
+            return Frame::Leave;
+        }
         if tag != CAPS {
             let announced = self
                 .peers
@@ -151,14 +191,19 @@ impl Extensions {
             } else {
                 format!("extension {tag:?} was not announced")
             };
-            return self.ignore(peer, why);
+            self.ignore(peer, why);
+            return Frame::Handled;
         }
         if self.peers.get(peer).is_some_and(|c| c.from.contains(&conn)) {
-            return self.ignore(peer, "a second caps frame on one connection");
+            self.ignore(peer, "a second caps frame on one connection");
+            return Frame::Handled;
         }
         let speaks = match parse_caps(&body) {
             Ok(s) => s,
-            Err(why) => return self.ignore(peer, why),
+            Err(why) => {
+                self.ignore(peer, why);
+                return Frame::Handled;
+            }
         };
         let caps = self.peers.entry(peer.clone()).or_default();
         caps.from.insert(conn);
@@ -168,6 +213,7 @@ impl Extensions {
             peer: peer.clone(),
             extensions,
         });
+        Frame::Handled
     }
 
     /// `peer` is gone: what it announced is forgotten.

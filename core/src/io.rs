@@ -75,6 +75,16 @@ pub enum Input {
         /// Bytes written since the last report.
         bytes: u64,
     },
+    /// A peer announced itself on the local network (mDNS, or the
+    /// simulator's LAN). Its address is dialed under the same policy,
+    /// backoff and self-detection as an address from `PEERS`; an id that
+    /// is ours or an established peer's is not dialed.
+    LanPeer {
+        /// Where it listens (`host:port`).
+        addr: String,
+        /// The id it announced, if any.
+        peer: Option<String>,
+    },
     /// A [`StorageOp`] for this transfer failed.
     StorageFailed {
         /// The transfer.

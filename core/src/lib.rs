@@ -96,7 +96,7 @@ pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
 pub use session::{
-    peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
+    network_fingerprint, peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
     public_key as session_public_key, SessionError,
 };
 

@@ -30,6 +30,7 @@ use crate::connections::{ConnState, Connections, Ended, Expiry, Next};
 use crate::dialer::{Dialer, Step};
 use crate::discovery::Discovery;
 use crate::event::{CloseReason, DisconnectReason, Event, PeerInfo};
+use crate::extensions::Frame;
 use crate::extensions::{Extensions, EXT_PREFIX};
 use crate::files::Files;
 use crate::heartbeat::Heartbeat;
@@ -171,6 +172,8 @@ impl Node {
     pub fn peers(&self) -> impl Iterator<Item = PeerInfo> + '_ {
         self.peers.info().map(|mut p| {
             p.extensions = self.ext.of(&p.id);
+            p.rtt_ms = self.heartbeat.rtt(&p.id).map(|d| d.as_millis() as u64);
+            (p.bytes_in, p.bytes_out) = self.conns.traffic(p.conn);
             p
         })
     }
@@ -328,6 +331,7 @@ impl Node {
                 }
             }
             Input::Received { conn, data } => self.on_received(now, conn, data),
+            Input::LanPeer { addr, peer } => self.on_lan_peer(now, addr, peer),
             Input::Closed { conn, reason } => self.on_closed(now, conn, reason),
             Input::Committed { transfer, saved_as } => self.files.on_committed(transfer, saved_as),
             Input::Opened { transfer, size } => self.files.on_opened(transfer, size, &self.peers),
@@ -557,6 +561,9 @@ impl Node {
         if std::mem::replace(&mut self.shut_down, true) {
             return;
         }
+        // The goodbyes go out before the closes (docs/PROTOCOL.md §7.5).
+        self.ext.leave(&self.peers);
+        self.collect();
         self.conns.shutdown(&mut self.peers);
         self.collect();
         self.files.shutdown();
@@ -757,7 +764,7 @@ impl Node {
                 self.discovery.request(conn);
             }
             self.collect();
-            self.heartbeat.greet(conn);
+            self.heartbeat.greet(now, conn);
             self.collect();
             self.ext.greet(conn);
         }
@@ -801,7 +808,7 @@ impl Node {
         let reply_on = self.peers.conn_of(&peer);
         match msg {
             Message::Ping => self.heartbeat.on_ping(reply_on),
-            Message::Pong => self.heartbeat.on_pong(peer),
+            Message::Pong => self.heartbeat.on_pong(now, conn, peer),
             Message::RequestPeers => {
                 self.discovery.on_request(&peer);
                 if let Some(rc) = reply_on {
@@ -819,7 +826,9 @@ impl Node {
             ),
             Message::Chat(text) => self.chat.on_chat(&self.peers, peer, text),
             Message::Bytes(data) if data.starts_with(EXT_PREFIX) => {
-                self.ext.on_frame(conn, &peer, data)
+                if self.ext.on_frame(conn, &peer, data) == Frame::Leave {
+                    self.on_leave(now, conn, &peer);
+                }
             }
             Message::Bytes(data) => {
                 if let Some(data) = self.files.on_bytes(now, &peer, data) {
@@ -851,7 +860,44 @@ impl Node {
         self.collect();
     }
 
+    /// An announcement heard on the LAN: our own marks the address ours
+    /// (a multi-homed host hears itself on every interface), an established
+    /// peer's is nothing new, anything else is learned like a `PEERS` entry.
+    fn on_lan_peer(&mut self, now: Instant, addr: String, peer: Option<String>) {
+        let peer = peer.and_then(|p| PeerId::parse(&p).ok());
+        if peer.as_ref() == Some(&self.id) {
+            if let Ok(a) = Addr::parse(&addr) {
+                self.dialer.book.mark_ours(&a);
+            }
+            return;
+        }
+        if peer.is_some_and(|p| self.peers.contains(&p)) {
+            return;
+        }
+        self.discovery.on_peers(
+            now,
+            None,
+            vec![addr],
+            self.peers.len(),
+            &mut self.dialer,
+            &mut self.rng,
+        );
+        self.collect();
+    }
+
+    /// `peer` said goodbye on `conn`: it is gone now, not after a timeout.
+    /// A goodbye on a duplicate being retired changes nothing.
+    fn on_leave(&mut self, now: Instant, conn: ConnId, peer: &PeerId) {
+        if !self.peers.is_current(peer, conn) {
+            return;
+        }
+        let name = self.conns.close(conn).and_then(|c| c.name);
+        self.collect();
+        self.peer_lost(now, conn, peer, &name, DisconnectReason::Left);
+    }
+
     fn on_closed(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        self.heartbeat.on_closed(conn, None);
         // The remote closing during our Noise handshake is how a listener
         // with another network key (or none) answers: say so.
         let why = if self.conns.in_noise_handshake(conn) {
@@ -934,6 +980,7 @@ impl Node {
             return;
         }
         self.ext.on_peer_lost(peer);
+        self.heartbeat.on_closed(conn, Some(peer));
         self.collect();
         self.files.on_peer_gone(peer, &self.peers, &self.queued);
         self.collect();

@@ -95,6 +95,9 @@ impl Peers {
             outbound: p.outbound,
             conn: p.conn,
             extensions: Vec::new(),
+            rtt_ms: None,
+            bytes_in: 0,
+            bytes_out: 0,
         })
     }
 }

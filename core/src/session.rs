@@ -169,6 +169,17 @@ pub fn peer_id_of_private(private: &[u8; 32]) -> PeerId {
     peer_id_of(&public_key(private))
 }
 
+/// What a private node shows of its network key on the LAN, so that only
+/// members dial each other: 16 hex characters of a domain-separated
+/// SHA-256 of the (already Argon2id-stretched) key. It reveals nothing
+/// usable: guessing a passphrase from it costs the stretching per guess.
+pub fn network_fingerprint(network_key: &[u8; 32]) -> String {
+    let mut h = Sha256::new();
+    h.update(b"p2p-mesh lan fingerprint v1\0");
+    h.update(network_key);
+    hex::encode(&h.finalize()[..8])
+}
+
 /// snow's default primitives, with an RNG seeded by the node (never the OS).
 struct SeededResolver {
     seed: [u8; 32],

@@ -51,6 +51,10 @@ pub(crate) struct Driver<T: Transport, S: Storage> {
     /// When the connections were last scanned for slow readers and
     /// lingering closes, and whether one needs watching.
     pub(crate) swept: Option<(Instant, bool)>,
+    /// The running LAN announcement, withdrawn on shutdown.
+    pub(crate) lan: Option<Box<dyn crate::LanSession>>,
+    /// What the LAN discovery heard.
+    pub(crate) lan_rx: mpsc::Receiver<crate::Heard>,
 }
 
 /// How often the connections are scanned for slow readers and lingering
@@ -129,6 +133,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                     self.flush_backlog();
                 }
                 Some(inc) = self.incoming_rx.recv() => self.on_incoming(inc),
+                Some(heard) = self.lan_rx.recv(), if self.lan.is_some() => self.on_heard(heard),
                 _ = self.drained.notified() => self.report_flushed(),
                 _ = tokio::time::sleep_until(wake) => {}
             }
@@ -152,6 +157,28 @@ impl<T: Transport, S: Storage> Driver<T, S> {
         match self.swept {
             Some((at, true)) => core.min((at + SWEEP_EVERY).max(now)),
             _ => core,
+        }
+    }
+
+    /// An announcement from the LAN: members of our mesh are handed to the
+    /// core (which applies the dial policy), others are ignored, so a
+    /// private node never dials outside its network.
+    fn on_heard(&mut self, heard: crate::Heard) {
+        let ours = self
+            .config
+            .core
+            .session
+            .network_key
+            .as_ref()
+            .map(p2p_core::network_fingerprint);
+        if !heard.same_network(ours.as_deref()) {
+            tracing::debug!("LAN: ignored {:?}: another network", heard.addrs);
+            return;
+        }
+        let now = Instant::now();
+        for addr in heard.addrs {
+            let peer = heard.id.clone();
+            self.input(now, Input::LanPeer { addr, peer });
         }
     }
 
@@ -477,6 +504,10 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     /// Closes everything gracefully: the core says goodbye, queued bytes
     /// get a short while to flush, part files are removed.
     async fn shutdown(&mut self) {
+        // Withdrawn first: nobody should dial a node that is leaving.
+        if let Some(lan) = self.lan.take() {
+            lan.stop();
+        }
         let now = Instant::now();
         self.node.shutdown(now_std(now));
         self.drain_outputs();

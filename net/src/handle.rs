@@ -120,6 +120,24 @@ pub async fn start<T: Transport, S: Storage>(
         name: node.name().to_owned(),
         local_addr,
     };
+    let (lan_tx, lan_rx) = mpsc::channel(64);
+    let lan = match &config.lan {
+        Some(lan) => {
+            let me = crate::Announcement {
+                id: node.id().to_string(),
+                name: node.name().to_owned(),
+                port: local_addr.port(),
+                network: config
+                    .core
+                    .session
+                    .network_key
+                    .as_ref()
+                    .map(p2p_core::network_fingerprint),
+            };
+            Some(lan.start(me, lan_tx)?)
+        }
+        None => None,
+    };
     let (disk, disk_done) = Disk::start(storage);
     let driver = Driver {
         node,
@@ -139,6 +157,8 @@ pub async fn start<T: Transport, S: Storage>(
         file_waiters: Default::default(),
         listener: listener_task,
         swept: None,
+        lan,
+        lan_rx,
     };
     tokio::spawn(driver.run());
     Ok((handle, Events(ev_rx)))

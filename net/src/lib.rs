@@ -35,6 +35,7 @@ mod conn;
 mod disk;
 mod driver;
 mod handle;
+mod lan;
 mod storage;
 mod transport;
 
@@ -61,6 +62,7 @@ pub enum TapEvent<'a> {
 
 /// A hook that observes the driver (the simulator hashes and checks it).
 pub type Tap = std::sync::Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
+pub use lan::{Announcement, Heard, LanDiscovery, LanError, LanSession, SERVICE_TYPE};
 pub use storage::{numbered, DiskStorage, MemStorage, Storage};
 pub use transport::{Listener, TcpTransport, Transport};
 
@@ -92,6 +94,10 @@ pub struct NetConfig {
     pub debug_events: bool,
     /// Observes every core input and output (for simulation and tests).
     pub tap: Option<Tap>,
+    /// LAN discovery: announce this node and dial the members of its mesh
+    /// that announce themselves. Off (`None`) by default: mDNS sends
+    /// multicast beyond this machine.
+    pub lan: Option<std::sync::Arc<dyn LanDiscovery>>,
 }
 
 impl std::fmt::Debug for NetConfig {
@@ -106,6 +112,7 @@ impl std::fmt::Debug for NetConfig {
             .field("disk_queue_limit", &self.disk_queue_limit)
             .field("debug_events", &self.debug_events)
             .field("tap", &self.tap.is_some())
+            .field("lan", &self.lan.is_some())
             .finish()
     }
 }
@@ -123,6 +130,7 @@ impl NetConfig {
             disk_queue_limit: 16 * 1024 * 1024,
             debug_events: false,
             tap: None,
+            lan: None,
         }
     }
 }
@@ -167,4 +175,7 @@ pub enum NetError {
     /// The node has stopped.
     #[error("the node has stopped")]
     Stopped,
+    /// LAN discovery could not start.
+    #[error(transparent)]
+    Lan(#[from] LanError),
 }

@@ -578,7 +578,8 @@ impl World {
                 Input::StorageFailed { .. }
                 | Input::Opened { .. }
                 | Input::Read { .. }
-                | Input::Flushed { .. } => {}
+                | Input::Flushed { .. }
+                | Input::LanPeer { .. } => {}
             },
             TapEvent::Output(output) => match output {
                 Output::Transmit { conn, data } => {

@@ -27,7 +27,12 @@ fn our_nodes_learn_each_others_extensions() {
         let peers: Vec<_> = m.nodes[i].node.peers().collect();
         assert_eq!(peers.len(), 2);
         for p in peers {
-            assert_eq!(p.extensions, ["caps/1"], "node {i} about {}", p.id);
+            assert_eq!(
+                p.extensions,
+                ["caps/1", "leave/1"],
+                "node {i} about {}",
+                p.id
+            );
         }
         let announced = m
             .events(i)
@@ -47,7 +52,7 @@ fn a_reference_peer_sees_one_opaque_frame_and_sends_none() {
     m.run_for(2 * SEC);
     let frames = bytes_frames(&m.raws[r].received);
     assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!(&frames[0][..], b"P2PX/caps\ncaps/1");
+    assert_eq!(&frames[0][..], b"P2PX/caps\ncaps/1 leave/1");
     let reference = PeerId::parse("reference").unwrap();
     let info = m.nodes[0].node.peers().find(|p| p.id == reference).unwrap();
     assert!(info.extensions.is_empty());
@@ -222,4 +227,57 @@ fn a_peer_that_comes_back_has_announced_nothing_until_its_new_caps_frame() {
     raw_peer(&mut m, 0, "comeback", 9305);
     m.run_for(SEC);
     assert_eq!(extensions(&m), Some(vec![]));
+}
+
+#[test]
+fn a_node_that_shuts_down_is_seen_leaving_within_one_trip() {
+    let mut m = star(3);
+    converge(&mut m, 5 * SEC);
+    m.run_for(SEC);
+    let r = raw_peer(&mut m, 2, "reference", 9301);
+    m.run_for(SEC);
+    let before = m.raws[r].received.len();
+    let now = m.now;
+    m.nodes[2].node.shutdown(now);
+    // One way is 5 ms in this harness: the goodbye is there in one trip,
+    // long before any timeout.
+    m.run_for(std::time::Duration::from_millis(20));
+    let gone = m.nodes[2].node.id().clone();
+    for i in 0..2 {
+        let left: Vec<_> = m
+            .events(i)
+            .filter_map(|e| match e {
+                Event::PeerDisconnected { peer, reason, .. } if *peer == gone => Some(reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(left, [&crate::DisconnectReason::Left], "node {i}");
+        assert!(m.nodes[i].node.peers().all(|p| p.id != gone), "node {i}");
+    }
+    // The reference node gets nothing new: no goodbye, only the close.
+    let after = bytes_frames(&m.raws[r].received[..]);
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert!(m.raws[r].received.len() >= before);
+}
+
+#[test]
+fn a_goodbye_with_a_body_still_ends_that_peer_and_only_that_peer() {
+    let mut m = star(2);
+    converge(&mut m, 5 * SEC);
+    let r = raw_peer(&mut m, 0, "ours", 9302);
+    // A peer that says goodbye with a body (reserved) leaves all the same.
+    m.raw_send(r, b"BYTES:14\nP2PX/leave\nlater");
+    m.run_for(SEC);
+    let ours = PeerId::parse("ours").unwrap();
+    assert!(m.nodes[0].node.peers().all(|p| p.id != ours));
+    let reasons: Vec<_> = m
+        .events(0)
+        .filter_map(|e| match e {
+            Event::PeerDisconnected { peer, reason, .. } if *peer == ours => Some(reason.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons, [crate::DisconnectReason::Left]);
+    // The other peer is untouched.
+    assert_eq!(m.nodes[0].node.peer_count(), 1);
 }

@@ -29,7 +29,7 @@ fn a_pong_is_reported_with_its_peer() {
     let pongs: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
-            Event::PongReceived { peer } => Some(peer.as_str()),
+            Event::PongReceived { peer, .. } => Some(peer.as_str()),
             _ => None,
         })
         .collect();
@@ -63,4 +63,54 @@ fn a_late_wake_up_still_pings_every_peer_and_rearms_from_then() {
         .count();
     assert_eq!(sent, 2);
     assert_eq!(node.poll_timeout(), Some(late + 15 * SEC));
+}
+
+#[test]
+fn round_trips_are_timed_from_the_oldest_unanswered_ping() {
+    let t0 = Instant::now();
+    let mut cfg = Config::new(9000);
+    // Inside the first-frame probation, so that the peer is still there.
+    cfg.heartbeat.ping_interval = 2 * SEC;
+    let mut node = Node::new(cfg, 7, t0);
+    let conn = accepted(&mut node, t0, None, "p:p\nLISTEN:127.0.0.1:9001\n");
+    let (pings, _) = drain(&mut node);
+    assert_eq!(pings, [conn], "the greeting ping");
+    let p = crate::PeerId::parse("p").unwrap();
+    let rtt = |node: &Node| node.peers().find(|i| i.id == p).and_then(|i| i.rtt_ms);
+    assert_eq!(rtt(&node), None, "nothing measured before a PONG");
+    // The interval's ping goes out while the first is unanswered: the PONG
+    // that comes is timed from the first.
+    let t1 = t0 + 2 * SEC;
+    node.handle_timeout(t1);
+    let (pings, _) = drain(&mut node);
+    assert_eq!(pings, [conn], "the interval's ping");
+    let pong_at = t1 + std::time::Duration::from_millis(40);
+    node.handle_input(
+        pong_at,
+        crate::Input::Received {
+            conn,
+            data: bytes::Bytes::from_static(b"PONG\n"),
+        },
+    );
+    let (_, events) = drain(&mut node);
+    let want = (pong_at - t0).as_millis() as u64;
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::PongReceived { rtt_ms: Some(ms), .. } if *ms == want)));
+    assert_eq!(rtt(&node), Some(want));
+    // A second PONG with nothing outstanding is not timed.
+    node.handle_input(
+        pong_at,
+        crate::Input::Received {
+            conn,
+            data: bytes::Bytes::from_static(b"PONG\n"),
+        },
+    );
+    let (_, events) = drain(&mut node);
+    assert!(events
+        .iter()
+        .any(|e| matches!(e, Event::PongReceived { rtt_ms: None, .. })));
+    assert_eq!(rtt(&node), Some(want), "the last measurement stays");
+    let info = node.peers().find(|i| i.id == p).unwrap();
+    assert!(info.bytes_in > 0, "bytes in are counted as they arrive");
 }

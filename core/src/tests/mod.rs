@@ -8,6 +8,7 @@ mod discovery;
 mod extensions;
 mod files;
 mod heartbeat;
+mod lan;
 mod session;
 mod util;
 

@@ -627,3 +627,14 @@ fn entropy_makes_connection_keys_unguessable_from_the_seed() {
     assert_ne!(first(Some([3; 32])), first(Some([4; 32])));
     assert_ne!(first(None), first(Some([3; 32])));
 }
+
+#[test]
+fn the_lan_fingerprint_tells_networks_apart_and_is_not_the_key() {
+    let a = crate::network_fingerprint(&[1; 32]);
+    let b = crate::network_fingerprint(&[2; 32]);
+    assert_eq!(a.len(), 16);
+    assert!(a.bytes().all(|c| c.is_ascii_hexdigit()));
+    assert_ne!(a, b);
+    assert_eq!(a, crate::network_fingerprint(&[1; 32]), "stable");
+    assert!(!a.contains(&hex::encode([1u8; 8])));
+}
