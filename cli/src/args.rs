@@ -58,6 +58,11 @@ pub struct Args {
     /// missing) and exit.
     #[arg(long)]
     pub show_id: bool,
+    /// Find peers on the local network (mDNS): announce this node and dial
+    /// the members of its mesh that announce themselves. Off by default:
+    /// multicast leaves this machine and tells the LAN a node runs here.
+    #[arg(long)]
+    pub lan: bool,
 }
 
 /// Parses arguments; on a usage error returns the one line to print and the

@@ -50,8 +50,30 @@ impl Proc {
         piped_stdin: bool,
         env: &[(&str, &str)],
     ) -> Proc {
+        Proc::start_wrapped(&[], name, dir, bootstrap, extra, piped_stdin, env)
+    }
+
+    /// Like [`Proc::start_env`], run through `wrap` (a command and its
+    /// arguments that execs the rest, such as `nsenter -t PID -n`).
+    pub fn start_wrapped(
+        wrap: &[&str],
+        name: &str,
+        dir: &Path,
+        bootstrap: Option<u16>,
+        extra: &[&str],
+        piped_stdin: bool,
+        env: &[(&str, &str)],
+    ) -> Proc {
         let downloads = dir.join(name);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-node"));
+        let bin = env!("CARGO_BIN_EXE_p2p-node");
+        let mut cmd = match wrap.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.args([
             "--json",
             "--bind",

@@ -102,6 +102,9 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     cfg.core.advertise_host = args.advertise.clone();
     cfg.core.heartbeat.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
     cfg.bootstrap.extend(args.bootstrap.clone());
+    if args.lan {
+        cfg.lan = Some(std::sync::Arc::new(p2p_net::MdnsLan::default()));
+    }
     let private = session.as_ref().map(|s| {
         let id = s.static_key.as_ref().map(p2p_core::session_id_of_private);
         (id, s.trust.as_ref().map(|t| t.len()))
