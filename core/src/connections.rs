@@ -304,7 +304,8 @@ impl Connections {
         let Some(c) = self.conns.get_mut(&conn) else {
             return bytes;
         };
-        c.bytes_out += bytes;
+        // Saturating: a driver may report any count (the fuzzers send u64::MAX).
+        c.bytes_out = c.bytes_out.saturating_add(bytes);
         match c.session.as_mut() {
             Some(s) => s.flushed(bytes),
             None => bytes,
@@ -460,7 +461,7 @@ impl Connections {
         let Some(c) = self.conns.get_mut(&conn).filter(|c| c.accepts_frames()) else {
             return Ok(false);
         };
-        c.bytes_in += data.len() as u64;
+        c.bytes_in = c.bytes_in.saturating_add(data.len() as u64);
         let Some(s) = c.session.as_mut() else {
             // A Noise message starts with its 2-byte length, < 256 in the
             // handshake: a first byte 0x00, never valid line protocol.

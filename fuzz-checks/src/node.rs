@@ -550,11 +550,29 @@ pub enum NodeOp {
         /// Its argument.
         arg: u16,
     },
+    /// An announcement heard on the LAN (`Input::LanPeer`): an address
+    /// from the list, with `id` 0 none, 1 the node's own, 2 an established
+    /// peer's, else an unknown or invalid one.
+    Lan {
+        /// Address selector.
+        addr: u8,
+        /// Id selector.
+        id: u8,
+    },
 }
 
 impl NodeOp {
     fn read(r: &mut Reader) -> NodeOp {
-        match r.u8() % 16 {
+        let op = r.u8();
+        // The LAN op came last: it takes the band 0xe0..0xf0 so that the
+        // regression inputs recorded before it keep their meaning.
+        if (0xe0..0xf0).contains(&op) {
+            return NodeOp::Lan {
+                addr: r.u8(),
+                id: r.u8(),
+            };
+        }
+        match op % 16 {
             0 => NodeOp::Accept { remote: r.u8() },
             11 => NodeOp::Source {
                 pick: r.u8(),
@@ -634,6 +652,9 @@ impl NodeOp {
             }
             NodeOp::Flushed { conn, mode, arg } => {
                 w.u8(13).u8(*conn).u8(*mode).u16(*arg);
+            }
+            NodeOp::Lan { addr, id } => {
+                w.u8(0xe0).u8(*addr).u8(*id);
             }
         }
     }
@@ -939,6 +960,17 @@ impl Harness {
             }
             NodeOp::Connect { addr } => {
                 let _ = self.node.connect(self.now, pick_str(&ADDRS, addr));
+            }
+            NodeOp::Lan { addr, id } => {
+                let peer = match id % 4 {
+                    0 => None,
+                    1 => Some(self.node.id().to_string()),
+                    2 => self.node.peers().next().map(|p| p.id.to_string()),
+                    _ => Some(["lan-peer", "BYTES", "", "a b"][usize::from(id / 4) % 4].to_owned()),
+                };
+                let addr = pick_str(&ADDRS, addr).to_owned();
+                self.node
+                    .handle_input(self.now, Input::LanPeer { addr, peer });
             }
             NodeOp::Bootstrap { addr } => {
                 let _ = self.node.bootstrap(self.now, pick_str(&ADDRS, addr));

@@ -400,3 +400,27 @@ fn one_pump_counts_fileend_frames_against_the_window() {
     ];
     check_node(&raw);
 }
+
+/// Addresses heard on the LAN go through the same checks as every other
+/// input: our own id and address never dialed, an established peer not
+/// dialed again, junk ids (`BYTES`, empty, with a space) harmless.
+#[test]
+fn lan_announcements_of_ourselves_peers_and_junk_keep_every_invariant() {
+    let ops = vec![
+        NodeOp::Lan { addr: 5, id: 1 },
+        NodeOp::Lan { addr: 0, id: 0 },
+        NodeOp::Connected { dial: 0, local: 1 },
+        NodeOp::Lan { addr: 0, id: 2 },
+        NodeOp::Lan { addr: 1, id: 3 },
+        NodeOp::Lan { addr: 2, id: 7 },
+        NodeOp::Lan { addr: 3, id: 11 },
+        NodeOp::Lan { addr: 4, id: 15 },
+        NodeOp::Tick,
+        NodeOp::Command(Cmd::Shutdown),
+        NodeOp::Lan { addr: 1, id: 0 },
+        NodeOp::Tick,
+    ];
+    let raw = NodeOp::encode_all(&ops);
+    assert_eq!(NodeOp::decode_all(&raw), ops);
+    check_node(&raw);
+}

@@ -114,3 +114,23 @@ fn round_trips_are_timed_from_the_oldest_unanswered_ping() {
     let info = node.peers().find(|i| i.id == p).unwrap();
     assert!(info.bytes_in > 0, "bytes in are counted as they arrive");
 }
+
+/// Regression (found by the `node` corpus replay): a driver reporting
+/// `u64::MAX` bytes flushed overflowed the per-connection byte counter.
+#[test]
+fn byte_counters_saturate_whatever_the_driver_reports() {
+    let t0 = Instant::now();
+    let mut node = Node::new(Config::new(9000), 7, t0);
+    let conn = accepted(&mut node, t0, None, "p:p\nLISTEN:127.0.0.1:9001\n");
+    for _ in 0..2 {
+        node.handle_input(
+            t0,
+            crate::Input::Flushed {
+                conn,
+                bytes: u64::MAX,
+            },
+        );
+    }
+    let info = node.peers().next().unwrap();
+    assert_eq!(info.bytes_out, u64::MAX);
+}
