@@ -91,6 +91,9 @@ impl Discovery {
         rng: &mut ChaCha8Rng,
     ) -> Vec<Addr> {
         let to_peer = to.and_then(|t| peers.get(t));
+        // By sequence number: unique per peer, and cheaper than comparing
+        // ids for every peer of a large table.
+        let to_seq = to_peer.map(|p| p.seq);
         let to_addr = to_peer.and_then(|p| p.addr.clone());
         let remote_local = conns.is_local(conn);
         let ok = |a: &Addr| {
@@ -100,7 +103,7 @@ impl Discovery {
         };
         let mut shared: Vec<(u64, &Addr)> = peers
             .iter()
-            .filter(|(id, _)| Some(*id) != to)
+            .filter(|(_, p)| Some(p.seq) != to_seq)
             .filter_map(|(_, p)| p.addr.as_ref().map(|a| (p.seq, a)))
             .filter(|(_, a)| ok(a))
             .collect();
@@ -117,18 +120,14 @@ impl Discovery {
             shared.truncate(self.max_shared_peers);
         }
         let mut list: BTreeSet<Addr> = shared.into_iter().map(|(_, a)| a.clone()).collect();
-        let mut extra: Vec<Addr> = dialer
-            .book
-            .healthy_idle()
-            .filter(|a| ok(a))
-            .cloned()
-            .collect();
+        // References: only the few picked are cloned.
+        let mut extra: Vec<&Addr> = dialer.book.healthy_idle().filter(|a| ok(a)).collect();
         for _ in 0..EXTRA_SHARED {
             if extra.is_empty() {
                 break;
             }
             let i = (rng.next_u64() % extra.len() as u64) as usize;
-            list.insert(extra.swap_remove(i));
+            list.insert(extra.swap_remove(i).clone());
         }
         list.into_iter().collect()
     }

@@ -28,6 +28,8 @@ pub(crate) struct ConnHandle {
     /// Bytes the writer has written in all; the driver reports the growth
     /// to the core.
     flushed: Arc<AtomicU64>,
+    /// Listed in [`Drained`] since the driver last took its flushed count.
+    listed: Arc<AtomicBool>,
     reported: u64,
     /// The reader waits while this is set (backpressure towards the peer).
     paused: Arc<AtomicBool>,
@@ -55,13 +57,48 @@ const READS_IN_FLIGHT: usize = 2;
 /// Size of the buffer that batches small frames into one write.
 const WRITE_BATCH: usize = 16 * 1024;
 
+/// What the writers tell the driver: which connections wrote since it last
+/// looked, so that it visits those instead of every connection (a 200-peer
+/// mesh has 199 per node, and each write woke a scan of all of them).
+#[derive(Debug, Default)]
+pub(crate) struct Drained {
+    notify: Notify,
+    dirty: std::sync::Mutex<Vec<ConnId>>,
+}
+
+impl Drained {
+    /// Waits until some writer reported.
+    pub(crate) async fn notified(&self) {
+        self.notify.notified().await
+    }
+
+    /// The connections that wrote since the last call, in id order.
+    pub(crate) fn take(&self) -> Vec<ConnId> {
+        // A poisoned lock only means a writer panicked while pushing; the
+        // list is still a valid list.
+        let mut v = std::mem::take(&mut *self.dirty.lock().unwrap_or_else(|e| e.into_inner()));
+        v.sort_unstable();
+        v
+    }
+
+    fn mark(&self, conn: ConnId, listed: &AtomicBool) {
+        if !listed.swap(true, Ordering::AcqRel) {
+            self.dirty
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(conn);
+        }
+        self.notify.notify_one();
+    }
+}
+
 impl ConnHandle {
     /// Starts the reader and writer tasks of a connected stream.
     pub(crate) fn spawn<S, E>(
         conn: ConnId,
         stream: S,
         events: mpsc::Sender<E>,
-        drained: Arc<Notify>,
+        drained: Arc<Drained>,
     ) -> ConnHandle
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -71,6 +108,7 @@ impl ConnHandle {
         let (tx, mut rx) = mpsc::unbounded_channel::<Bytes>();
         let queued = Arc::new(AtomicUsize::new(0));
         let flushed = Arc::new(AtomicU64::new(0));
+        let listed = Arc::new(AtomicBool::new(false));
         let paused = Arc::new(AtomicBool::new(false));
         let resume = Arc::new(Notify::new());
 
@@ -116,6 +154,7 @@ impl ConnHandle {
 
         let q = queued.clone();
         let f = flushed.clone();
+        let l = listed.clone();
         let writer = tokio::spawn(async move {
             let mut wr = wr;
             let result: std::io::Result<()> = async {
@@ -135,7 +174,7 @@ impl ConnHandle {
                     w.flush().await?;
                     q.fetch_sub(n, Ordering::AcqRel);
                     f.fetch_add(n as u64, Ordering::AcqRel);
-                    drained.notify_one();
+                    drained.mark(conn, &l);
                 }
                 wr.shutdown().await
             }
@@ -152,6 +191,7 @@ impl ConnHandle {
             tx: Some(tx),
             queued,
             flushed,
+            listed,
             reported: 0,
             paused,
             resume,
@@ -180,6 +220,9 @@ impl ConnHandle {
 
     /// Bytes written since the last call, if any.
     pub(crate) fn take_flushed(&mut self) -> Option<u64> {
+        // Cleared before the read: a write after it lists the connection
+        // again, so none is missed.
+        self.listed.store(false, Ordering::Release);
         let total = self.flushed.load(Ordering::Acquire);
         let delta = total - self.reported;
         self.reported = total;

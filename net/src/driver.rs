@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use p2p_core::{CloseReason, ConnId, Event, Input, Node, Output, Target, TransferId};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
@@ -44,7 +44,7 @@ pub(crate) struct Driver<T: Transport, S: Storage> {
     /// Connections whose reading is paused until the backlog and the disk
     /// queue are short again.
     pub(crate) paused: BTreeSet<ConnId>,
-    pub(crate) drained: Arc<Notify>,
+    pub(crate) drained: Arc<crate::conn::Drained>,
     /// `send_file` callers waiting for their transfer's end.
     pub(crate) file_waiters: BTreeMap<TransferId, oneshot::Sender<Result<usize, NetError>>>,
     pub(crate) listener: AbortHandle,
@@ -249,9 +249,13 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     fn report_flushed(&mut self) {
         let now = Instant::now();
         let flushed: Vec<(ConnId, u64)> = self
-            .conns
-            .iter_mut()
-            .filter_map(|(&conn, c)| c.take_flushed().map(|n| (conn, n)))
+            .drained
+            .take()
+            .into_iter()
+            .filter_map(|conn| {
+                let c = self.conns.get_mut(&conn)?;
+                c.take_flushed().map(|n| (conn, n))
+            })
             .collect();
         for (conn, bytes) in flushed {
             self.input(now, Input::Flushed { conn, bytes });

@@ -2,12 +2,11 @@
 //! read its [`NetEvent`]s.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use bytes::Bytes;
 use p2p_core::{CommandError, Event, PeerId, PeerInfo, Target};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::disk::Disk;
 use crate::driver::{spawn_listener, Driver};
@@ -153,7 +152,7 @@ pub async fn start<T: Transport, S: Storage>(
         events: ev_tx,
         backlog: Default::default(),
         paused: Default::default(),
-        drained: Arc::new(Notify::new()),
+        drained: Default::default(),
         file_waiters: Default::default(),
         listener: listener_task,
         swept: None,

@@ -357,7 +357,23 @@ impl World {
         host.cmds = Some(cmds);
         host.snapshot = None;
         host.commit_names.clear();
-        self.recount_mesh();
+        // Incremental (a full recount per start was 4 % of a 200-peer run):
+        // h starts with no peers, and only entries naming the new id turn
+        // good; the full recount stays for crashes.
+        let id = self.hosts[h].id.clone();
+        let newly_good = self
+            .hosts
+            .iter()
+            .enumerate()
+            .filter(|(o, host)| *o != h && host.alive)
+            .filter(|(_, host)| id.as_ref().is_some_and(|id| host.peers.contains(id)))
+            .count();
+        self.entries_good += newly_good;
+        debug_assert!({
+            let (total, good) = (self.entries_total, self.entries_good);
+            self.recount_mesh();
+            (total, good) == (self.entries_total, self.entries_good)
+        });
         self.plot_point(h, at, 0);
     }
 
