@@ -49,6 +49,14 @@ impl Addr {
             if sa.port() == 0 {
                 return Err(bad());
             }
+            // An IPv4 text the parser took is canonical (it refuses leading
+            // zeros in octets) unless its port has some: keep the text and
+            // skip the formatting, the bulk of parsing a `PEERS` line.
+            if let (SocketAddr::V4(v4), Some((_, port))) = (sa, s.rsplit_once(':')) {
+                if !port.starts_with('0') {
+                    return Ok(Addr(s.to_owned(), Some(IpAddr::V4(*v4.ip()))));
+                }
+            }
             return Ok(Addr::from_socket(sa));
         }
         let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
@@ -234,5 +242,22 @@ mod tests {
         assert_eq!(v6("fe80::2").as_str(), "[fe80::2]:80");
         assert_eq!(v6("node-1").as_str(), "node-1:80");
         assert_eq!(v6("10.0.0.1").as_str(), "10.0.0.1:80");
+    }
+
+    proptest::proptest! {
+        /// The IPv4 fast path of `parse` gives exactly the canonical form
+        /// `from_socket` would, whatever the spelling of the port.
+        #[test]
+        fn ipv4_texts_parse_to_their_canonical_form(
+            ip: [u8; 4],
+            port in 1u16..,
+            zeros in 0usize..3,
+        ) {
+            let text = format!("{}:{}{port}", std::net::Ipv4Addr::from(ip), "0".repeat(zeros));
+            let canonical = Addr::from_socket(text.parse().unwrap());
+            let parsed = Addr::parse(&text).unwrap();
+            proptest::prop_assert_eq!(parsed.as_str(), canonical.as_str());
+            proptest::prop_assert_eq!(parsed.ip(), canonical.ip());
+        }
     }
 }
