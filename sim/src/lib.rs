@@ -38,6 +38,14 @@
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
 //! `file`, `chat`, `intruders`; see the variants for what each does.
 //!
+//! # LAN discovery
+//!
+//! [`lan::SimLan`] is the simulator's [`p2p_net::LanDiscovery`]: one
+//! seeded, single-threaded LAN segment on which nodes announce themselves
+//! as mDNS would (on start, then at 1, 3 and 7 s, then every 120 s; RFC
+//! 6762 §8.3), each delivery delayed 1–100 ms or lost with a seeded
+//! probability.
+//!
 //! # Private meshes
 //!
 //! With [`SimConfig::network_key`] (`--network-key`) every node runs the
@@ -125,6 +133,7 @@ pub mod graph;
 mod host;
 mod intruder;
 pub mod invariants;
+pub mod lan;
 pub mod metrics;
 pub mod plot;
 mod report;
