@@ -82,6 +82,19 @@ impl LanParams {
     }
 }
 
+/// A planted bug of the segment (see `Sabotage`): it shows that the lan
+/// scenario's checks can fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum LanBug {
+    /// Every announcement is lost.
+    Deaf,
+    /// Every delivery arrives this much later.
+    Slow(Duration),
+    /// Every announcement is handed over with the listener's own network
+    /// fingerprint.
+    Blind,
+}
+
 /// What a segment did, counted per delivery of one announcement to one
 /// listener.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -115,6 +128,7 @@ pub struct SimLan {
 #[derive(Debug)]
 struct Segment {
     params: LanParams,
+    bug: Option<LanBug>,
     /// Members by join number.
     members: BTreeMap<u64, Member>,
     stats: LanStats,
@@ -133,8 +147,13 @@ type Plan = Vec<(Duration, u64, u64)>;
 impl LanSegment {
     /// An empty segment.
     pub fn new(params: LanParams) -> Self {
+        Self::with_bug(params, None)
+    }
+
+    pub(crate) fn with_bug(params: LanParams, bug: Option<LanBug>) -> Self {
         LanSegment(Arc::new(Mutex::new(Segment {
             params,
+            bug,
             members: BTreeMap::new(),
             stats: LanStats::default(),
         })))
@@ -172,10 +191,13 @@ impl Segment {
     /// deliveries are lost, not the delays of the others.
     fn roll(&mut self, rng: &mut ChaCha8Rng) -> Option<Duration> {
         self.stats.sent += 1;
-        let lost = unit(rng) < self.params.loss;
+        let lost = unit(rng) < self.params.loss || self.bug == Some(LanBug::Deaf);
         let lo = self.params.delay_min;
         let span = self.params.delay_max.saturating_sub(lo).as_micros() as u64;
-        let delay = lo + Duration::from_micros(rng.next_u64() % (span + 1));
+        let mut delay = lo + Duration::from_micros(rng.next_u64() % (span + 1));
+        if let Some(LanBug::Slow(extra)) = self.bug {
+            delay += extra;
+        }
         if lost {
             self.stats.lost += 1;
             return None;
@@ -194,7 +216,10 @@ impl Segment {
         let (Some(f), Some(t)) = (self.members.get(&from), self.members.get(&to)) else {
             return;
         };
-        let network = f.me.network.clone();
+        let network = match self.bug {
+            Some(LanBug::Blind) => t.me.network.clone(),
+            _ => f.me.network.clone(),
+        };
         let other = network != t.me.network;
         let heard = Heard {
             addrs: vec![SocketAddr::new(f.ip, f.me.port).to_string()],

@@ -1,4 +1,6 @@
-//! The simulated LAN ([`p2p_sim::lan`]) on its own.
+//! The simulated LAN ([`p2p_sim::lan`]) on its own, and the `lan`
+//! scenario: no bootstrap anywhere, nodes meet through announcements only,
+//! a seeded share of them lost, next to hosts of another network.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -7,6 +9,7 @@ use std::time::Duration;
 
 use p2p_net::{Announcement, Heard, LanDiscovery};
 use p2p_sim::lan::{LanParams, LanSegment, ANNOUNCE_AT};
+use p2p_sim::{run, Report, Sabotage, Scenario, SimConfig};
 use tokio::sync::mpsc;
 
 // ----- the segment on its own -----
@@ -208,4 +211,99 @@ fn starting_outside_a_runtime_is_an_error_not_a_panic() {
         network: None,
     };
     assert!(lan.start(me, tx).is_err());
+}
+
+// ----- the lan scenario -----
+
+fn lan(peers: usize, seed: u64) -> SimConfig {
+    SimConfig::new(Scenario::Lan, peers, seed)
+}
+
+fn assert_passes_within_its_bound(r: &Report) {
+    assert!(r.passed(), "{}", r.summary());
+    let l = r.lan.as_ref().expect("a lan summary");
+    let at = r.converged_at_ms.expect("converged");
+    assert!(at <= l.last_start_ms + l.bound_ms, "{}", r.summary());
+    // Found through the LAN, with losses, next to another network that
+    // also found itself there; nobody bootstrapped.
+    for counter in [
+        "lan_peer_heard",
+        "lan_announcement_lost",
+        "lan_other_network_heard",
+        "lan_other_network_peered",
+    ] {
+        assert!(r.coverage.get(counter) > 0, "{counter}: {}", r.summary());
+    }
+    assert_eq!(r.coverage.get("bootstrap_failed"), 0);
+    assert!(r.lan.as_ref().is_some_and(|l| l.stats.lost > 0));
+}
+
+#[test]
+fn the_lan_scenario_converges_without_bootstrap() {
+    for (peers, seed) in [(10, 1), (12, 2), (20, 3)] {
+        let r = run(&lan(peers, seed)).unwrap();
+        assert_passes_within_its_bound(&r);
+        assert_eq!(r.graph.edges, peers * (peers - 1) / 2);
+    }
+}
+
+/// Private mode: the members' fingerprint is their key's, the outsiders'
+/// another one; the mesh forms all the same.
+#[test]
+fn a_private_lan_mesh_converges_too() {
+    let mut cfg = lan(10, 4);
+    cfg.network_key = Some("lan key".into());
+    let r = run(&cfg).unwrap();
+    assert_passes_within_its_bound(&r);
+    assert!(r.replay.contains("--network-key"));
+}
+
+#[test]
+fn the_same_seed_gives_the_same_lan_run_and_another_seed_another() {
+    let a = run(&lan(10, 5)).unwrap();
+    let b = run(&lan(10, 5)).unwrap();
+    assert_eq!(a.trace_hash, b.trace_hash);
+    assert_eq!(
+        serde_json::to_string(&a).unwrap(),
+        serde_json::to_string(&b).unwrap()
+    );
+    let c = run(&lan(10, 6)).unwrap();
+    assert_ne!(a.trace_hash, c.trace_hash);
+    // The loss rate is part of the run (and of its replay line).
+    let mut lossless = lan(10, 5);
+    lossless.lan_loss = 0.0;
+    let d = run(&lossless).unwrap();
+    assert!(d.passed(), "{}", d.summary());
+    assert_ne!(a.trace_hash, d.trace_hash);
+    assert_eq!(d.coverage.get("lan_announcement_lost"), 0);
+    assert!(d.replay.ends_with("--lan-loss 0"), "{}", d.replay);
+}
+
+/// With every announcement lost nobody ever hears of anybody: the check
+/// that the mesh forms without bootstrap fails (and only it).
+#[test]
+fn a_deaf_lan_fails_converged_without_bootstrap() {
+    let mut cfg = lan(6, 1);
+    cfg.sabotage = Some(Sabotage::DeafLan);
+    cfg.mesh_deadline = Duration::from_secs(5);
+    let r = run(&cfg).unwrap();
+    assert!(!r.passed());
+    let checks: BTreeSet<&str> = r.violations.iter().map(|v| v.check).collect();
+    assert_eq!(
+        checks,
+        BTreeSet::from(["converged_without_bootstrap"]),
+        "{}",
+        r.summary()
+    );
+    assert_eq!(r.coverage.get("lan_peer_heard"), 0);
+    assert_eq!(r.messages, 0, "nobody ever dialed anybody");
+}
+
+#[test]
+fn bad_lan_loss_is_refused() {
+    for loss in [-0.1, 1.5, f64::NAN] {
+        let mut cfg = lan(4, 1);
+        cfg.lan_loss = loss;
+        assert!(run(&cfg).is_err(), "{loss}");
+    }
 }
