@@ -1,7 +1,7 @@
 //! The `p2p-sim` binary as users run it: exit codes, the replay line and
 //! replaying it, identical stdout for identical arguments, seed sweeps,
 //! `--check-determinism`, `--plot`, `--list`, parallel and sharded
-//! sweeps, `--merge`, `--compare` and a 50-peer mesh.
+//! sweeps, `--merge`, `--compare`, a 50-peer mesh and the `lan` scenario.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -117,7 +117,7 @@ fn sabotages() -> Vec<(String, String, String, Option<String>)> {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(checks.len(), 17, "{out}");
+    assert_eq!(checks.len(), 20, "{out}");
     let list: Vec<(String, String, String, Option<String>)> = section
         .iter()
         .map(|l| {
@@ -730,5 +730,55 @@ fn a_private_mesh_keeps_the_intruders_out() {
     assert!(v["replay"].as_str().unwrap().contains("--network-key k"));
     // Without a key the scenario cannot run.
     let o = p2p_sim(&["--scenario", "intruders", "--peers", "8"]);
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+}
+
+/// No bootstrap: the mesh forms through the simulated LAN alone, the same
+/// way twice, and a lossy `--lan-loss` replays with its flag.
+#[test]
+fn the_lan_scenario_converges_through_the_simulated_lan() {
+    let o = p2p_sim(&[
+        "--scenario",
+        "lan",
+        "--peers",
+        "12",
+        "--seed",
+        "7",
+        "--check-determinism",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let out = stdout(&o);
+    assert!(out.contains("result    PASS: full mesh at "), "{out}");
+    assert!(out.contains("  lan       "), "{out}");
+    assert!(
+        out.contains("determinism: seed 7 ran twice, same trace"),
+        "{out}"
+    );
+    let o = p2p_sim(&[
+        "--scenario",
+        "lan",
+        "--peers",
+        "8",
+        "--seed",
+        "2",
+        "--lan-loss",
+        "0.5",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).expect("JSON");
+    assert_eq!(v["lan"]["loss"], 0.5, "{v}");
+    assert!(v["lan"]["lost"].as_u64().is_some_and(|n| n > 0), "{v}");
+    assert!(
+        v["coverage"]["lan_peer_heard"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{v}"
+    );
+    assert!(
+        v["replay"].as_str().unwrap().ends_with("--lan-loss 0.5"),
+        "{v}"
+    );
+    let o = p2p_sim(&["--scenario", "lan", "--peers", "4", "--lan-loss", "2"]);
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
 }

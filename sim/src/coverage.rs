@@ -107,6 +107,22 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "intruder_stolen_id_refused",
         "an honest node refused a keyed insider claiming another node's id (impersonation or id_mismatch)",
     ),
+    (
+        "lan_peer_heard",
+        "a node was handed a LAN announcement of its own network (Input::LanPeer)",
+    ),
+    (
+        "lan_announcement_lost",
+        "the simulated LAN lost an announcement to one listener",
+    ),
+    (
+        "lan_other_network_heard",
+        "the simulated LAN delivered an announcement to a listener of another network (its driver ignores it)",
+    ),
+    (
+        "lan_other_network_peered",
+        "a host of another network on the segment established a peer of its own network (it found one through the LAN)",
+    ),
 ];
 
 /// How often each counter fired.

@@ -32,6 +32,9 @@ pub(crate) struct HostPlan {
     pub(crate) start_delay: Duration,
     /// Addresses to bootstrap to.
     pub(crate) bootstrap: Vec<String>,
+    /// The simulated LAN segment the node announces itself on, if any
+    /// (the `lan` scenario).
+    pub(crate) lan: Option<crate::lan::LanSegment>,
 }
 
 /// One life of a host. Never returns `Ok`: a host runs until crashed; an
@@ -92,6 +95,11 @@ async fn life_with<T: Transport, S: Storage>(
     let h = plan.idx;
     let mut net = cfg.net_config(h, life);
     net.bootstrap = plan.bootstrap.clone();
+    if let Some(segment) = &plan.lan {
+        // Each life its own draws, as a restarted machine's.
+        let ip = lock(&world).hosts[h].ip;
+        net.lan = Some(Arc::new(segment.member(ip, cfg.lan_seed(h, life))));
+    }
     let tap_world = world.clone();
     let hide_timeouts = cfg.sabotage == Some(Sabotage::HiddenTimeout);
     let lose_retire = cfg.sabotage == Some(Sabotage::LostRetire);

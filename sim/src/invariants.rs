@@ -79,6 +79,18 @@ pub const CHECKS: &[(&str, &str)] = &[
         INTRUDER_REFUSED,
         "(intruders) every intruder attempt is refused with its expected typed session error, and every kind was attempted and refused",
     ),
+    (
+        CONVERGED_WITHOUT_BOOTSTRAP,
+        "(lan) with no bootstrap address anywhere, the nodes find each other through LAN announcements alone and the mesh forms before the deadline",
+    ),
+    (
+        CONVERGED_WITHIN_BOUND,
+        "(lan) the mesh forms within the bound after the last start (SimConfig::lan_bound: the fourth announcement at 7 s, delivery delay, dial jitter, a connect timeout, 1 s) and holds through every member's announcements",
+    ),
+    (
+        OTHER_NETWORK_NEVER_DIALED,
+        "(lan) no member dials, or is dialed by, a host of another network announcing on the same segment",
+    ),
 ];
 
 /// Safety: one established connection per pair.
@@ -115,6 +127,12 @@ pub const INTRUDER_KEPT_OUT: &str = "intruder_kept_out";
 pub const INTRUDER_NOTHING_DELIVERED: &str = "intruder_nothing_delivered";
 /// Safety and coverage (intruders scenario): each attempt refused, with its reason.
 pub const INTRUDER_REFUSED: &str = "intruder_refused";
+/// Liveness (lan scenario): the mesh forms with LAN discovery alone.
+pub const CONVERGED_WITHOUT_BOOTSTRAP: &str = "converged_without_bootstrap";
+/// Liveness with a bound (lan scenario): and soon enough.
+pub const CONVERGED_WITHIN_BOUND: &str = "converged_within_bound";
+/// Safety (lan scenario): another network's hosts are never dialed.
+pub const OTHER_NETWORK_NEVER_DIALED: &str = "other_network_never_dialed";
 
 /// A failed check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

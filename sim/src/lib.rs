@@ -36,7 +36,17 @@
 //! spread of connections across peers and the mesh's traffic ([`plot`]).
 //!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
-//! `file`, `chat`, `intruders`; see the variants for what each does.
+//! `file`, `chat`, `intruders`, `lan`; see the variants for what each does.
+//!
+//! # LAN discovery
+//!
+//! [`lan::SimLan`] is the simulator's [`p2p_net::LanDiscovery`]: one
+//! seeded, single-threaded LAN segment on which nodes announce themselves
+//! as mDNS would (on start, then at 1, 3 and 7 s, then every 120 s; RFC
+//! 6762 §8.3), each delivery delayed 1–100 ms or lost with `--lan-loss`.
+//! The `lan` scenario gives nodes no bootstrap at all: they meet only
+//! there, next to a few hosts of another network that must never be
+//! dialed.
 //!
 //! # Private meshes
 //!
@@ -125,7 +135,9 @@ pub mod graph;
 mod host;
 mod intruder;
 pub mod invariants;
+pub mod lan;
 pub mod metrics;
+mod outsider;
 pub mod plot;
 mod report;
 mod runner;
@@ -141,6 +153,6 @@ pub use config::{host_name, Sabotage, Scenario, SimConfig};
 pub use faults::{FaultSummary, Window, TCP_GIVE_UP};
 pub use invariants::Violation;
 pub use metrics::Metrics;
-pub use report::{ChatSummary, PlotData, Report, Settings};
+pub use report::{ChatSummary, LanSummary, PlotData, Report, Settings};
 pub use runner::{run, SimError};
 pub use world::Series;

@@ -61,6 +61,21 @@ pub struct ChatSummary {
     pub delivered: u64,
 }
 
+/// The simulated LAN (lan scenario).
+#[derive(Debug, Clone, Serialize)]
+pub struct LanSummary {
+    /// Probability that one announcement to one listener was lost.
+    pub loss: f64,
+    /// The convergence bound after the last start, ms
+    /// ([`SimConfig::lan_bound`]).
+    pub bound_ms: u64,
+    /// The last member's start, ms.
+    pub last_start_ms: u64,
+    /// What the segment did.
+    #[serde(flatten)]
+    pub stats: crate::lan::LanStats,
+}
+
 /// What the per-peer connection plot needs.
 #[derive(Debug, Clone, Default)]
 pub struct PlotData {
@@ -109,6 +124,9 @@ pub struct Report {
     /// Chat totals, for the chat scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub chat: Option<ChatSummary>,
+    /// The simulated LAN, for the lan scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lan: Option<LanSummary>,
     /// The knobs.
     pub settings: Settings,
     /// Arguments of `p2p-sim` that replay this run.
@@ -126,6 +144,7 @@ impl Report {
         sim_duration: Duration,
         faults: Faults,
         settings: Settings,
+        lan: Option<(crate::lan::LanStats, Duration)>,
     ) -> Report {
         let ms = |d: Duration| d.as_millis() as u64;
         let chat = (cfg.scenario == Scenario::Chat).then(|| {
@@ -154,6 +173,12 @@ impl Report {
             graph: w.peer_graph().summary(),
             metrics: Metrics::of(w, cfg.peers, converged_at),
             chat,
+            lan: lan.map(|(stats, last_start)| LanSummary {
+                loss: cfg.lan_loss,
+                bound_ms: ms(cfg.lan_bound()),
+                last_start_ms: ms(last_start),
+                stats,
+            }),
             settings,
             replay: cfg.replay_args(),
             plot: w.series.clone().map(|series| PlotData {
@@ -246,6 +271,20 @@ impl Report {
                 s,
                 "  chat      {} lines, {} transmissions, {} deliveries",
                 c.sent, c.transmitted, c.delivered
+            );
+        }
+        if let Some(l) = &self.lan {
+            let _ = writeln!(
+                s,
+                "  lan       {} announcements: {} delivered, {} lost (loss {}), {} dropped; {} to another network; bound {} ms after the last start at {} ms",
+                l.stats.sent,
+                l.stats.delivered,
+                l.stats.lost,
+                l.loss,
+                l.stats.dropped,
+                l.stats.other_network,
+                l.bound_ms,
+                l.last_start_ms
             );
         }
         if self.violations.is_empty() {

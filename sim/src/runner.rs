@@ -11,11 +11,13 @@ use std::time::Duration;
 use rand_chacha::ChaCha8Rng;
 use rand_core::{RngCore, SeedableRng};
 
-use crate::config::{host_name, Scenario, SimConfig, PORT, SEED_HOSTS};
+use crate::config::{host_name, Sabotage, Scenario, SimConfig, PORT, SEED_HOSTS};
 use crate::faults::Faults;
 use crate::host::{self, HostPlan};
 use crate::intruder;
 use crate::invariants::{MESH_REFORMED, NO_PANIC};
+use crate::lan::{LanBug, LanParams, LanSegment};
+use crate::outsider;
 use crate::report::{Report, Settings};
 use crate::scenario::{self, Cx, Flow};
 use crate::world::{lock, HostCmd, Shared, World};
@@ -54,7 +56,17 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
             w.add_host(host_name(i), *ip);
         }
     }
-    let (plans, last_start) = layout(cfg, &ips);
+    // The lan scenario's segment, with its planted bug if one.
+    let lan = (cfg.scenario == Scenario::Lan).then(|| {
+        let bug = match cfg.sabotage {
+            Some(Sabotage::DeafLan) => Some(LanBug::Deaf),
+            Some(Sabotage::SlowLan) => Some(LanBug::Slow(cfg.lan_bound() + Duration::from_secs(1))),
+            Some(Sabotage::BlindLan) => Some(LanBug::Blind),
+            _ => None,
+        };
+        LanSegment::with_bug(LanParams::with_loss(cfg.lan_loss), bug)
+    });
+    let (plans, last_start) = layout(cfg, &ips, lan.as_ref());
     let shared_cfg = Arc::new(cfg.clone());
     for plan in plans {
         let (world, cfg) = (world.clone(), shared_cfg.clone());
@@ -73,6 +85,18 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
             });
             let ip = sim.lookup(name);
             lock(&world).intruders.add(k, ip);
+        }
+    }
+    if let Some(segment) = &lan {
+        // After the members too, for the same reason.
+        for k in 0..outsider::OUTSIDERS {
+            let name = outsider::host_name(k);
+            let (w, cfg, seg) = (world.clone(), shared_cfg.clone(), segment.clone());
+            sim.host(name.clone(), move || {
+                outsider::run(w.clone(), cfg.clone(), k, seg.clone())
+            });
+            let ip = sim.lookup(name);
+            lock(&world).outsiders.add(k, ip);
         }
     }
 
@@ -130,7 +154,13 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
     let sim_duration = sim.elapsed();
     // Dropping the simulation drops every host's runtime (and taps) first.
     drop(sim);
-    let w = lock(&world);
+    let mut w = lock(&world);
+    let lan = lan.map(|segment| (segment.stats(), last_start));
+    if let Some((stats, _)) = &lan {
+        w.coverage.add("lan_announcement_lost", stats.lost);
+        w.coverage
+            .add("lan_other_network_heard", stats.other_network);
+    }
     Ok(Report::build(
         cfg,
         &w,
@@ -138,6 +168,7 @@ pub fn run(cfg: &SimConfig) -> Result<Report, SimError> {
         sim_duration,
         faults,
         Settings::of(cfg),
+        lan,
     ))
 }
 
@@ -246,9 +277,28 @@ fn step(sim: &mut turmoil::Sim<'_>, world: &Shared, capture: &PanicCapture) -> b
 
 /// Start times and bootstrap addresses, from the seed: a few seed hosts
 /// start first; every other peer starts at a seeded time within the start
-/// window and bootstraps to one or two of them.
-fn layout(cfg: &SimConfig, ips: &[IpAddr]) -> (Vec<HostPlan>, Duration) {
+/// window and bootstraps to one or two of them. On a LAN (the `lan`
+/// scenario) every peer starts at a seeded time within the window and
+/// nobody has a bootstrap address.
+fn layout(cfg: &SimConfig, ips: &[IpAddr], lan: Option<&LanSegment>) -> (Vec<HostPlan>, Duration) {
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.layout_seed());
+    if let Some(segment) = lan {
+        let window_ms = cfg.start_window.as_millis() as u64;
+        let plans: Vec<HostPlan> = (0..cfg.peers)
+            .map(|idx| HostPlan {
+                idx,
+                start_delay: Duration::from_millis(rng.next_u64() % (window_ms + 1)),
+                bootstrap: Vec::new(),
+                lan: Some(segment.clone()),
+            })
+            .collect();
+        let last = plans
+            .iter()
+            .map(|p| p.start_delay)
+            .max()
+            .unwrap_or_default();
+        return (plans, last);
+    }
     let seeds = SEED_HOSTS.min(cfg.peers);
     let window_ms = cfg.start_window.as_millis() as u64;
     let addr = |i: usize| format!("{}:{PORT}", ips[i]);
@@ -275,6 +325,7 @@ fn layout(cfg: &SimConfig, ips: &[IpAddr]) -> (Vec<HostPlan>, Duration) {
             idx,
             start_delay,
             bootstrap,
+            lan: None,
         });
     }
     (plans, last)

@@ -12,7 +12,10 @@ use rand_core::{RngCore, SeedableRng};
 
 use crate::config::{Scenario, SimConfig, Timers};
 use crate::faults::Faults;
-use crate::invariants::{INTRUDER_REFUSED, MESH_FORMED, MESH_REFORMED, TRANSFERS_COMPLETE};
+use crate::invariants::{
+    CONVERGED_WITHIN_BOUND, CONVERGED_WITHOUT_BOOTSTRAP, INTRUDER_REFUSED, MESH_FORMED,
+    MESH_REFORMED, TRANSFERS_COMPLETE,
+};
 use crate::world::{lock, HostCmd, Shared, CHAT_PREFIX};
 
 /// What a scenario step can touch.
@@ -54,6 +57,7 @@ pub(crate) fn script(scenario: Scenario) -> Box<dyn Script> {
         Scenario::File => Box::new(FileScript::default()),
         Scenario::Chat => Box::new(ChatScript::Forming),
         Scenario::Intruders => Box::new(IntrudersScript::default()),
+        Scenario::Lan => Box::new(LanScript::default()),
     }
 }
 
@@ -794,5 +798,79 @@ impl Script for IntrudersScript {
             return Flow::Done { converged: false };
         }
         Flow::Continue
+    }
+}
+
+// ----- lan -----
+
+/// No bootstrap anywhere: the mesh must form through the simulated LAN
+/// alone before the deadline (`converged_without_bootstrap`), within
+/// [`SimConfig::lan_bound`] of the last start (`converged_within_bound`,
+/// which says why that bound), and then hold until every member's and
+/// outsider's announcements of RFC 6762 §8.3 were heard and handled, so
+/// that each had every chance to dial an outsider (it must not:
+/// `other_network_never_dialed`, checked on every dial).
+#[derive(Default)]
+struct LanScript {
+    /// When the mesh formed.
+    formed: Option<Duration>,
+}
+
+impl Script for LanScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        let mut w = lock(cx.world);
+        let bound = cx.last_start + cx.cfg.lan_bound();
+        let Some(formed) = self.formed else {
+            if w.mesh_full {
+                let at = w.last_peer_change;
+                if at > bound {
+                    let detail = format!(
+                        "the mesh formed at {} ms, {} ms past the bound ({} ms after the last start at {} ms)",
+                        at.as_millis(),
+                        (at - bound).as_millis(),
+                        cx.cfg.lan_bound().as_millis(),
+                        cx.last_start.as_millis()
+                    );
+                    w.violate(CONVERGED_WITHIN_BOUND, cx.now, None, detail);
+                    return Flow::Done { converged: true };
+                }
+                self.formed = Some(at);
+                return Flow::Continue;
+            }
+            let deadline = cx.last_start + cx.cfg.mesh_deadline;
+            if cx.now > deadline {
+                let detail = format!(
+                    "no mesh {} ms after the last peer started, with LAN discovery alone: {}",
+                    cx.cfg.mesh_deadline.as_millis(),
+                    w.mesh_gaps()
+                );
+                w.violate(CONVERGED_WITHOUT_BOOTSTRAP, cx.now, None, detail);
+                return Flow::Done { converged: false };
+            }
+            return Flow::Continue;
+        };
+        // Members and outsiders start within the start window; the last
+        // of their first announcements goes out 7 s later, and is heard
+        // and dialed (or ignored) within a delivery delay and a connect.
+        let last = cx.last_start.max(cx.cfg.start_window);
+        let hold = (last
+            + crate::lan::ANNOUNCE_AT[crate::lan::ANNOUNCE_AT.len() - 1]
+            + crate::lan::LanParams::with_loss(cx.cfg.lan_loss).delay_max
+            + cx.timers.connect)
+            .max(formed + ms(500));
+        if cx.now < hold {
+            return Flow::Continue;
+        }
+        let full = w.mesh_full;
+        if !full {
+            let detail = format!(
+                "the mesh formed at {} ms but did not hold until {} ms: {}",
+                formed.as_millis(),
+                hold.as_millis(),
+                w.mesh_gaps()
+            );
+            w.violate(CONVERGED_WITHIN_BOUND, cx.now, None, detail);
+        }
+        Flow::Done { converged: full }
     }
 }

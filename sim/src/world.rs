@@ -217,6 +217,8 @@ pub(crate) struct World {
     last_input: Vec<Option<ConnId>>,
     /// The intruders scenario's intruder hosts (see `intruder.rs`).
     pub(crate) intruders: crate::intruder::Intruders,
+    /// The lan scenario's hosts of another network (see `outsider.rs`).
+    pub(crate) outsiders: crate::outsider::Outsiders,
 }
 
 impl World {
@@ -270,6 +272,7 @@ impl World {
             private: cfg.network_key.is_some(),
             last_input: Vec::new(),
             intruders: crate::intruder::Intruders::default(),
+            outsiders: crate::outsider::Outsiders::default(),
         }
     }
 
@@ -311,6 +314,11 @@ impl World {
             s.hosts.push(Vec::new());
         }
         idx
+    }
+
+    /// The host at `ip`, if one of the simulated peers.
+    pub(crate) fn host_at(&self, ip: IpAddr) -> Option<usize> {
+        self.by_ip.get(&ip).copied()
     }
 
     pub(crate) fn host_name(&self, h: usize) -> String {
@@ -580,7 +588,10 @@ impl World {
         };
         self.metrics_on_tap(at, ev);
         match ev {
-            TapEvent::Accepted { conn, remote } => self.on_accept(h, *conn, *remote),
+            TapEvent::Accepted { conn, remote } => {
+                self.member_touched(h, *remote, false, at);
+                self.on_accept(h, *conn, *remote)
+            }
             TapEvent::Input(input) => match input {
                 Input::Connected { conn, local } => self.on_connected(h, *conn, *local),
                 Input::DialFailed { conn, .. } | Input::Closed { conn, .. } => {
@@ -594,8 +605,8 @@ impl World {
                 Input::StorageFailed { .. }
                 | Input::Opened { .. }
                 | Input::Read { .. }
-                | Input::Flushed { .. }
-                | Input::LanPeer { .. } => {}
+                | Input::Flushed { .. } => {}
+                Input::LanPeer { .. } => self.coverage.hit("lan_peer_heard"),
             },
             TapEvent::Output(output) => match output {
                 Output::Transmit { conn, data } => {
@@ -606,6 +617,9 @@ impl World {
                 Output::Dial { conn, addr } => {
                     let mut t = self.new_track(DIALER);
                     t.dialed = addr.as_str().parse::<SocketAddr>().ok();
+                    if let Some(a) = t.dialed {
+                        self.member_touched(h, a, true, at);
+                    }
                     t.remote_host = t.dialed.and_then(|a| self.by_ip.get(&a.ip()).copied());
                     t.intruder = t.dialed.and_then(|a| self.intruders.by_ip(a.ip()));
                     self.hosts[h].conns.insert(*conn, t);

@@ -152,3 +152,18 @@ fn intruder_nothing_delivered_fires_on_relayed_intruder_chat() {
 fn intruder_refused_fires_on_deaf_to_intruders() {
     fires_with_detail(Sabotage::DeafToIntruders, 4, "never refused");
 }
+
+#[test]
+fn converged_without_bootstrap_fires_on_deaf_lan() {
+    fires_with_detail(Sabotage::DeafLan, 4, "with LAN discovery alone");
+}
+
+#[test]
+fn converged_within_bound_fires_on_slow_lan() {
+    fires_with_detail(Sabotage::SlowLan, 4, "past the bound");
+}
+
+#[test]
+fn other_network_never_dialed_fires_on_blind_lan() {
+    fires_with_detail(Sabotage::BlindLan, 4, "of another network");
+}

@@ -36,8 +36,8 @@ const EXIT_REGRESSION: u8 = 3;
 #[derive(Debug, Parser)]
 #[command(name = "p2p-sim", version)]
 struct Args {
-    /// Scenario: mesh, partition, churn, latency, file, chat or intruders
-    /// (intruders needs --network-key).
+    /// Scenario: mesh, partition, churn, latency, file, chat, intruders
+    /// (needs --network-key) or lan (no bootstrap: a simulated LAN only).
     #[arg(long, default_value = "mesh", value_parser = parse_scenario)]
     scenario: Scenario,
     /// Number of simulated peers.
@@ -128,6 +128,10 @@ struct Args {
     /// not the real CLI's slow KDF: cheap per host, same 32-byte PSK shape).
     #[arg(long, value_name = "KEY")]
     network_key: Option<String>,
+    /// lan: the probability that one LAN announcement to one listener is
+    /// lost, 0 to 1 [default: 0.2].
+    #[arg(long, value_name = "P")]
+    lan_loss: Option<f64>,
     /// List the scenarios, checks, planted bugs and coverage counters, then exit.
     #[arg(long)]
     list: bool,
@@ -194,6 +198,9 @@ impl Args {
         c.sabotage = self.sabotage;
         c.log = self.log;
         c.network_key = self.network_key.clone();
+        if let Some(v) = self.lan_loss {
+            c.lan_loss = v;
+        }
         c
     }
 }
