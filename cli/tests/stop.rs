@@ -78,7 +78,9 @@ fn stops_leaving(a: &mut Proc, b: &mut Proc, stopped: Instant, mid_download: boo
         "seen after {:?}",
         stopped.elapsed()
     );
-    assert_eq!(gone["reason"]["kind"], "closed", "{gone}");
+    // Our nodes say goodbye before closing (PROTOCOL §7.5): "left", not a
+    // bare close.
+    assert_eq!(gone["reason"]["kind"], "left", "{gone}");
 }
 
 #[test]
