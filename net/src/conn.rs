@@ -16,7 +16,11 @@ use tokio::task::AbortHandle;
 #[derive(Debug)]
 pub(crate) enum SocketEvent {
     Received(ConnId, Bytes),
+    /// The reader ended: the connection is over.
     Closed(ConnId, CloseReason),
+    /// The writer failed. The reader goes on: what the peer sent before it
+    /// went (a goodbye, the rest of a file) is still delivered.
+    WriteFailed(ConnId, CloseReason),
 }
 
 /// The driver's side of one live connection.
@@ -40,8 +44,11 @@ pub(crate) struct ConnHandle {
     writer: AbortHandle,
     /// When the queue first went over the limit, if it still is.
     pub(crate) over_since: Option<tokio::time::Instant>,
-    /// When a close was requested.
+    /// When a close was requested (or the writer failed).
     pub(crate) closing_since: Option<tokio::time::Instant>,
+    /// The writer's error, not yet told to the core: told when the reader
+    /// ends, or when the linger runs out.
+    pub(crate) write_failed: Option<CloseReason>,
 }
 
 /// Largest read; reads start at `MIN_READ` and double while they fill the
@@ -181,7 +188,9 @@ impl ConnHandle {
             .await;
             if let Err(e) = result {
                 let _ = events
-                    .send(SocketEvent::Closed(conn, CloseReason::Io { error: e.into() }).into())
+                    .send(
+                        SocketEvent::WriteFailed(conn, CloseReason::Io { error: e.into() }).into(),
+                    )
                     .await;
             }
         })
@@ -200,6 +209,7 @@ impl ConnHandle {
             writer,
             over_since: None,
             closing_since: None,
+            write_failed: None,
         }
     }
 
@@ -248,6 +258,8 @@ impl ConnHandle {
     /// Flush what is queued, then shut the write side; reading goes on.
     pub(crate) fn close(&mut self, now: tokio::time::Instant) {
         self.tx = None;
+        // The core closed it: it no longer waits to hear of the failure.
+        self.write_failed = None;
         self.closing_since.get_or_insert(now);
     }
 

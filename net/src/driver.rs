@@ -389,8 +389,24 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             Incoming::Socket(SocketEvent::Closed(conn, reason)) => {
                 // Dropping the handle lets the writer flush and shut down.
                 self.paused.remove(&conn);
-                if self.conns.remove(&conn).is_some() {
+                if let Some(mut c) = self.conns.remove(&conn) {
+                    // The first failure is the one to report.
+                    let reason = c.write_failed.take().unwrap_or(reason);
                     self.input(now, Input::Closed { conn, reason });
+                }
+            }
+            Incoming::Socket(SocketEvent::WriteFailed(conn, reason)) => {
+                // A peer that closed while we were sending (it quit in the
+                // middle of a file) makes our writes fail before its last
+                // frames, its goodbye among them, are read: the core hears
+                // of the failure when the reader is done, or after the
+                // linger if it never is.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    if !c.is_closing() {
+                        c.write_failed = Some(reason);
+                    }
+                    c.closing_since.get_or_insert(now);
+                    self.watch_conns();
                 }
             }
         }
@@ -454,8 +470,11 @@ impl<T: Transport, S: Storage> Driver<T, S> {
             }
         }
         for conn in gone {
-            if let Some(c) = self.conns.remove(&conn) {
+            if let Some(mut c) = self.conns.remove(&conn) {
                 c.abort();
+                if let Some(reason) = c.write_failed.take() {
+                    self.input(now, Input::Closed { conn, reason });
+                }
             }
         }
         self.drain_outputs();
