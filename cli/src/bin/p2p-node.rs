@@ -227,6 +227,10 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
             Ok(p) => console.peers(&p),
             Err(e) => console.error(&e.to_string()),
         },
+        Command::Status => match node.peers().await {
+            Ok(p) => console.status(&p),
+            Err(e) => console.error(&e.to_string()),
+        },
         Command::Connect(addr) => {
             if let Err(e) = node.connect(&addr).await {
                 console.error(&e.to_string());
