@@ -5,11 +5,16 @@ use std::path::PathBuf;
 
 use clap::Parser;
 
-/// A peer of the p2p mesh: chat, binary messages and verified file sharing.
+/// p2p-node: a peer of a small peer-to-peer mesh: chat, binary messages and
+/// files with verified integrity, with the peers it finds.
 ///
-/// Type a line to chat with every peer; `/help` lists the commands.
+/// Type a line to chat with every peer; `/help` lists the commands. On a
+/// terminal the prompt edits lines, keeps their history beside the
+/// identity file and completes commands, peers and paths with Tab.
+// `about` and `long_about` come from this comment (clap's bare `about`
+// would take the package's description, which is about both programs).
 #[derive(Debug, Clone, Parser)]
-#[command(name = "p2p-node", version, about, long_about = None)]
+#[command(name = "p2p-node", version)]
 pub struct Args {
     /// Port to listen on (0 picks a free one).
     #[arg(required_unless_present = "show_id")]
@@ -168,6 +173,18 @@ mod tests {
         assert_eq!(code, 2);
         assert!(msg.contains("needs a network key"), "{msg}");
         assert!(parse_with_env(["p2p-node", "--trust", "t", "8001"], Some("k".into())).is_ok());
+    }
+
+    #[test]
+    fn help_starts_by_saying_what_p2p_node_is() {
+        let (help, code) = parse(["p2p-node", "--help"]).unwrap_err();
+        assert_eq!(code, 0);
+        assert!(
+            help.starts_with("p2p-node: a peer of a small peer-to-peer mesh: chat, binary messages and files with verified integrity, with the peers it finds"),
+            "{help}"
+        );
+        let (short, _) = parse(["p2p-node", "-h"]).unwrap_err();
+        assert!(short.starts_with("p2p-node: a peer of"), "{short}");
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub enum Command {
     },
     /// `/peers`
     Peers,
+    /// `/status`: peers with their traffic, transfers in progress.
+    Status,
     /// `/connect host:port`
     Connect(String),
     /// `/discover`
@@ -37,18 +39,33 @@ pub enum Command {
     Nothing,
 }
 
-/// The help text.
+/// The commands, as typed (`/word`), with what follows them (empty: no
+/// arguments). The prompt completes these; [`HELP`] describes each.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("/msg", "<peer> <text>"),
+    ("/send", "<path>"),
+    ("/sendto", "<peer> <path>"),
+    ("/peers", ""),
+    ("/status", ""),
+    ("/connect", "<host:port>"),
+    ("/discover", ""),
+    ("/help", ""),
+    ("/quit", ""),
+];
+
+/// The help text: one line per command.
 pub const HELP: &str = "\
 commands:
   <text>                 chat with every peer
   /msg <peer> <text>     chat with one peer (by name, id or address)
   /send <path>           send a file to every peer
-  /sendto <peer> <path>  send a file to one peer
+  /sendto <peer> <path>  send a file to one peer (by name, id or address)
   /peers                 list connected peers
+  /status                peers (address, direction, round trip, bytes), transfers in progress
   /connect <host:port>   connect to a peer
   /discover              ask peers for more peers now
-  /help                  this text
-  /quit                  leave";
+  /help                  this text (also /?)
+  /quit                  leave (also /exit; Ctrl-D at the prompt)";
 
 /// Parses one input line; the error says what is wrong.
 pub fn parse(line: &str) -> Result<Command, String> {
@@ -73,6 +90,7 @@ pub fn parse(line: &str) -> Result<Command, String> {
     };
     match word {
         "peers" => Ok(Command::Peers),
+        "status" => Ok(Command::Status),
         "discover" => Ok(Command::Discover),
         "help" | "?" => Ok(Command::Help),
         "quit" | "exit" => Ok(Command::Quit),
@@ -169,9 +187,38 @@ mod tests {
             })
         );
         assert_eq!(parse("/quit"), Ok(Command::Quit));
+        assert_eq!(parse("/status"), Ok(Command::Status));
+        assert_eq!(parse("  /status  \n"), Ok(Command::Status));
+        // Extra words after a command without arguments are ignored, as
+        // for /peers.
+        assert_eq!(parse("/status now"), Ok(Command::Status));
         assert!(parse("/msg bob").unwrap_err().contains("usage"));
         assert!(parse("/send").unwrap_err().contains("usage"));
         assert!(parse("/frob").unwrap_err().contains("unknown command"));
+    }
+
+    #[test]
+    fn every_command_is_known_and_has_a_line_of_help() {
+        for (word, usage) in COMMANDS {
+            let line = format!("{word} {}", usage.replace(['<', '>'], ""));
+            let parsed = parse(&line);
+            assert!(
+                parsed.as_ref().is_ok_and(|c| *c != Command::Nothing),
+                "{line:?}: {parsed:?}"
+            );
+            let help = HELP
+                .lines()
+                .find(|l| l.trim_start().starts_with(&format!("{word} ")))
+                .unwrap_or_else(|| panic!("{word} is not in HELP"));
+            // A usage column, then a description.
+            let described = help.trim_start()[word.len()..].trim_start();
+            assert!(described.len() > usage.len(), "{help:?}");
+        }
+        // Every command HELP lists is in COMMANDS (what the prompt completes).
+        for l in HELP.lines().filter(|l| l.trim_start().starts_with('/')) {
+            let word = l.split_whitespace().next().unwrap_or_default();
+            assert!(COMMANDS.iter().any(|(w, _)| *w == word), "{word}");
+        }
     }
 
     #[test]

@@ -1,10 +1,15 @@
 //! What `p2p-node` prints: lines in the reference's style
 //! (`[15:04:35] [NETWORK] Peer bob connected ...`), or one JSON object per
 //! event with a stable `type` field, plus progress bars on a terminal.
+//!
+//! Everything goes through a [`Sink`]: stdout by default, the interactive
+//! prompt's printer (which prints above the line being typed) when stdin is
+//! a terminal, a buffer in tests.
 
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2p_core::{
@@ -26,14 +31,121 @@ pub struct Style {
     pub max_peers: usize,
 }
 
-/// Turns events into output lines, remembering peer names for display.
+/// Where the console's output goes.
+pub trait Sink: Send {
+    /// Prints `text`, one or more lines, without the final newline.
+    fn print(&self, text: &str);
+}
+
+/// Standard output, flushed after each print.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stdout;
+
+impl Sink for Stdout {
+    fn print(&self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+/// Turns events into output lines, remembering peer names for display and
+/// following the transfers in progress for `/status`.
 pub struct Console {
     style: Style,
+    sink: Box<dyn Sink>,
     names: BTreeMap<PeerId, String>,
     multi: MultiProgress,
     bars: BTreeMap<(bool, TransferId), ProgressBar>,
     /// Last printed tenth of progress per transfer, when not drawing bars.
     tenths: BTreeMap<(bool, TransferId), u64>,
+    /// Transfers in progress, keyed like `bars` (`true`: incoming).
+    transfers: BTreeMap<(bool, TransferId), Transfer>,
+    /// Our address, id and name, from the `Listening` event.
+    me: Option<(SocketAddr, PeerId, String)>,
+}
+
+/// A file transfer in progress, as its events told it.
+#[derive(Debug, Clone)]
+struct Transfer {
+    name: String,
+    /// The sender of an incoming file.
+    from: Option<PeerId>,
+    /// How many peers an outgoing file goes to.
+    peers: Option<usize>,
+    size: u64,
+    /// Bytes received (incoming) or queued (outgoing) so far.
+    done: u64,
+    /// When its first event arrived.
+    since: Instant,
+}
+
+/// What `/status` prints about one transfer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferStatus {
+    /// `"in"` (receiving) or `"out"` (sending).
+    pub direction: &'static str,
+    /// The transfer's handle in this node.
+    pub transfer: TransferId,
+    /// The file name.
+    pub name: String,
+    /// Who sends it (incoming only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<PeerId>,
+    /// How many peers it goes to (outgoing only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub peers: Option<usize>,
+    /// Its size in bytes.
+    pub size: u64,
+    /// Bytes received (incoming) or queued for the peers (outgoing) so far.
+    pub bytes: u64,
+    /// Average bytes per second since it started; `None` before any byte.
+    pub rate_bps: Option<u64>,
+    /// Seconds left at that rate; `None` without a rate.
+    pub eta_s: Option<u64>,
+}
+
+/// What `/status` prints about one peer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeerStatus<'a> {
+    /// Its id.
+    pub id: &'a PeerId,
+    /// Its display name.
+    pub name: &'a str,
+    /// Its listening address, if known.
+    pub addr: Option<&'a p2p_core::Addr>,
+    /// `"out"` if we dialed it, `"in"` if it dialed us.
+    pub direction: &'static str,
+    /// The last heartbeat round trip, in milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// Bytes received on its connection.
+    pub bytes_in: u64,
+    /// Bytes written on its connection.
+    pub bytes_out: u64,
+}
+
+/// `1.5 MiB`, `512 B`: sizes for people.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = 0;
+    while v >= 1024.0 && unit + 1 < UNITS.len() {
+        v /= 1024.0;
+        unit += 1;
+    }
+    format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `42 s`, `3 m 05 s`, `2 h 07 m`: durations for people.
+fn human_secs(s: u64) -> String {
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} m {:02} s", s / 60, s % 60),
+        _ => format!("{} h {:02} m", s / 3600, s / 60 % 60),
+    }
 }
 
 /// `HH:MM:SS` (UTC) of the wall clock.
@@ -124,11 +236,27 @@ enum Reply<'a> {
         id: &'a PeerId,
         trusted: Option<usize>,
     },
+    /// The answer to `/status`.
+    Status {
+        id: Option<&'a PeerId>,
+        name: Option<&'a str>,
+        listen: Option<String>,
+        max_peers: usize,
+        peers: Vec<PeerStatus<'a>>,
+        transfers: Vec<TransferStatus>,
+    },
 }
 
 impl Console {
-    /// A console printing in `style`.
+    /// A console printing in `style` on stdout.
     pub fn new(style: Style) -> Self {
+        Console::with_sink(style, Box::new(Stdout))
+    }
+
+    /// A console printing in `style` to `sink`. Progress bars, if
+    /// `style.bars`, are drawn by indicatif on the terminal itself: give a
+    /// sink other than [`Stdout`] a style without them.
+    pub fn with_sink(style: Style, sink: Box<dyn Sink>) -> Self {
         let multi = if style.bars {
             MultiProgress::new()
         } else {
@@ -136,10 +264,13 @@ impl Console {
         };
         Console {
             style,
+            sink,
             names: BTreeMap::new(),
             multi,
             bars: BTreeMap::new(),
             tenths: BTreeMap::new(),
+            transfers: BTreeMap::new(),
+            me: None,
         }
     }
 
@@ -151,11 +282,13 @@ impl Console {
     }
 
     fn line(&self, category: &str, text: &str) {
-        let line = format!("[{}] [{category}] {}", clock(), printable(text));
+        self.raw(&format!("[{}] [{category}] {}", clock(), printable(text)));
+    }
+
+    /// Prints `line` as it is: above the progress bars if there are some.
+    fn raw(&self, line: &str) {
         if self.bars.is_empty() {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{line}");
-            let _ = out.flush();
+            self.sink.print(line);
         } else {
             let _ = self.multi.println(line);
         }
@@ -163,9 +296,7 @@ impl Console {
 
     fn json_line(&self, value: &impl Serialize) {
         if let Ok(s) = serde_json::to_string(value) {
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{s}");
-            let _ = out.flush();
+            self.sink.print(&s);
         }
     }
 
@@ -181,7 +312,108 @@ impl Console {
         for p in peers {
             let addr = p.addr.as_ref().map_or("-".to_owned(), ToString::to_string);
             let dir = if p.outbound { "outbound" } else { "inbound" };
-            println!("  {:<16} {:<34} {:<22} {dir}", p.name, p.id, addr);
+            let name = printable(&p.name);
+            self.raw(&format!("  {name:<16} {:<34} {addr:<22} {dir}", p.id));
+        }
+    }
+
+    /// The transfers in progress at `now`, incoming first, each in the
+    /// order it started.
+    pub fn transfers_at(&self, now: Instant) -> Vec<TransferStatus> {
+        let incoming = self.transfers.iter().filter(|((i, _), _)| *i);
+        let outgoing = self.transfers.iter().filter(|((i, _), _)| !*i);
+        incoming
+            .chain(outgoing)
+            .map(|(&(incoming, id), t)| {
+                let secs = now.saturating_duration_since(t.since).as_secs_f64();
+                let rate = (t.done > 0 && secs > 0.0).then(|| t.done as f64 / secs);
+                TransferStatus {
+                    direction: if incoming { "in" } else { "out" },
+                    transfer: id,
+                    name: t.name.clone(),
+                    from: t.from.clone(),
+                    peers: t.peers,
+                    size: t.size,
+                    bytes: t.done,
+                    rate_bps: rate.map(|r| r as u64),
+                    eta_s: rate.map(|r| (t.size.saturating_sub(t.done) as f64 / r).ceil() as u64),
+                }
+            })
+            .collect()
+    }
+
+    /// Prints the answer to `/status`: who we are, the peers with their
+    /// traffic, the transfers in progress.
+    pub fn status(&self, peers: &[p2p_core::PeerInfo]) {
+        self.status_at(peers, Instant::now());
+    }
+
+    /// [`Console::status`] with the rates and ETAs of transfers taken at
+    /// `now`.
+    pub fn status_at(&self, peers: &[p2p_core::PeerInfo], now: Instant) {
+        let transfers = self.transfers_at(now);
+        let rows: Vec<PeerStatus<'_>> = peers
+            .iter()
+            .map(|p| PeerStatus {
+                id: &p.id,
+                name: &p.name,
+                addr: p.addr.as_ref(),
+                direction: if p.outbound { "out" } else { "in" },
+                rtt_ms: p.rtt_ms,
+                bytes_in: p.bytes_in,
+                bytes_out: p.bytes_out,
+            })
+            .collect();
+        let max = self.style.max_peers;
+        if self.style.json {
+            let me = self.me.as_ref();
+            return self.json_line(&Reply::Status {
+                id: me.map(|m| &m.1),
+                name: me.map(|m| m.2.as_str()),
+                listen: me.map(|m| m.0.to_string()),
+                max_peers: max,
+                peers: rows,
+                transfers,
+            });
+        }
+        let head = match &self.me {
+            Some((addr, id, name)) => format!("Node {name} ({id}) on {addr}"),
+            None => "Node".to_owned(),
+        };
+        self.line("SYSTEM", &format!("{head}: {}/{max} peers", rows.len()));
+        for p in &rows {
+            let addr = p.addr.map_or("-".to_owned(), ToString::to_string);
+            let rtt = p.rtt_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"));
+            self.raw(&format!(
+                "  {:<16} {:<34} {addr:<22} {:<3} rtt {rtt:<7} in {:<10} out {}",
+                printable(p.name),
+                p.id,
+                p.direction,
+                human_bytes(p.bytes_in),
+                human_bytes(p.bytes_out),
+            ));
+        }
+        if transfers.is_empty() {
+            return;
+        }
+        self.raw(&format!("  transfers in progress: {}", transfers.len()));
+        for t in &transfers {
+            let (arrow, who) = match (&t.from, t.peers) {
+                (Some(from), _) => ("<-", format!("from {}", printable(&self.name(from)))),
+                (None, Some(n)) => ("->", format!("to {n} peers")),
+                (None, None) => ("->", String::new()),
+            };
+            let pct = t.bytes as f64 * 100.0 / t.size.max(1) as f64;
+            let rate = t
+                .rate_bps
+                .map_or("-".to_owned(), |r| format!("{}/s", human_bytes(r)));
+            let eta = t.eta_s.map_or("-".to_owned(), human_secs);
+            self.raw(&format!(
+                "  {arrow} {} {who}: {} of {} ({pct:.0}%), {rate}, eta {eta}",
+                printable(&t.name),
+                human_bytes(t.bytes),
+                human_bytes(t.size),
+            ));
         }
     }
 
@@ -193,12 +425,17 @@ impl Console {
         self.line("ERROR", text);
     }
 
-    /// A plain informational line.
+    /// A plain informational text: its first line with the time and
+    /// category, the others as they are (each made printable).
     pub fn info(&self, text: &str) {
         if self.style.json {
             return self.json_line(&Reply::Info { message: text });
         }
-        self.line("SYSTEM", text);
+        let mut lines = text.lines();
+        self.line("SYSTEM", lines.next().unwrap_or_default());
+        for l in lines {
+            self.raw(&printable(l));
+        }
     }
 
     /// The startup line of private mode: our key-derived id, and how many
@@ -228,9 +465,19 @@ impl Console {
 
     /// Shows one event.
     pub fn event(&mut self, event: &NetEvent) {
+        self.event_at(event, Instant::now());
+    }
+
+    /// [`Console::event`] for an event that arrived at `now` (the start of
+    /// a transfer, for its rate).
+    pub fn event_at(&mut self, event: &NetEvent, now: Instant) {
         if let NetEvent::Core(Event::PeerConnected { peer, name, .. }) = event {
             self.names.insert(peer.clone(), name.clone());
         }
+        if let NetEvent::Listening { addr, id, name } = event {
+            self.me = Some((*addr, id.clone(), name.clone()));
+        }
+        self.follow(event, now);
         let debug_only = matches!(event, NetEvent::Core(e) if e.is_debug());
         if debug_only && !self.style.debug {
             return;
@@ -264,6 +511,73 @@ impl Console {
                 self.json_line(&map)
             }
             _ => self.json_line(e),
+        }
+    }
+
+    /// Keeps `transfers` up to date.
+    fn follow(&mut self, event: &NetEvent, now: Instant) {
+        let NetEvent::Core(e) = event else { return };
+        let new = |name: &str, from: Option<&PeerId>, peers: Option<usize>, size: u64| Transfer {
+            name: name.to_owned(),
+            from: from.cloned(),
+            peers,
+            size,
+            done: 0,
+            since: now,
+        };
+        match e {
+            Event::FileStarted {
+                transfer,
+                from,
+                name,
+                size,
+            } => {
+                self.transfers
+                    .insert((true, *transfer), new(name, Some(from), None, *size));
+            }
+            Event::FileSendStarted {
+                transfer,
+                name,
+                size,
+                peers,
+            } => {
+                self.transfers
+                    .insert((false, *transfer), new(name, None, Some(*peers), *size));
+            }
+            Event::FileProgress {
+                transfer,
+                from,
+                name,
+                received,
+                size,
+            } => {
+                self.transfers
+                    .entry((true, *transfer))
+                    .or_insert_with(|| new(name, Some(from), None, *size))
+                    .done = *received;
+            }
+            Event::FileSendProgress {
+                transfer,
+                name,
+                sent,
+                size,
+            } => {
+                self.transfers
+                    .entry((false, *transfer))
+                    .or_insert_with(|| new(name, None, None, *size))
+                    .done = *sent;
+            }
+            Event::FileReceived { transfer, .. }
+            | Event::FileFailed {
+                transfer: Some(transfer),
+                ..
+            } => {
+                self.transfers.remove(&(true, *transfer));
+            }
+            Event::FileSent { transfer, .. } | Event::FileSendFailed { transfer, .. } => {
+                self.transfers.remove(&(false, *transfer));
+            }
+            _ => {}
         }
     }
 
@@ -406,7 +720,16 @@ impl Console {
                     "NETWORK",
                     &format!("Peer {name} dropped: {error} ({peers}/{max} peers)"),
                 ),
-                _ => {}
+                DisconnectReason::Left => self.line(
+                    "NETWORK",
+                    &format!("Peer {name} left ({peers}/{max} peers)"),
+                ),
+                // Our own shutdown: "Node stopped" says it.
+                DisconnectReason::Shutdown => {}
+                other => self.line(
+                    "NETWORK",
+                    &format!("Peer {name} disconnected: {other:?} ({peers}/{max} peers)"),
+                ),
             },
             Event::Rejected {
                 addr,
@@ -562,5 +885,262 @@ mod printable_tests {
         assert_eq!(p.chars().count(), 2049);
         assert!(p.ends_with('…'));
         assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+    }
+}
+
+#[cfg(test)]
+mod console_tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use p2p_core::{Addr, ConnId, DisconnectReason, Event, PeerId, PeerInfo, TransferId};
+    use p2p_net::NetEvent;
+    use serde_json::Value;
+
+    use super::{Console, Sink, Style};
+
+    /// Keeps what the console printed.
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<String>>>);
+
+    impl Sink for Capture {
+        fn print(&self, text: &str) {
+            self.0.lock().expect("not poisoned").push(text.to_owned());
+        }
+    }
+
+    impl Capture {
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.0.lock().expect("not poisoned"))
+        }
+    }
+
+    fn console(json: bool) -> (Console, Capture) {
+        let cap = Capture::default();
+        let style = Style {
+            json,
+            debug: false,
+            bars: false,
+            max_peers: 64,
+        };
+        (Console::with_sink(style, Box::new(cap.clone())), cap)
+    }
+
+    fn id(s: &str) -> PeerId {
+        PeerId::parse(s).expect("valid id")
+    }
+
+    fn bob() -> PeerInfo {
+        PeerInfo {
+            id: id("b0b"),
+            name: "bob".into(),
+            addr: Some(Addr::parse("127.0.0.1:8002").expect("valid addr")),
+            outbound: true,
+            conn: ConnId(1),
+            extensions: Vec::new(),
+            rtt_ms: Some(12),
+            bytes_in: 2048,
+            bytes_out: 300,
+        }
+    }
+
+    /// alice listening, bob connected, a 1000-byte file coming from bob
+    /// (400 bytes in) and a 50-byte one going out to 1 peer, all at `t0`.
+    fn busy(c: &mut Console, t0: Instant) {
+        let events = [
+            NetEvent::Listening {
+                addr: "127.0.0.1:8001".parse().expect("valid socket address"),
+                id: id("a11ce"),
+                name: "alice".into(),
+            },
+            NetEvent::Core(Event::PeerConnected {
+                peer: id("b0b"),
+                name: "bob".into(),
+                addr: bob().addr,
+                outbound: true,
+                peers: 1,
+            }),
+            NetEvent::Core(Event::FileStarted {
+                transfer: TransferId(7),
+                from: id("b0b"),
+                name: "big.bin".into(),
+                size: 1000,
+            }),
+            NetEvent::Core(Event::FileProgress {
+                transfer: TransferId(7),
+                from: id("b0b"),
+                name: "big.bin".into(),
+                received: 400,
+                size: 1000,
+            }),
+            NetEvent::Core(Event::FileSendStarted {
+                transfer: TransferId(8),
+                name: "note.txt".into(),
+                size: 50,
+                peers: 1,
+            }),
+        ];
+        for e in &events {
+            c.event_at(e, t0);
+        }
+    }
+
+    #[test]
+    fn status_json_is_one_object_with_peers_and_transfers() {
+        let (mut c, cap) = console(true);
+        let t0 = Instant::now();
+        busy(&mut c, t0);
+        cap.take();
+        c.status_at(&[bob()], t0 + Duration::from_secs(2));
+        let out = cap.take();
+        assert_eq!(out.len(), 1, "{out:?}");
+        let v: Value = serde_json::from_str(&out[0]).expect("JSON");
+        assert_eq!(v["type"], "status");
+        assert_eq!(v["id"], "a11ce");
+        assert_eq!(v["name"], "alice");
+        assert_eq!(v["listen"], "127.0.0.1:8001");
+        assert_eq!(v["max_peers"], 64);
+        let peer = &v["peers"][0];
+        let mut keys: Vec<_> = peer.as_object().expect("object").keys().collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "addr",
+                "bytes_in",
+                "bytes_out",
+                "direction",
+                "id",
+                "name",
+                "rtt_ms"
+            ]
+        );
+        assert_eq!(peer["id"], "b0b");
+        assert_eq!(peer["name"], "bob");
+        assert_eq!(peer["addr"], "127.0.0.1:8002");
+        assert_eq!(peer["direction"], "out");
+        assert_eq!(peer["rtt_ms"], 12);
+        assert_eq!(
+            (peer["bytes_in"].as_u64(), peer["bytes_out"].as_u64()),
+            (Some(2048), Some(300))
+        );
+        let t = v["transfers"].as_array().expect("array");
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0]["direction"], "in");
+        assert_eq!(t[0]["transfer"], 7);
+        assert_eq!(t[0]["name"], "big.bin");
+        assert_eq!(t[0]["from"], "b0b");
+        assert_eq!(
+            (t[0]["bytes"].as_u64(), t[0]["size"].as_u64()),
+            (Some(400), Some(1000))
+        );
+        // 400 bytes in 2 s, 600 to go.
+        assert_eq!(t[0]["rate_bps"], 200);
+        assert_eq!(t[0]["eta_s"], 3);
+        assert_eq!(t[1]["direction"], "out");
+        assert_eq!(t[1]["peers"], 1);
+        assert!(t[1].get("from").is_none());
+        // Nothing queued yet: no rate, no ETA.
+        assert!(t[1]["rate_bps"].is_null() && t[1]["eta_s"].is_null());
+        // Nothing is shared in this codebase: no such section.
+        assert!(v.get("shared").is_none());
+    }
+
+    #[test]
+    fn status_text_lists_peers_then_transfers_until_they_end() {
+        let (mut c, cap) = console(false);
+        let t0 = Instant::now();
+        busy(&mut c, t0);
+        cap.take();
+        c.status_at(&[bob()], t0 + Duration::from_secs(2));
+        let out = cap.take();
+        assert_eq!(out.len(), 5, "{out:#?}");
+        assert!(
+            out[0].ends_with("[SYSTEM] Node alice (a11ce) on 127.0.0.1:8001: 1/64 peers"),
+            "{}",
+            out[0]
+        );
+        let row = &out[1];
+        for part in [
+            "bob",
+            "b0b",
+            "127.0.0.1:8002",
+            " out ",
+            "rtt 12 ms",
+            "in 2.0 KiB",
+            "out 300 B",
+        ] {
+            assert!(row.contains(part), "{part:?} not in {row:?}");
+        }
+        assert_eq!(out[2], "  transfers in progress: 2");
+        assert_eq!(
+            out[3],
+            "  <- big.bin from bob: 400 B of 1000 B (40%), 200 B/s, eta 3 s"
+        );
+        assert_eq!(
+            out[4],
+            "  -> note.txt to 1 peers: 0 B of 50 B (0%), -, eta -"
+        );
+
+        for e in [
+            Event::FileReceived {
+                transfer: TransferId(7),
+                from: id("b0b"),
+                name: "big.bin".into(),
+                size: 1000,
+                sha256: "00".into(),
+                saved_as: "big.bin".into(),
+            },
+            Event::FileSent {
+                transfer: TransferId(8),
+                name: "note.txt".into(),
+                size: 50,
+                peers: 1,
+            },
+        ] {
+            c.event(&NetEvent::Core(e));
+        }
+        cap.take();
+        c.status(&[]);
+        let out = cap.take();
+        assert_eq!(out.len(), 1, "{out:#?}");
+        assert!(out[0].ends_with(": 0/64 peers"), "{}", out[0]);
+    }
+
+    #[test]
+    fn a_peer_that_left_says_so_in_text_and_json() {
+        let left = NetEvent::Core(Event::PeerDisconnected {
+            peer: id("b0b"),
+            name: "bob".into(),
+            reason: DisconnectReason::Left,
+            peers: 0,
+        });
+        let (mut c, cap) = console(false);
+        c.event(&left);
+        let out = cap.take();
+        assert_eq!(out.len(), 1);
+        assert!(
+            out[0].ends_with("[NETWORK] Peer bob left (0/64 peers)"),
+            "{}",
+            out[0]
+        );
+
+        let (mut c, cap) = console(true);
+        c.event(&left);
+        let v: Value = serde_json::from_str(&cap.take()[0]).expect("JSON");
+        assert_eq!(v["type"], "peer_disconnected");
+        assert_eq!(v["reason"]["kind"], "left");
+        assert_eq!(v["name"], "bob");
+    }
+
+    #[test]
+    fn help_is_printed_one_line_per_command() {
+        let (c, cap) = console(false);
+        c.info(crate::command::HELP);
+        let out = cap.take();
+        assert_eq!(out.len(), crate::command::HELP.lines().count());
+        assert!(out[0].ends_with("[SYSTEM] commands:"), "{}", out[0]);
+        assert!(out.iter().all(|l| !l.contains('\u{fffd}')), "{out:#?}");
+        assert!(out.iter().any(|l| l.starts_with("  /status ")));
     }
 }

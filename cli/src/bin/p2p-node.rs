@@ -1,15 +1,19 @@
 //! `p2p-node`: a peer of the mesh for people and scripts.
 //!
 //! `p2p-node 8001 localhost:8000` listens on 8001 and joins through 8000.
-//! Lines typed on stdin are chat; `/help` lists the commands. Works with
-//! stdin closed or piped: the node then runs until SIGINT/SIGTERM.
+//! Lines typed on stdin are chat; `/help` lists the commands. On a
+//! terminal they are read with an editing prompt (`p2p_cli::prompt`), the
+//! node's output printed above it; otherwise plain lines are read. Works
+//! with stdin closed or piped: the node then runs until SIGINT/SIGTERM.
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use p2p_cli::command::{self, Command, HELP};
 use p2p_cli::output::{Console, Style};
-use p2p_core::{SessionConfig, Target};
+use p2p_cli::prompt::{history_path, Prompt, SharedPeers};
+use p2p_core::{Event, SessionConfig, Target};
 use p2p_net::{start, DiskStorage, NetConfig, NetEvent, NodeHandle, TcpTransport};
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
@@ -128,26 +132,49 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
         .await
         .map_err(|e| e.to_string())?;
 
-    let mut console = Console::new(Style {
+    let mut style = Style {
         json: args.json,
         debug: args.debug,
         bars: !args.json && std::io::stdout().is_terminal(),
         max_peers: args.max_peers as usize,
-    });
+    };
+    // The peers the prompt completes after /msg and /sendto.
+    let peer_list = SharedPeers::default();
+    let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
+    // rustyline puts back the SIGINT handler it found when it is done with
+    // a line: tokio's must be installed before the prompt starts, or a
+    // later SIGINT would find the default one (and end the process
+    // without a shutdown).
+    #[cfg(unix)]
+    let _sigint = interactive
+        .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()));
+    let prompt = if interactive {
+        match Prompt::start(history_path(&args.identity), peer_list.clone()) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                eprintln!("p2p-node: no line editing ({e}): reading plain lines");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let (mut prompt, mut console, mut lines) = match prompt {
+        Some((prompt, printer, lines)) => {
+            // Progress bars would be drawn over the prompt: in prompt mode
+            // progress is printed above it as lines (a line per tenth), as
+            // when stdout is not a terminal.
+            style.bars = false;
+            let console = Console::with_sink(style, Box::new(printer));
+            (Some(prompt), console, lines)
+        }
+        None => (None, Console::new(style), plain_lines()),
+    };
 
     if let Some((Some(id), trusted)) = &private {
         console.private(id, *trusted);
     }
 
-    let (lines_tx, mut lines) = mpsc::channel::<String>(16);
-    tokio::spawn(async move {
-        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
-        while let Ok(Some(line)) = stdin.next_line().await {
-            if lines_tx.send(line).await.is_err() {
-                return;
-            }
-        }
-    });
     let mut stdin_open = true;
     let mut terminate = signal_terminate();
     // One listener for the whole run: a `ctrl_c()` made anew in every turn
@@ -155,6 +182,9 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     // event printed, a command carried out).
     let ctrl_c = tokio::signal::ctrl_c();
     tokio::pin!(ctrl_c);
+    // The prompt's list of peers follows the events, and is read again
+    // from the node now and then.
+    let mut refresh = tokio::time::interval(Duration::from_secs(5));
 
     loop {
         tokio::select! {
@@ -162,7 +192,13 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
             _ = &mut ctrl_c => break,
             _ = terminate.recv() => break,
             ev = events.next() => match ev {
-                Some(ev) => console.event(&ev),
+                Some(ev) => {
+                    // Before it is shown: a peer seen connected completes.
+                    if prompt.is_some() {
+                        follow_peers(&peer_list, &ev);
+                    }
+                    console.event(&ev);
+                }
                 None => return Ok(()),
             },
             line = lines.recv(), if stdin_open => match line {
@@ -171,9 +207,16 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
                         break;
                     }
                 }
+                // Ctrl-D at the prompt: leave, as /quit. Plain stdin
+                // closed: go on without it.
+                None if prompt.is_some() => break,
                 None => stdin_open = false,
             },
+            _ = refresh.tick(), if prompt.is_some() => refresh_peers(&node, &peer_list).await,
         }
+    }
+    if let Some(p) = &mut prompt {
+        p.close();
     }
     let _ = node.shutdown().await;
     while let Some(ev) = events.next().await {
@@ -184,6 +227,56 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
         }
     }
     Ok(())
+}
+
+/// Lines from stdin read as they are (stdin is not a terminal: a pipe, a
+/// file, closed).
+fn plain_lines() -> mpsc::Receiver<String> {
+    let (lines_tx, lines) = mpsc::channel::<String>(16);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        while let Ok(Some(line)) = stdin.next_line().await {
+            if lines_tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// Reads the prompt's list of peers again from the node.
+async fn refresh_peers(node: &NodeHandle, list: &SharedPeers) {
+    let Ok(peers) = node.peers().await else {
+        return;
+    };
+    let peers = peers
+        .iter()
+        .map(|p| (p.name.clone(), p.id.to_string()))
+        .collect();
+    match list.lock() {
+        Ok(mut l) => *l = peers,
+        Err(poisoned) => *poisoned.into_inner() = peers,
+    }
+}
+
+/// Adds or removes the peer an event is about in the prompt's list.
+fn follow_peers(list: &SharedPeers, ev: &NetEvent) {
+    let mut l = match list.lock() {
+        Ok(l) => l,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    match ev {
+        NetEvent::Core(Event::PeerConnected { peer, name, .. }) => {
+            let id = peer.to_string();
+            l.retain(|(_, i)| *i != id);
+            l.push((name.clone(), id));
+        }
+        NetEvent::Core(Event::PeerDisconnected { peer, .. }) => {
+            let id = peer.to_string();
+            l.retain(|(_, i)| *i != id);
+        }
+        _ => {}
+    }
 }
 
 /// SIGTERM as a channel (scripts stop nodes with it).
@@ -228,6 +321,10 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
         },
         Command::Peers => match node.peers().await {
             Ok(p) => console.peers(&p),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Status => match node.peers().await {
+            Ok(p) => console.status(&p),
             Err(e) => console.error(&e.to_string()),
         },
         Command::Connect(addr) => {
