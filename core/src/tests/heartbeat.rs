@@ -65,6 +65,11 @@ fn a_late_wake_up_still_pings_every_peer_and_rearms_from_then() {
     assert_eq!(node.poll_timeout(), Some(late + 15 * SEC));
 }
 
+fn pong(node: &mut Node, at: Instant, conn: ConnId) {
+    let data = bytes::Bytes::from_static(b"PONG\n");
+    node.handle_input(at, crate::Input::Received { conn, data });
+}
+
 #[test]
 fn round_trips_are_timed_from_the_oldest_unanswered_ping() {
     let t0 = Instant::now();
@@ -85,13 +90,7 @@ fn round_trips_are_timed_from_the_oldest_unanswered_ping() {
     let (pings, _) = drain(&mut node);
     assert_eq!(pings, [conn], "the interval's ping");
     let pong_at = t1 + std::time::Duration::from_millis(40);
-    node.handle_input(
-        pong_at,
-        crate::Input::Received {
-            conn,
-            data: bytes::Bytes::from_static(b"PONG\n"),
-        },
-    );
+    pong(&mut node, pong_at, conn);
     let (_, events) = drain(&mut node);
     let want = (pong_at - t0).as_millis() as u64;
     assert!(events
@@ -99,13 +98,7 @@ fn round_trips_are_timed_from_the_oldest_unanswered_ping() {
         .any(|e| matches!(e, Event::PongReceived { rtt_ms: Some(ms), .. } if *ms == want)));
     assert_eq!(rtt(&node), Some(want));
     // A second PONG with nothing outstanding is not timed.
-    node.handle_input(
-        pong_at,
-        crate::Input::Received {
-            conn,
-            data: bytes::Bytes::from_static(b"PONG\n"),
-        },
-    );
+    pong(&mut node, pong_at, conn);
     let (_, events) = drain(&mut node);
     assert!(events
         .iter()
