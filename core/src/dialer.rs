@@ -133,7 +133,8 @@ impl Dialer {
         peers: usize,
         rng: &mut ChaCha8Rng,
     ) {
-        if self.shut_down || !self.book.dialable(addr, now) || peers >= self.policy.max_peers {
+        // The book lookup last: a full node skips it.
+        if self.shut_down || peers >= self.policy.max_peers || !self.book.dialable(addr, now) {
             return;
         }
         let at = now + jitter(rng, self.policy.jitter);

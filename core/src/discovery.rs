@@ -185,9 +185,8 @@ impl Discovery {
             if dialer.book.learn(&addr) {
                 new.push(addr.clone());
             }
-            if dialer.book.dialable(&addr, now) {
-                dialer.schedule(now, &addr, peers, rng);
-            }
+            // `schedule` checks that it is dialable.
+            dialer.schedule(now, &addr, peers, rng);
         }
         if !new.is_empty() {
             self.out.event(Event::PeersDiscovered {
