@@ -55,6 +55,8 @@ pub(crate) struct Driver<T: Transport, S: Storage> {
     pub(crate) lan: Option<Box<dyn crate::LanSession>>,
     /// What the LAN discovery heard.
     pub(crate) lan_rx: mpsc::Receiver<crate::Heard>,
+    /// Our network's fingerprint, as announced (`None`: a public mesh).
+    pub(crate) lan_network: Option<String>,
 }
 
 /// How often the connections are scanned for slow readers and lingering
@@ -164,14 +166,7 @@ impl<T: Transport, S: Storage> Driver<T, S> {
     /// core (which applies the dial policy), others are ignored, so a
     /// private node never dials outside its network.
     fn on_heard(&mut self, heard: crate::Heard) {
-        let ours = self
-            .config
-            .core
-            .session
-            .network_key
-            .as_ref()
-            .map(p2p_core::network_fingerprint);
-        if !heard.same_network(ours.as_deref()) {
+        if !heard.same_network(self.lan_network.as_deref()) {
             tracing::debug!("LAN: ignored {:?}: another network", heard.addrs);
             return;
         }

@@ -120,18 +120,19 @@ pub async fn start<T: Transport, S: Storage>(
         local_addr,
     };
     let (lan_tx, lan_rx) = mpsc::channel(64);
+    let lan_network = config
+        .core
+        .session
+        .network_key
+        .as_ref()
+        .map(p2p_core::network_fingerprint);
     let lan = match &config.lan {
         Some(lan) => {
             let me = crate::Announcement {
                 id: node.id().to_string(),
                 name: node.name().to_owned(),
                 port: local_addr.port(),
-                network: config
-                    .core
-                    .session
-                    .network_key
-                    .as_ref()
-                    .map(p2p_core::network_fingerprint),
+                network: lan_network.clone(),
             };
             Some(lan.start(me, lan_tx)?)
         }
@@ -158,6 +159,7 @@ pub async fn start<T: Transport, S: Storage>(
         swept: None,
         lan,
         lan_rx,
+        lan_network,
     };
     tokio::spawn(driver.run());
     Ok((handle, Events(ev_rx)))
