@@ -2,6 +2,10 @@
 //! replaying it, identical stdout for identical arguments, seed sweeps,
 //! `--check-determinism`, `--plot`, `--list`, parallel and sharded
 //! sweeps, `--merge`, `--compare`, a 50-peer mesh and the `lan` scenario.
+//!
+//! The `lan` scenario's LAN is simulated (`p2p_sim::lan::SimLan`, in
+//! memory, inside turmoil): it sends no multicast and opens no socket. Real
+//! mDNS is only used by `cli/tests/lan.rs`, inside its own namespace.
 
 use std::io::Write as _;
 use std::path::Path;

@@ -1,6 +1,10 @@
 //! The simulated LAN ([`p2p_sim::lan`]) on its own, and the `lan`
 //! scenario: no bootstrap anywhere, nodes meet through announcements only,
 //! a seeded share of them lost, next to hosts of another network.
+//!
+//! No multicast here, and no socket at all: the LAN is `SimLan`, in memory
+//! inside turmoil's simulated network. Real mDNS (`p2p_net::MdnsLan`) is
+//! only used by `cli/tests/lan.rs`, inside a network namespace it creates.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
