@@ -52,6 +52,11 @@ impl Heartbeat {
         self.pinged.entry(conn).or_insert(now);
     }
 
+    #[cfg(test)]
+    pub(crate) fn timed(&self) -> usize {
+        self.pinged.len()
+    }
+
     /// The last round trip measured to `peer`.
     pub(crate) fn rtt(&self, peer: &PeerId) -> Option<Duration> {
         self.rtt.get(peer).copied()
@@ -100,6 +105,12 @@ impl Heartbeat {
         if self.next.is_none_or(|t| t > now) {
             return;
         }
+        // A timer whose connection no longer carries a peer (a retired
+        // duplicate whose close the driver never reported) goes: the map
+        // holds at most one entry per peer.
+        let current: std::collections::BTreeSet<ConnId> =
+            peers.iter().map(|(_, p)| p.conn).collect();
+        self.pinged.retain(|c, _| current.contains(c));
         for (peer, p) in peers.iter() {
             self.ping(now, p.conn);
             self.out.event(Event::PingSent { peer: peer.clone() });

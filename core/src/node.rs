@@ -210,6 +210,12 @@ impl Node {
         self.queued.get(&conn).copied().unwrap_or(0)
     }
 
+    /// Round trips being timed (one per connection with a `PING` out).
+    #[cfg(test)]
+    pub(crate) fn timed_pings(&self) -> usize {
+        self.heartbeat.timed()
+    }
+
     /// Incoming file transfers in progress.
     pub fn incoming_transfers(&self) -> usize {
         self.files.incoming()

@@ -903,3 +903,29 @@ fn peer_names_are_capped_at_64_bytes() {
     // 63 bytes of "n", and the two-byte "é" would pass 64: cut before it.
     assert_eq!(peer.name, "n".repeat(63));
 }
+
+/// Round-trip timers do not outlive the connections they time: a
+/// duplicate retired by the merge rule (pinged while it was kept) and a
+/// peer that went silent leave none behind.
+#[test]
+fn round_trip_timers_do_not_outlive_their_connections() {
+    let ids = ["a", "b"];
+    let mut m = Mesh::new(2, |i, c| c.id = Some(PeerId::parse(ids[i]).unwrap()));
+    m.slow_accepted.insert(1, Duration::from_millis(100));
+    let now = m.now;
+    m.nodes[0].node.connect(now, &addr_of(1)).unwrap();
+    m.nodes[1].node.connect(now, &addr_of(0)).unwrap();
+    m.run_for(30 * SEC);
+    for i in 0..2 {
+        let n = &m.nodes[i].node;
+        assert!(
+            n.timed_pings() <= n.peer_count(),
+            "node {i}: {}",
+            n.timed_pings()
+        );
+    }
+    m.crash(1);
+    m.run_for(90 * SEC);
+    assert_eq!(m.nodes[0].node.peer_count(), 0);
+    assert_eq!(m.nodes[0].node.timed_pings(), 0);
+}
