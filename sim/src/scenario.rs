@@ -16,7 +16,7 @@ use crate::invariants::{
     CONVERGED_WITHIN_BOUND, CONVERGED_WITHOUT_BOOTSTRAP, INTRUDER_REFUSED, MESH_FORMED,
     MESH_REFORMED, TRANSFERS_COMPLETE,
 };
-use crate::world::{lock, HostCmd, Shared, CHAT_PREFIX};
+use crate::world::{lock, HostCmd, Shared, World, CHAT_PREFIX};
 
 /// What a scenario step can touch.
 pub(crate) struct Cx<'r, 'a> {
@@ -93,6 +93,21 @@ const fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// Past the mesh deadline without the mesh: reports `check` (`what`, the
+/// deadline, who is missing) and says so.
+fn mesh_overdue(cx: &Cx<'_, '_>, w: &mut World, check: &'static str, what: &str) -> bool {
+    if cx.now <= cx.last_start + cx.cfg.mesh_deadline {
+        return false;
+    }
+    let detail = format!(
+        "{what} {} ms after the last peer started: {}",
+        cx.cfg.mesh_deadline.as_millis(),
+        w.mesh_gaps()
+    );
+    w.violate(check, cx.now, None, detail);
+    true
+}
+
 /// Waits for the first full mesh: `Some(true)` once it holds,
 /// `Some(false)` (with a violation) past the deadline.
 fn forming(cx: &mut Cx<'_, '_>) -> Option<bool> {
@@ -100,14 +115,7 @@ fn forming(cx: &mut Cx<'_, '_>) -> Option<bool> {
     if w.mesh_full {
         return Some(true);
     }
-    let deadline = cx.last_start + cx.cfg.mesh_deadline;
-    if cx.now > deadline {
-        let detail = format!(
-            "no full mesh {} ms after the last peer started: {}",
-            cx.cfg.mesh_deadline.as_millis(),
-            w.mesh_gaps()
-        );
-        w.violate(MESH_FORMED, cx.now, None, detail);
+    if mesh_overdue(cx, &mut w, MESH_FORMED, "no full mesh") {
         return Some(false);
     }
     None
@@ -837,14 +845,8 @@ impl Script for LanScript {
                 self.formed = Some(at);
                 return Flow::Continue;
             }
-            let deadline = cx.last_start + cx.cfg.mesh_deadline;
-            if cx.now > deadline {
-                let detail = format!(
-                    "no mesh {} ms after the last peer started, with LAN discovery alone: {}",
-                    cx.cfg.mesh_deadline.as_millis(),
-                    w.mesh_gaps()
-                );
-                w.violate(CONVERGED_WITHOUT_BOOTSTRAP, cx.now, None, detail);
+            let what = "no mesh with LAN discovery alone";
+            if mesh_overdue(cx, &mut w, CONVERGED_WITHOUT_BOOTSTRAP, what) {
                 return Flow::Done { converged: false };
             }
             return Flow::Continue;
