@@ -49,6 +49,70 @@ pub struct Config {
     /// Private mode: the Noise session layer (session.rs). The default
     /// is plaintext, the reference's protocol.
     pub session: SessionConfig,
+    /// Content-addressed sharing: shares, the mesh index, downloads
+    /// (swarm/).
+    pub swarm: SwarmConfig,
+}
+
+/// Which offers are accepted without asking (`p2p-node --accept-offers`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AcceptOffers {
+    /// None: each offer is shown and waits for `/accept` or `/decline`.
+    #[default]
+    Ask,
+    /// Every offer.
+    All,
+    /// Offers from these peers.
+    From(BTreeSet<PeerId>),
+}
+
+/// Content-addressed sharing (docs/PROTOCOL.md §9).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct SwarmConfig {
+    /// Speak `swarm/1` at all (announced in the caps frame).
+    pub enabled: bool,
+    /// Chunk size of the manifests this node builds.
+    pub chunk_size: u32,
+    /// Chunk requests in flight per peer and download: 16 x 256 KiB keeps a
+    /// loopback link and a disk read queue busy.
+    pub requests_per_peer: usize,
+    /// A request unanswered for this long is moved to another peer, and the
+    /// peer is not asked again for a while.
+    pub request_timeout: Duration,
+    /// Chunk requests of one peer served at once; more are answered `none`.
+    pub max_serving_per_peer: usize,
+    /// Largest manifest accepted from a peer, in bytes.
+    pub max_manifest: usize,
+    /// Downloads running at once.
+    pub max_downloads: usize,
+    /// The partial record is made durable every this many chunks.
+    pub checkpoint_every: u32,
+    /// Pending offers kept; older ones are dropped.
+    pub max_offers: usize,
+    /// Offers accepted without asking.
+    pub accept_offers: AcceptOffers,
+    /// How often a download asks partial holders what they have now.
+    pub have_refresh: Duration,
+}
+
+impl Default for SwarmConfig {
+    fn default() -> Self {
+        SwarmConfig {
+            enabled: true,
+            chunk_size: 256 * 1024,
+            requests_per_peer: 16,
+            request_timeout: Duration::from_secs(10),
+            max_serving_per_peer: 64,
+            max_manifest: 8 * 1024 * 1024,
+            max_downloads: 16,
+            checkpoint_every: 64,
+            max_offers: 64,
+            accept_offers: AcceptOffers::Ask,
+            have_refresh: Duration::from_secs(2),
+        }
+    }
 }
 
 /// Private mode (docs/PROTOCOL.md §7.4). With a `network_key`, every
@@ -242,6 +306,7 @@ impl Config {
             dialer: DialerConfig::default(),
             files: FilesConfig::default(),
             session: SessionConfig::default(),
+            swarm: SwarmConfig::default(),
         }
     }
 }

@@ -222,6 +222,24 @@ pub enum CommandError {
     /// The node was shut down and takes no more dials.
     #[error("the node is shut down")]
     ShutDown,
+    /// No content with that id (or id prefix) is known here or in the mesh.
+    #[error("no content {0} is known (/files lists what the mesh offers)")]
+    UnknownContent(String),
+    /// An id prefix that matches more than one content.
+    #[error("id prefix {0} matches several contents; type more of it")]
+    AmbiguousContent(String),
+    /// Not a content id or a prefix of at least 8 hex digits.
+    #[error("{0:?} is not a content id (64 hex digits, or a unique prefix of 8 or more)")]
+    InvalidContentId(String),
+    /// Content that is shared here already (complete).
+    #[error("{0} is shared here already")]
+    AlreadyHave(String),
+    /// `swarm.max_downloads` downloads are running.
+    #[error("{0} downloads are running already")]
+    TooManyDownloads(usize),
+    /// Swarm sharing is disabled in this node's configuration.
+    #[error("content sharing is disabled")]
+    SwarmDisabled,
 }
 
 #[cfg(test)]

@@ -3,6 +3,9 @@
 use bytes::Bytes;
 use serde::{Serialize, Serializer};
 
+use std::collections::BTreeMap;
+
+use crate::swarm::{ContentId, DownloadFailure, UnshareReason};
 use crate::{Addr, ConnId, DialFailure, IoError, PeerId, ProtocolError, SendFailure, TransferId};
 
 /// Something the application should know about.
@@ -189,6 +192,119 @@ pub enum Event {
         /// Why.
         error: SendFailure,
     },
+    /// Content is shared (hashed, or its cached manifest still matched):
+    /// peers that speak `swarm/1` are told.
+    Shared {
+        /// The content id.
+        id: ContentId,
+        /// File or directory name.
+        name: String,
+        /// Total bytes.
+        size: u64,
+        /// Files in it.
+        files: u32,
+        /// Where it is on this machine.
+        path: String,
+    },
+    /// A `/share` (or `/offer` of a path) could not be hashed.
+    ShareFailed {
+        /// The path given.
+        path: String,
+        /// Why.
+        error: IoError,
+    },
+    /// Content is no longer shared.
+    Unshared {
+        /// The content id.
+        id: ContentId,
+        /// Its name.
+        name: String,
+        /// Why.
+        reason: UnshareReason,
+    },
+    /// A peer offers us content: `/accept <id>` or `/decline <id>`.
+    Offer {
+        /// The content id.
+        id: ContentId,
+        /// Who offers it.
+        from: PeerId,
+        /// File or directory name.
+        name: String,
+        /// Total bytes.
+        size: u64,
+        /// Files in it.
+        files: u32,
+        /// Whether `swarm.accept_offers` accepted it already.
+        accepted: bool,
+    },
+    /// A peer declined our offer.
+    OfferDeclined {
+        /// The content id.
+        id: ContentId,
+        /// Who.
+        by: PeerId,
+    },
+    /// A download started (or resumed: `have` bytes were verified on disk).
+    DownloadStarted {
+        /// The content id.
+        id: ContentId,
+        /// File or directory name.
+        name: String,
+        /// Total bytes.
+        size: u64,
+        /// Files in it.
+        files: u32,
+        /// Bytes already held and verified.
+        have: u64,
+    },
+    /// Verified bytes of a download (at most one event per percent).
+    DownloadProgress {
+        /// The content id.
+        id: ContentId,
+        /// Bytes verified so far.
+        bytes: u64,
+        /// Total bytes.
+        size: u64,
+        /// Peers sending to us now.
+        peers: usize,
+    },
+    /// A download is verified and under its final name.
+    DownloadComplete {
+        /// The content id.
+        id: ContentId,
+        /// File or directory name as shared.
+        name: String,
+        /// Where it was stored (never over an existing file).
+        path: String,
+        /// Total bytes.
+        size: u64,
+        /// Verified bytes each peer sent in this run of the download.
+        bytes_from: BTreeMap<PeerId, u64>,
+    },
+    /// A download ended without its content.
+    DownloadFailed {
+        /// The content id.
+        id: ContentId,
+        /// Why.
+        error: DownloadFailure,
+    },
+    /// A peer sent a chunk that does not match the manifest: it is not
+    /// asked for this content again.
+    ChunkRejected {
+        /// The content id.
+        id: ContentId,
+        /// The peer.
+        peer: PeerId,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// Debug: a peer's index of what it offers arrived.
+    IndexReceived {
+        /// From whom.
+        peer: PeerId,
+        /// Entries in it.
+        entries: usize,
+    },
     /// A connection broke the protocol and was closed.
     ProtocolError {
         /// The connection.
@@ -271,6 +387,8 @@ pub enum Concern {
     Bytes,
     /// File transfers, both directions.
     File,
+    /// Content-addressed sharing: shares, offers, downloads.
+    Swarm,
     /// Debug-level: heartbeats, peer lists, merges, extension exchange.
     Diagnostic,
 }
@@ -298,13 +416,24 @@ impl Event {
             | Event::FileSendProgress { .. }
             | Event::FileSent { .. }
             | Event::FileSendFailed { .. } => Concern::File,
+            Event::Shared { .. }
+            | Event::ShareFailed { .. }
+            | Event::Unshared { .. }
+            | Event::Offer { .. }
+            | Event::OfferDeclined { .. }
+            | Event::DownloadStarted { .. }
+            | Event::DownloadProgress { .. }
+            | Event::DownloadComplete { .. }
+            | Event::DownloadFailed { .. }
+            | Event::ChunkRejected { .. } => Concern::Swarm,
             Event::PingSent { .. }
             | Event::DuplicateRetired { .. }
             | Event::PeerExtensions { .. }
             | Event::ExtensionIgnored { .. }
             | Event::PongReceived { .. }
             | Event::PeersRequested { .. }
-            | Event::PeersReceived { .. } => Concern::Diagnostic,
+            | Event::PeersReceived { .. }
+            | Event::IndexReceived { .. } => Concern::Diagnostic,
         }
     }
 
@@ -513,6 +642,84 @@ pub enum StorageOp {
         /// The transfer.
         transfer: TransferId,
     },
+    /// Hash the file or directory tree at `path` (as the application named
+    /// it; symlinks are not followed) into a manifest of `chunk_size`
+    /// chunks, reusing the manifest kept from an earlier run if every file
+    /// has the same size and modification time; report
+    /// [`Input::Shared`](crate::Input::Shared). From then on the storage
+    /// serves [`StorageOp::ReadChunk`] of the content from those files.
+    Share {
+        /// The path given to the share command.
+        path: String,
+        /// Chunk size of the manifest.
+        chunk_size: u32,
+    },
+    /// Forget the files of shared content.
+    Unshare {
+        /// The content.
+        content: ContentId,
+    },
+    /// Open (creating if new) the partial download of `content` in the
+    /// hidden folder of the downloads directory, keeping `manifest` and
+    /// `dir` beside it for a later run; report
+    /// [`Input::PartialOpened`](crate::Input::PartialOpened) with the
+    /// chunks its record claims.
+    OpenPartial {
+        /// The content.
+        content: ContentId,
+        /// Its canonical manifest.
+        manifest: Bytes,
+        /// Where to put it when complete (`None`: the downloads directory).
+        dir: Option<String>,
+    },
+    /// Read chunk `chunk` of shared content or of a partial download;
+    /// report [`Input::ChunkRead`](crate::Input::ChunkRead) or
+    /// [`Input::ChunkReadFailed`](crate::Input::ChunkReadFailed).
+    ReadChunk {
+        /// Echoed in the completion.
+        read: u64,
+        /// The content.
+        content: ContentId,
+        /// The chunk.
+        chunk: u32,
+    },
+    /// Write a verified chunk into the partial download (no completion;
+    /// a failure is [`Input::SwarmStorageFailed`](crate::Input::SwarmStorageFailed)).
+    WriteChunk {
+        /// The content.
+        content: ContentId,
+        /// The chunk.
+        chunk: u32,
+        /// Its bytes, shared with the received frame.
+        data: Bytes,
+    },
+    /// Make every chunk written so far durable, then record them as held
+    /// (data first, then the record that claims it).
+    Checkpoint {
+        /// The content.
+        content: ContentId,
+    },
+    /// Every chunk is written and verified: make it durable, move it to
+    /// its final name (`name-(1).ext` and so on, never over anything),
+    /// serve it from there, report
+    /// [`Input::DownloadCommitted`](crate::Input::DownloadCommitted).
+    CommitDownload {
+        /// The content.
+        content: ContentId,
+    },
+    /// Close the partial download, keeping it for a later run.
+    ClosePartial {
+        /// The content.
+        content: ContentId,
+    },
+    /// Delete the partial download.
+    DiscardPartial {
+        /// The content.
+        content: ContentId,
+    },
+    /// List the partial downloads kept by an earlier run; report
+    /// [`Input::PartialsFound`](crate::Input::PartialsFound).
+    ScanPartials,
 }
 
 /// A snapshot of one established peer.

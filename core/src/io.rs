@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use crate::event::{CloseReason, StorageOp};
+use crate::swarm::ContentId;
 use crate::{Addr, ConnId, Event, IoError, PeerId, TransferId};
 
 /// Something that happened outside the node: reported by the driver.
@@ -84,6 +85,64 @@ pub enum Input {
         addr: String,
         /// The id it announced, if any.
         peer: Option<String>,
+    },
+    /// [`StorageOp::Share`] hashed `path`: its canonical manifest.
+    Shared {
+        /// The path as given.
+        path: String,
+        /// The canonical manifest ([`Manifest::encode`](crate::Manifest::encode)).
+        manifest: Bytes,
+    },
+    /// [`StorageOp::Share`] failed.
+    ShareFailed {
+        /// The path as given.
+        path: String,
+        /// Why.
+        error: IoError,
+    },
+    /// [`StorageOp::OpenPartial`] succeeded: the chunks the partial's record
+    /// claims (the core reads and verifies them before counting them).
+    PartialOpened {
+        /// The content.
+        content: ContentId,
+        /// Chunk indices the record lists.
+        claimed: Vec<u32>,
+    },
+    /// [`StorageOp::ScanPartials`]: partial downloads of an earlier run.
+    PartialsFound {
+        /// Each one's manifest and target directory.
+        partials: Vec<(Bytes, Option<String>)>,
+    },
+    /// A [`StorageOp::ReadChunk`] completed.
+    ChunkRead {
+        /// The read it answers.
+        read: u64,
+        /// The bytes (shorter than the chunk only if a file shrank).
+        data: Bytes,
+    },
+    /// A [`StorageOp::ReadChunk`] failed.
+    ChunkReadFailed {
+        /// The read it answers.
+        read: u64,
+        /// Why.
+        error: IoError,
+        /// A shared file changed or vanished since it was hashed.
+        changed: bool,
+    },
+    /// A storage operation of a download failed (open, write, checkpoint,
+    /// commit): the download fails, its verified chunks stay on disk.
+    SwarmStorageFailed {
+        /// The content.
+        content: ContentId,
+        /// Why.
+        error: IoError,
+    },
+    /// [`StorageOp::CommitDownload`] succeeded.
+    DownloadCommitted {
+        /// The content.
+        content: ContentId,
+        /// Where it is now (display form).
+        path: String,
     },
     /// A [`StorageOp`] for this transfer failed.
     StorageFailed {

@@ -72,6 +72,7 @@ mod peers;
 pub mod session;
 #[cfg(not(feature = "internals"))]
 mod session;
+mod swarm;
 mod timer;
 
 #[cfg(test)]
@@ -85,8 +86,8 @@ pub struct ReadmeDoctests;
 pub use addr::Addr;
 pub use codec::DecodeError;
 pub use config::{
-    Config, ConnectionsConfig, DialerConfig, DiscoveryConfig, FilesConfig, HeartbeatConfig,
-    SessionConfig,
+    AcceptOffers, Config, ConnectionsConfig, DialerConfig, DiscoveryConfig, FilesConfig,
+    HeartbeatConfig, SessionConfig, SwarmConfig,
 };
 pub use error::{CommandError, DialFailure, IoError, ProtocolError, SendFailure};
 pub use event::{
@@ -95,6 +96,10 @@ pub use event::{
 pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
+pub use swarm::{
+    check_path, chunk_hash, ContentId, DownloadFailure, DownloadInfo, Listing, Manifest,
+    ManifestError, ManifestFile, UnshareReason, CHUNK_SIZE,
+};
 pub use session::{
     network_fingerprint, peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
     public_key as session_public_key, SessionError,

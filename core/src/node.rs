@@ -358,6 +358,8 @@ impl Node {
             Input::StorageFailed { transfer, error } => {
                 self.files.on_storage_failed(transfer, error)
             }
+            // The swarm component's completions (wired in with it).
+            _ => {}
         }
         self.collect();
     }

@@ -356,6 +356,8 @@ impl Mesh {
             StorageOp::Close { transfer } => {
                 st.open.remove(&transfer);
             }
+            // Swarm storage: wired in with the swarm harness.
+            _ => {}
         }
     }
 
