@@ -29,8 +29,12 @@ const CAPS: &str = "caps";
 /// they cannot tell from a crash.
 const LEAVE: &str = "leave";
 
+/// The tag of content-addressed sharing (docs/PROTOCOL.md §9), spoken
+/// unless `swarm.enabled` is off.
+pub(crate) const SWARM: &str = "swarm";
+
 /// The registry (docs/PROTOCOL.md §7.2): what we speak, with versions.
-const OURS: &[(&str, u32)] = &[(CAPS, 1), (LEAVE, 1)];
+const OURS: &[(&str, u32)] = &[(CAPS, 1), (LEAVE, 1), (SWARM, 1)];
 
 /// Longest caps body accepted.
 const MAX_CAPS_BODY: usize = 1024;
@@ -54,12 +58,18 @@ pub(crate) enum Frame {
     Handled,
     /// The peer is leaving: end it with [`DisconnectReason::Left`](crate::DisconnectReason::Left).
     Leave,
+    /// Its caps frame arrived: it may speak extensions with handlers.
+    Caps,
+    /// A `swarm` frame from a peer that announced it: its body.
+    Swarm(Bytes),
 }
 
 /// Extension frames and who speaks what.
 #[derive(Debug, Default)]
 pub(crate) struct Extensions {
     peers: BTreeMap<PeerId, Caps>,
+    /// `swarm/1` is off in this node's configuration.
+    no_swarm: bool,
     pub(crate) out: Outbox,
 }
 
@@ -127,9 +137,21 @@ fn parse_caps(body: &[u8]) -> Result<BTreeMap<String, u32>, &'static str> {
 }
 
 impl Extensions {
+    /// The registry, with `swarm` only if `swarm` is on.
+    pub(crate) fn new(swarm: bool) -> Extensions {
+        Extensions {
+            no_swarm: !swarm,
+            ..Extensions::default()
+        }
+    }
+
     /// Our caps frame, sent once on every kept connection after its PING.
     pub(crate) fn greet(&mut self, conn: ConnId) {
-        let body: Vec<String> = OURS.iter().map(|(n, v)| format!("{n}/{v}")).collect();
+        let body: Vec<String> = OURS
+            .iter()
+            .filter(|(n, _)| !(self.no_swarm && *n == SWARM))
+            .map(|(n, v)| format!("{n}/{v}"))
+            .collect();
         self.out
             .transmit(conn, frame(CAPS, body.join(" ").as_bytes()));
     }
@@ -160,7 +182,8 @@ impl Extensions {
         }
     }
 
-    fn speaks(&self, peer: &PeerId, tag: &str) -> bool {
+    /// Whether `peer` announced `tag`.
+    pub(crate) fn speaks(&self, peer: &PeerId, tag: &str) -> bool {
         self.peers
             .get(peer)
             .is_some_and(|c| c.speaks.contains_key(tag))
@@ -186,6 +209,9 @@ impl Extensions {
                 .peers
                 .get(peer)
                 .is_some_and(|c| c.speaks.contains_key(tag));
+            if announced && tag == SWARM && !self.no_swarm {
+                return Frame::Swarm(body);
+            }
             let why = if announced {
                 format!("no handler for extension {tag:?}")
             } else {
@@ -213,7 +239,7 @@ impl Extensions {
             peer: peer.clone(),
             extensions,
         });
-        Frame::Handled
+        Frame::Caps
     }
 
     /// `peer` is gone: what it announced is forgotten.

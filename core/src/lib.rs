@@ -96,13 +96,13 @@ pub use event::{
 pub use file::check_name as check_file_name;
 pub use io::{Input, Output, Target};
 pub use node::Node;
-pub use swarm::{
-    check_path, chunk_hash, ContentId, DownloadFailure, DownloadInfo, Listing, Manifest,
-    ManifestError, ManifestFile, UnshareReason, CHUNK_SIZE,
-};
 pub use session::{
     network_fingerprint, peer_id_of as session_id_of, peer_id_of_private as session_id_of_private,
     public_key as session_public_key, SessionError,
+};
+pub use swarm::{
+    check_path, chunk_hash, ContentId, DownloadFailure, DownloadInfo, Listing, Manifest,
+    ManifestError, ManifestFile, UnshareReason, CHUNK_SIZE,
 };
 
 use std::fmt;

@@ -14,7 +14,8 @@
 //! | heartbeat | `heartbeat.rs` | `PING`/`PONG` |
 //! | chat | `chat.rs` | chat lines and binary messages |
 //! | extensions | `extensions.rs` | `P2PX/` frames, capability exchange |
-//! | files | `files.rs` | file transfers |
+//! | files | `files/` | file transfers (legacy push) |
+//! | swarm | `swarm/` | content-addressed sharing: shares, index, downloads |
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -37,6 +38,7 @@ use crate::heartbeat::Heartbeat;
 use crate::io::{Input, Output, Target};
 use crate::peers::Peers;
 use crate::session::{self, Keys, SessionError};
+use crate::swarm::{ContentId, DownloadInfo, Listing, Swarm};
 use crate::{
     Addr, CommandError, Config, ConnId, DialFailure, PeerId, ProtocolError, RejectReason,
     TransferId,
@@ -63,6 +65,7 @@ pub struct Node {
     chat: Chat,
     ext: Extensions,
     files: Files,
+    swarm: Swarm,
     out: VecDeque<Output>,
     /// Bytes handed out for each connection and not reported flushed.
     queued: BTreeMap<ConnId, u64>,
@@ -118,6 +121,8 @@ impl Node {
                 dialer.book.mark_ours(&a);
             }
         }
+        let mut swarm = Swarm::new(&config.swarm);
+        swarm.start();
         Node {
             conns: Connections::new(
                 id.clone(),
@@ -138,7 +143,8 @@ impl Node {
                 config.connections.max_bytes_per_message,
             ),
             files: Files::new(&config),
-            ext: Extensions::default(),
+            ext: Extensions::new(config.swarm.enabled),
+            swarm,
             dialer,
             peers: Peers::default(),
             config,
@@ -238,6 +244,7 @@ impl Node {
         self.chat.out.drain_into(out);
         self.ext.out.drain_into(out);
         self.files.out.drain_into(out);
+        self.swarm.out.drain_into(out);
         // What is queued per connection counts from the moment it is
         // decided, so that the next decision (a file chunk) sees it.
         for o in self.out.range(start..) {
@@ -266,6 +273,7 @@ impl Node {
         self.chat.out.drain_into(&mut new);
         self.ext.out.drain_into(&mut new);
         self.files.out.drain_into(&mut new);
+        self.swarm.out.drain_into(&mut new);
         // Already ciphertext, caused before anything in `new`.
         self.conns.sealed.drain_into(&mut self.out);
         for o in new {
@@ -354,12 +362,40 @@ impl Node {
                     *q = q.saturating_sub(bytes);
                 }
                 self.files.pump(&self.peers, &self.queued);
+                self.collect();
+                self.swarm.pump(&self.peers, &self.queued);
             }
             Input::StorageFailed { transfer, error } => {
                 self.files.on_storage_failed(transfer, error)
             }
-            // The swarm component's completions (wired in with it).
-            _ => {}
+            Input::Shared { path, manifest } => self.swarm.on_shared(path, manifest, &self.peers),
+            Input::ShareFailed { path, error } => self.swarm.on_share_failed(path, error),
+            Input::PartialOpened { content, claimed } => {
+                self.swarm
+                    .on_partial_opened(now, content, claimed, &self.peers, &mut self.rng)
+            }
+            Input::PartialsFound { partials } => {
+                self.swarm
+                    .on_partials_found(now, partials, &self.peers, &mut self.rng)
+            }
+            Input::ChunkRead { read, data } => {
+                self.swarm
+                    .on_chunk_read(now, read, data, &self.peers, &self.queued, &mut self.rng)
+            }
+            Input::ChunkReadFailed { read, changed, .. } => self.swarm.on_chunk_read_failed(
+                now,
+                read,
+                changed,
+                &self.peers,
+                &self.queued,
+                &mut self.rng,
+            ),
+            Input::SwarmStorageFailed { content, error } => {
+                self.swarm.on_storage_failed(content, error, &self.peers)
+            }
+            Input::DownloadCommitted { content, path } => {
+                self.swarm.on_committed(content, path, &self.peers)
+            }
         }
         self.collect();
     }
@@ -390,6 +426,7 @@ impl Node {
                     }
                 }
                 Due::Files => self.files.handle_timeout(now),
+                Due::Swarm => self.swarm.handle_timeout(now, &self.peers, &mut self.rng),
             }
             self.collect();
         }
@@ -404,6 +441,7 @@ impl Node {
             (self.conns.poll_timeout(), Due::Connections),
             (self.dialer.poll_timeout(), Due::Dialer),
             (self.files.poll_timeout(), Due::Files),
+            (self.swarm.poll_timeout(), Due::Swarm),
         ]
         .into_iter()
         .filter_map(|(t, c)| t.filter(|t| *t <= now).map(|t| (t, c)))
@@ -427,6 +465,7 @@ impl Node {
             self.conns.poll_timeout(),
             self.dialer.poll_timeout(),
             self.files.poll_timeout(),
+            self.swarm.poll_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -549,6 +588,93 @@ impl Node {
         r
     }
 
+    // ----- content-addressed sharing (docs/PROTOCOL.md §9) -----
+
+    /// Shares the file or directory tree at `path` (as the driver's
+    /// storage names it): the storage hashes it
+    /// ([`StorageOp::Share`](crate::StorageOp::Share)), then
+    /// [`Event::Shared`] reports its id and every peer that speaks
+    /// `swarm/1` is told.
+    pub fn share(&mut self, path: &str) -> Result<(), CommandError> {
+        self.refuse_if_shut_down()?;
+        let r = self.swarm.share(path, None, &self.peers);
+        self.collect();
+        r
+    }
+
+    /// Stops sharing content (`id`: 64 hex digits or a unique prefix of 8
+    /// or more).
+    pub fn unshare(&mut self, id: &str) -> Result<ContentId, CommandError> {
+        let r = self.swarm.unshare(id, &self.peers);
+        self.collect();
+        r
+    }
+
+    /// Everything the mesh offers (our peers' indexes) and what we share.
+    pub fn files(&self) -> Vec<Listing> {
+        self.swarm.files()
+    }
+
+    /// Downloads content by id from every peer that holds it, into the
+    /// downloads directory or `dir`; progress and the end arrive as
+    /// `Download*` events. A download of the same id already running is
+    /// not started twice.
+    pub fn get(
+        &mut self,
+        now: Instant,
+        id: &str,
+        dir: Option<String>,
+    ) -> Result<ContentId, CommandError> {
+        self.refuse_if_shut_down()?;
+        let r = self.swarm.get(now, id, dir, &self.peers, &mut self.rng);
+        self.collect();
+        r
+    }
+
+    /// Offers the file or tree at `path` (shared first if it is not) to
+    /// one peer or every peer that speaks `swarm/1`.
+    pub fn offer(&mut self, path: &str, target: Target) -> Result<(), CommandError> {
+        self.refuse_if_shut_down()?;
+        let r = self.swarm.offer(path, target, &self.peers);
+        self.collect();
+        r
+    }
+
+    /// Accepts an offer: downloads it from the offerer and every other holder.
+    pub fn accept(&mut self, now: Instant, id: &str) -> Result<ContentId, CommandError> {
+        self.refuse_if_shut_down()?;
+        let r = self.swarm.accept(now, id, &self.peers, &mut self.rng);
+        self.collect();
+        r
+    }
+
+    /// Declines an offer; the offerer is told.
+    pub fn decline(&mut self, id: &str) -> Result<ContentId, CommandError> {
+        let r = self.swarm.decline(id, &self.peers);
+        self.collect();
+        r
+    }
+
+    /// Cancels a download and deletes what it fetched.
+    pub fn cancel_download(&mut self, id: &str) -> Result<ContentId, CommandError> {
+        let r = self.swarm.cancel(id, &self.peers);
+        self.collect();
+        r
+    }
+
+    /// Downloads in progress.
+    pub fn downloads(&self, now: Instant) -> Vec<DownloadInfo> {
+        self.swarm.downloads(now)
+    }
+
+    fn refuse_if_shut_down(&self) -> Result<(), CommandError> {
+        if self.shut_down {
+            Err(CommandError::ShutDown)
+        } else {
+            Ok(())
+        }
+    }
+
     /// Stops an outgoing transfer without sending `FILEEND` (the receivers
     /// discard it after their idle timeout).
     pub fn abort_file(&mut self, id: TransferId) -> bool {
@@ -575,6 +701,7 @@ impl Node {
         self.conns.shutdown(&mut self.peers);
         self.collect();
         self.files.shutdown();
+        self.swarm.shutdown();
         self.ext.shutdown();
         self.dialer.shutdown();
         self.discovery.shutdown();
@@ -834,8 +961,26 @@ impl Node {
             ),
             Message::Chat(text) => self.chat.on_chat(&self.peers, peer, text),
             Message::Bytes(data) if data.starts_with(EXT_PREFIX) => {
-                if self.ext.on_frame(conn, &peer, data) == Frame::Leave {
-                    self.on_leave(now, conn, &peer);
+                match self.ext.on_frame(conn, &peer, data) {
+                    Frame::Leave => self.on_leave(now, conn, &peer),
+                    Frame::Caps => {
+                        self.collect();
+                        if self.ext.speaks(&peer, crate::extensions::SWARM) {
+                            self.swarm.on_speaker(&peer, &self.peers);
+                        }
+                    }
+                    Frame::Swarm(body) => {
+                        self.collect();
+                        self.swarm.on_frame(
+                            now,
+                            &peer,
+                            body,
+                            &self.peers,
+                            &self.queued,
+                            &mut self.rng,
+                        );
+                    }
+                    Frame::Handled => {}
                 }
             }
             Message::Bytes(data) => {
@@ -992,6 +1137,9 @@ impl Node {
         self.collect();
         self.files.on_peer_gone(peer, &self.peers, &self.queued);
         self.collect();
+        self.swarm
+            .on_peer_gone(now, peer, &self.peers, &mut self.rng);
+        self.collect();
         self.dialer.on_peer_gone(now, peer, &mut self.rng);
     }
 
@@ -1020,4 +1168,5 @@ enum Due {
     Connections,
     Dialer,
     Files,
+    Swarm,
 }

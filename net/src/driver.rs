@@ -13,7 +13,7 @@ use tokio::time::Instant;
 
 use crate::conn::{ConnHandle, SocketEvent};
 use crate::disk::{Disk, Done};
-use crate::handle::{Command, NetEvent};
+use crate::handle::{Command, NetEvent, SwarmCommand};
 use crate::storage::Storage;
 use crate::transport::{Listener, Transport};
 use crate::{NetConfig, NetError, TapEvent};
@@ -515,6 +515,25 @@ impl<T: Transport, S: Storage> Driver<T, S> {
                     let _ = reply.send(Err(NetError::Command(e)));
                 }
             },
+            Command::Swarm(cmd, reply) => {
+                let node = &mut self.node;
+                let r = match cmd {
+                    SwarmCommand::Share(path) => node.share(&path).map(|()| None),
+                    SwarmCommand::Unshare(id) => node.unshare(&id).map(Some),
+                    SwarmCommand::Get(id, dir) => node.get(now, &id, dir).map(Some),
+                    SwarmCommand::Offer(path, target) => node.offer(&path, target).map(|()| None),
+                    SwarmCommand::Accept(id) => node.accept(now, &id).map(Some),
+                    SwarmCommand::Decline(id) => node.decline(&id).map(Some),
+                    SwarmCommand::Cancel(id) => node.cancel_download(&id).map(Some),
+                };
+                let _ = reply.send(r);
+            }
+            Command::Files(reply) => {
+                let _ = reply.send(self.node.files());
+            }
+            Command::Downloads(reply) => {
+                let _ = reply.send(self.node.downloads(now));
+            }
             Command::Shutdown(_) => unreachable!("handled in run"),
         }
     }

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use bytes::Bytes;
-use p2p_core::{CommandError, Event, PeerId, PeerInfo, Target};
+use p2p_core::{CommandError, ContentId, DownloadInfo, Event, Listing, PeerId, PeerInfo, Target};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
@@ -28,7 +28,24 @@ pub(crate) enum Command {
         name: String,
         reply: oneshot::Sender<Result<usize, NetError>>,
     },
+    Swarm(
+        SwarmCommand,
+        oneshot::Sender<Result<Option<ContentId>, CommandError>>,
+    ),
+    Files(oneshot::Sender<Vec<Listing>>),
+    Downloads(oneshot::Sender<Vec<DownloadInfo>>),
     Shutdown(oneshot::Sender<()>),
+}
+
+/// The swarm commands, each one call of the core.
+pub(crate) enum SwarmCommand {
+    Share(String),
+    Unshare(String),
+    Get(String, Option<String>),
+    Offer(String, Target),
+    Accept(String),
+    Decline(String),
+    Cancel(String),
 }
 
 /// What a running node reports.
@@ -281,8 +298,92 @@ impl NodeHandle {
         .await?
     }
 
+    async fn swarm(&self, cmd: SwarmCommand) -> Result<Option<ContentId>, NetError> {
+        self.ask(|r| Command::Swarm(cmd, r))
+            .await?
+            .map_err(NetError::Command)
+    }
+
+    /// Shares a file or a directory tree (symlinks are not followed): it is
+    /// hashed off the driver task (or its manifest from an earlier run is
+    /// reused if no file changed size or time), then
+    /// [`Event::Shared`] reports its id and peers that speak `swarm/1` are
+    /// told.
+    pub async fn share(&self, path: &Path) -> Result<(), NetError> {
+        self.swarm(SwarmCommand::Share(utf8(path)?))
+            .await
+            .map(|_| ())
+    }
+
+    /// Stops sharing content (`id`: 64 hex digits or a unique prefix of 8 or more).
+    pub async fn unshare(&self, id: &str) -> Result<ContentId, NetError> {
+        self.swarm(SwarmCommand::Unshare(id.to_owned()))
+            .await
+            .map(expect_id)
+    }
+
+    /// Everything the mesh offers, with how many peers hold each.
+    pub async fn files(&self) -> Result<Vec<Listing>, NetError> {
+        self.ask(Command::Files).await
+    }
+
+    /// Downloads content by id from every peer that holds it, into the
+    /// downloads directory or `dir`. Returns once it started; progress and
+    /// the end arrive as `Download*` events.
+    pub async fn get(&self, id: &str, dir: Option<&Path>) -> Result<ContentId, NetError> {
+        let dir = dir.map(utf8).transpose()?;
+        self.swarm(SwarmCommand::Get(id.to_owned(), dir))
+            .await
+            .map(expect_id)
+    }
+
+    /// Offers a file or tree (shared first if it is not) to one peer or all.
+    pub async fn offer(&self, path: &Path, target: Target) -> Result<(), NetError> {
+        self.swarm(SwarmCommand::Offer(utf8(path)?, target))
+            .await
+            .map(|_| ())
+    }
+
+    /// Accepts an offer (a download from the offerer and every other holder).
+    pub async fn accept(&self, id: &str) -> Result<ContentId, NetError> {
+        self.swarm(SwarmCommand::Accept(id.to_owned()))
+            .await
+            .map(expect_id)
+    }
+
+    /// Declines an offer; the offerer is told.
+    pub async fn decline(&self, id: &str) -> Result<ContentId, NetError> {
+        self.swarm(SwarmCommand::Decline(id.to_owned()))
+            .await
+            .map(expect_id)
+    }
+
+    /// Cancels a download and deletes what it fetched.
+    pub async fn cancel_download(&self, id: &str) -> Result<ContentId, NetError> {
+        self.swarm(SwarmCommand::Cancel(id.to_owned()))
+            .await
+            .map(expect_id)
+    }
+
+    /// Downloads in progress.
+    pub async fn downloads(&self) -> Result<Vec<DownloadInfo>, NetError> {
+        self.ask(Command::Downloads).await
+    }
+
     /// Closes every connection, removes unfinished part files, stops.
     pub async fn shutdown(&self) -> Result<(), NetError> {
         self.ask(Command::Shutdown).await
     }
+}
+
+fn utf8(path: &Path) -> Result<String, NetError> {
+    path.to_str()
+        .map(str::to_owned)
+        .ok_or_else(|| NetError::File(format!("{}: not a UTF-8 path", path.display())))
+}
+
+/// The commands that name content answer with its id.
+fn expect_id(id: Option<ContentId>) -> ContentId {
+    // Invariant: the driver answers every id-returning command with Some.
+    id.unwrap_or(ContentId([0; 32]))
 }

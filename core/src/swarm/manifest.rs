@@ -138,10 +138,12 @@ pub struct Manifest {
 fn is_device_name(component: &str) -> bool {
     let stem = component.split('.').next().unwrap_or("").trim_end();
     let upper = stem.to_ascii_uppercase();
-    matches!(upper.as_str(), "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$")
-        || ((upper.starts_with("COM") || upper.starts_with("LPT"))
-            && upper.len() == 4
-            && upper.as_bytes()[3].is_ascii_digit())
+    matches!(
+        upper.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) || ((upper.starts_with("COM") || upper.starts_with("LPT"))
+        && upper.len() == 4
+        && upper.as_bytes()[3].is_ascii_digit())
 }
 
 /// Checks a relative path from the wire: every component a plain file name
@@ -256,7 +258,9 @@ impl Manifest {
         }
         let n = chunks_for(size, chunk_size).ok_or(ManifestError::TooLarge("too many chunks"))?;
         if hashes.len() != n {
-            return Err(ManifestError::Malformed("chunk count does not match the size"));
+            return Err(ManifestError::Malformed(
+                "chunk count does not match the size",
+            ));
         }
         Ok(Manifest {
             chunk_size,
@@ -273,7 +277,14 @@ impl Manifest {
             64 + self.files.iter().map(|f| f.path.len() + 22).sum::<usize>()
                 + self.hashes.len() * 32,
         );
-        b.put_slice(format!("{MAGIC}\nchunk-size {}\nfiles {}\n", self.chunk_size, self.files.len()).as_bytes());
+        b.put_slice(
+            format!(
+                "{MAGIC}\nchunk-size {}\nfiles {}\n",
+                self.chunk_size,
+                self.files.len()
+            )
+            .as_bytes(),
+        );
         for f in &self.files {
             b.put_slice(format!("{} {}\n", f.size, f.path).as_bytes());
         }
@@ -330,7 +341,9 @@ impl Manifest {
             .and_then(parse_num)
             .ok_or(ManifestError::Malformed("bad chunks line"))?;
         if rest.len() as u64 != n.saturating_mul(32) {
-            return Err(ManifestError::Malformed("hash bytes do not match the chunk count"));
+            return Err(ManifestError::Malformed(
+                "hash bytes do not match the chunk count",
+            ));
         }
         let hashes = rest
             .chunks_exact(32)
@@ -413,18 +426,17 @@ impl Manifest {
         let r = self.chunk_range(k);
         let mut out = Vec::new();
         // The first file that ends after the chunk's start.
-        let mut i = self.starts.partition_point(|&s| s <= r.start).saturating_sub(1);
+        let mut i = self
+            .starts
+            .partition_point(|&s| s <= r.start)
+            .saturating_sub(1);
         while i < self.files.len() && self.starts[i] < r.end {
             let fs = self.starts[i];
             let fe = fs + self.files[i].size;
             let s = fs.max(r.start);
             let e = fe.min(r.end);
             if s < e {
-                out.push((
-                    i,
-                    s - fs,
-                    (s - r.start) as usize..(e - r.start) as usize,
-                ));
+                out.push((i, s - fs, (s - r.start) as usize..(e - r.start) as usize));
             }
             i += 1;
         }
@@ -514,7 +526,10 @@ mod tests {
                     size: *s,
                 })
                 .collect();
-            assert!(Manifest::new(4096, files, vec![[0; 32]; 1]).is_err(), "{bad:?}");
+            assert!(
+                Manifest::new(4096, files, vec![[0; 32]; 1]).is_err(),
+                "{bad:?}"
+            );
         }
     }
 }

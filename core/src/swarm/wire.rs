@@ -86,9 +86,7 @@ impl Msg {
     /// The frame as buffers to transmit in order: a header, then the body
     /// shared with its source (a chunk is never copied).
     pub(crate) fn encode(&self) -> Vec<Bytes> {
-        let with_body = |h: String, body: &Bytes| {
-            vec![head(&h, body.len()).freeze(), body.clone()]
-        };
+        let with_body = |h: String, body: &Bytes| vec![head(&h, body.len()).freeze(), body.clone()];
         match self {
             Msg::Index(entries) => {
                 let mut body = String::new();
@@ -124,7 +122,13 @@ impl Msg {
         let mut words = headline.splitn(2, ' ');
         let kind = words.next().unwrap_or("");
         let args = words.next().unwrap_or("");
-        let no_body = |m: Msg| if rest.is_empty() { Ok(m) } else { Err("unexpected body") };
+        let no_body = |m: Msg| {
+            if rest.is_empty() {
+                Ok(m)
+            } else {
+                Err("unexpected body")
+            }
+        };
         match kind {
             "index" if args.is_empty() => parse_index(&rest).map(Msg::Index),
             "mget" => no_body(Msg::ManifestGet(id(args)?)),
@@ -230,7 +234,13 @@ mod tests {
             name: "my dir".into(),
         };
         for m in [
-            Msg::Index(vec![e.clone(), Entry { complete: true, ..e.clone() }]),
+            Msg::Index(vec![
+                e.clone(),
+                Entry {
+                    complete: true,
+                    ..e.clone()
+                },
+            ]),
             Msg::Index(vec![]),
             Msg::ManifestGet(id),
             Msg::Manifest(id, Bytes::from_static(b"p2p-manifest/1\n")),

@@ -1,0 +1,701 @@
+//! One download: the chunks held and missing, who holds what, the requests
+//! in flight per peer, and the picking policy (docs/PROTOCOL.md §9.4):
+//! rarest first within a window after a seeded random start, several
+//! requests in flight per peer, an endgame that asks a second peer for the
+//! last chunks, every chunk verified on arrival. A peer that sends a chunk
+//! that does not verify is banned from this download; one that stops
+//! answering has its requests moved to the others and rests for a while.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+use rand_core::RngCore;
+
+use crate::config::SwarmConfig;
+use crate::PeerId;
+
+use super::manifest::{ContentId, Manifest};
+use super::wire::Msg;
+
+/// How many chunks after the start point are compared for rarity per pick:
+/// bounded work per request, and reads stay mostly sequential on disk.
+const PICK_WINDOW: u32 = 256;
+
+/// What one peer is to this download.
+#[derive(Debug, Default)]
+pub(crate) struct Holder {
+    /// Holds every chunk (its index says complete).
+    pub(crate) complete: bool,
+    /// The chunks it said it holds (`have`), for a partial holder.
+    bits: Option<Vec<u8>>,
+    /// Requests in flight to it.
+    inflight: BTreeSet<u32>,
+    /// It sent a chunk that failed verification, or a bad manifest.
+    pub(crate) banned: bool,
+    /// It timed out or was busy: not asked again before this.
+    resting: Option<Instant>,
+    /// Verified bytes it sent in this run.
+    pub(crate) bytes: u64,
+    /// The manifest was asked of it at this time.
+    manifest_asked: Option<Instant>,
+    /// It answered `none` for the whole content.
+    gone: bool,
+}
+
+impl Holder {
+    fn has(&self, k: u32) -> bool {
+        if self.complete {
+            return true;
+        }
+        self.bits
+            .as_ref()
+            .and_then(|b| b.get((k / 8) as usize))
+            .is_some_and(|byte| byte & (0x80 >> (k % 8)) != 0)
+    }
+
+    fn usable(&self, now: Instant) -> bool {
+        !self.banned && !self.gone && self.resting.is_none_or(|t| t <= now)
+    }
+}
+
+/// Where the download is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// Waiting for a manifest from a holder.
+    Manifest,
+    /// Waiting for the storage to open the partial.
+    Opening,
+    /// Fetching (and verifying chunks an earlier run left).
+    Fetching,
+    /// Every chunk held; the storage is committing it.
+    Committing,
+}
+
+/// What a call asks the component to do next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Send `msg` to `peer`.
+    Send(PeerId, Msg),
+    /// Write a verified chunk.
+    Write(u32, Bytes),
+    /// Make what is written durable.
+    Checkpoint,
+    /// Everything is here: commit.
+    Commit,
+    /// Read chunk `k` back to verify what the record claims.
+    Verify(u32),
+    /// The manifest arrived and checked out: open the partial.
+    Open,
+    /// `peer` sent a chunk that does not verify.
+    Rejected(PeerId, u32),
+    /// The first verification pass is over: `have` bytes were on disk.
+    Started,
+}
+
+/// One download.
+#[derive(Debug)]
+pub(crate) struct Download {
+    pub(crate) id: ContentId,
+    pub(crate) dir: Option<String>,
+    pub(crate) phase: Phase,
+    pub(crate) manifest: Option<Arc<Manifest>>,
+    pub(crate) manifest_bytes: Bytes,
+    /// Verified and written chunks.
+    have: Vec<u8>,
+    have_count: u32,
+    pub(crate) bytes: u64,
+    /// Claimed by the record, being read back and verified.
+    verifying: BTreeSet<u32>,
+    /// Claimed chunks whose read is not asked yet.
+    to_verify: Vec<u32>,
+    /// Requests in flight: chunk to the peers asked and when.
+    inflight: BTreeMap<u32, BTreeMap<PeerId, Instant>>,
+    pub(crate) holders: BTreeMap<PeerId, Holder>,
+    /// Where picking starts (drawn once, from the node's generator).
+    start: u32,
+    since_checkpoint: u32,
+    last_percent: u64,
+    /// When partial holders were last asked what they have.
+    pub(crate) have_asked: Option<Instant>,
+    /// `DownloadStarted` was reported.
+    pub(crate) started: bool,
+}
+
+/// Reads of claimed chunks in flight at once.
+const VERIFY_READS: usize = 8;
+
+impl Download {
+    /// A download of `id` whose manifest is still to be fetched.
+    pub(crate) fn new(id: ContentId, dir: Option<String>) -> Download {
+        Download {
+            id,
+            dir,
+            phase: Phase::Manifest,
+            manifest: None,
+            manifest_bytes: Bytes::new(),
+            have: Vec::new(),
+            have_count: 0,
+            bytes: 0,
+            verifying: BTreeSet::new(),
+            to_verify: Vec::new(),
+            inflight: BTreeMap::new(),
+            holders: BTreeMap::new(),
+            start: 0,
+            since_checkpoint: 0,
+            last_percent: 0,
+            have_asked: None,
+            started: false,
+        }
+    }
+
+    /// A download whose manifest is known (resumed from an earlier run).
+    pub(crate) fn resumed(
+        manifest: Manifest,
+        bytes: Bytes,
+        dir: Option<String>,
+        rng: &mut ChaCha8Rng,
+    ) -> Download {
+        let mut d = Download::new(manifest.id(), dir);
+        d.set_manifest(manifest, bytes, rng);
+        d
+    }
+
+    fn set_manifest(&mut self, manifest: Manifest, bytes: Bytes, rng: &mut ChaCha8Rng) {
+        let n = manifest.chunks();
+        self.have = vec![0; n.div_ceil(8) as usize];
+        self.start = if n == 0 { 0 } else { rng.next_u32() % n };
+        self.manifest = Some(Arc::new(manifest));
+        self.manifest_bytes = bytes;
+        self.phase = Phase::Opening;
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.manifest.as_ref().map_or(0, |m| m.size())
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        self.manifest.as_ref().map_or("", |m| m.name())
+    }
+
+    pub(crate) fn has(&self, k: u32) -> bool {
+        self.have
+            .get((k / 8) as usize)
+            .is_some_and(|b| b & (0x80 >> (k % 8)) != 0)
+    }
+
+    fn set_have(&mut self, k: u32) {
+        if let Some(b) = self.have.get_mut((k / 8) as usize) {
+            *b |= 0x80 >> (k % 8);
+        }
+    }
+
+    /// The bitfield of verified chunks, as `have` sends it.
+    pub(crate) fn bitfield(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.have)
+    }
+
+    /// Chunks verified.
+    pub(crate) fn have_count(&self) -> u32 {
+        self.have_count
+    }
+
+    /// Peers with requests in flight.
+    pub(crate) fn serving_peers(&self) -> usize {
+        self.holders
+            .values()
+            .filter(|h| !h.inflight.is_empty())
+            .count()
+    }
+
+    /// Peers that may be asked.
+    pub(crate) fn usable_holders(&self, now: Instant) -> usize {
+        self.holders.values().filter(|h| h.usable(now)).count()
+    }
+
+    /// A peer's index lists this content (complete or partial).
+    pub(crate) fn add_holder(&mut self, peer: &PeerId, complete: bool) {
+        let h = self.holders.entry(peer.clone()).or_default();
+        if h.complete != complete {
+            h.complete = complete;
+            h.gone = false;
+        }
+    }
+
+    /// A peer is gone, or no longer lists this content: its requests go
+    /// back to the pool.
+    pub(crate) fn remove_holder(&mut self, peer: &PeerId) {
+        if let Some(h) = self.holders.remove(peer) {
+            for k in h.inflight {
+                self.drop_request(k, peer);
+            }
+        }
+    }
+
+    fn drop_request(&mut self, k: u32, peer: &PeerId) {
+        if let Some(asked) = self.inflight.get_mut(&k) {
+            asked.remove(peer);
+            if asked.is_empty() {
+                self.inflight.remove(&k);
+            }
+        }
+        if let Some(h) = self.holders.get_mut(peer) {
+            h.inflight.remove(&k);
+        }
+    }
+
+    /// Manifest phase: ask the next holder not asked yet (or whose ask
+    /// timed out), one at a time.
+    pub(crate) fn ask_manifest(&mut self, now: Instant, cfg: &SwarmConfig, steps: &mut Vec<Step>) {
+        if self.phase != Phase::Manifest {
+            return;
+        }
+        let waiting = self.holders.values().any(|h| {
+            h.manifest_asked
+                .is_some_and(|t| now < t + cfg.request_timeout)
+        });
+        if waiting {
+            return;
+        }
+        // Complete holders first; the least recently asked.
+        let pick = self
+            .holders
+            .iter()
+            .filter(|(_, h)| !h.banned && !h.gone)
+            .min_by_key(|(_, h)| (!h.complete, h.manifest_asked))
+            .map(|(p, _)| p.clone());
+        if let Some(p) = pick {
+            if let Some(h) = self.holders.get_mut(&p) {
+                h.manifest_asked = Some(now);
+            }
+            steps.push(Step::Send(p, Msg::ManifestGet(self.id)));
+        }
+    }
+
+    /// A manifest arrived from `peer`: checked against the id (and the
+    /// size limit) before anything else.
+    pub(crate) fn on_manifest(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        bytes: Bytes,
+        cfg: &SwarmConfig,
+        rng: &mut ChaCha8Rng,
+        steps: &mut Vec<Step>,
+    ) -> Result<(), String> {
+        if self.phase != Phase::Manifest {
+            return Ok(());
+        }
+        let checked = if bytes.len() > cfg.max_manifest {
+            Err(format!("manifest over {} bytes", cfg.max_manifest))
+        } else if ContentId::of(&bytes) != self.id {
+            Err("manifest does not hash to the content id".to_owned())
+        } else {
+            Manifest::parse(&bytes).map_err(|e| e.to_string())
+        };
+        match checked {
+            Ok(m) => {
+                self.set_manifest(m, bytes, rng);
+                steps.push(Step::Open);
+                Ok(())
+            }
+            Err(why) => {
+                if let Some(h) = self.holders.get_mut(peer) {
+                    h.banned = true;
+                    h.manifest_asked = None;
+                }
+                self.ask_manifest(now, cfg, steps);
+                Err(why)
+            }
+        }
+    }
+
+    /// `peer` has no such content.
+    pub(crate) fn on_none_content(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        let inflight: Vec<u32> = match self.holders.get_mut(peer) {
+            Some(h) => {
+                h.gone = true;
+                h.manifest_asked = None;
+                h.inflight.iter().copied().collect()
+            }
+            None => return,
+        };
+        for k in inflight {
+            self.drop_request(k, peer);
+        }
+        self.ask_manifest(now, cfg, steps);
+        self.pick(now, cfg, steps);
+    }
+
+    /// The storage opened the partial; `claimed` chunks are read back and
+    /// verified before they count.
+    pub(crate) fn on_opened(
+        &mut self,
+        now: Instant,
+        claimed: Vec<u32>,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        if self.phase != Phase::Opening {
+            return;
+        }
+        self.phase = Phase::Fetching;
+        let n = self.manifest.as_ref().map_or(0, |m| m.chunks());
+        let claimed: BTreeSet<u32> = claimed.into_iter().filter(|&k| k < n).collect();
+        self.verifying = claimed.clone();
+        self.to_verify = claimed.into_iter().rev().collect();
+        self.verify_more(steps);
+        self.progress_done(steps);
+        self.pick(now, cfg, steps);
+    }
+
+    fn verify_more(&mut self, steps: &mut Vec<Step>) {
+        let asked = self.verifying.len() - self.to_verify.len();
+        for _ in asked..VERIFY_READS {
+            match self.to_verify.pop() {
+                Some(k) => steps.push(Step::Verify(k)),
+                None => break,
+            }
+        }
+    }
+
+    /// A claimed chunk was read back (`None`: the read failed).
+    pub(crate) fn on_verify_read(
+        &mut self,
+        now: Instant,
+        k: u32,
+        data: Option<Bytes>,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        if !self.verifying.remove(&k) {
+            return;
+        }
+        let ok = match (&self.manifest, &data) {
+            (Some(m), Some(d)) => m.verify(k, d),
+            _ => false,
+        };
+        if ok && !self.has(k) {
+            self.set_have(k);
+            self.have_count += 1;
+            self.bytes += data.map_or(0, |d| d.len() as u64);
+        }
+        self.verify_more(steps);
+        self.progress_done(steps);
+        self.pick(now, cfg, steps);
+    }
+
+    /// Reports the start once verification is over, and the commit once
+    /// everything is here.
+    fn progress_done(&mut self, steps: &mut Vec<Step>) {
+        if self.phase != Phase::Fetching || !self.verifying.is_empty() {
+            return;
+        }
+        if !self.started {
+            self.started = true;
+            steps.push(Step::Started);
+        }
+        let n = self.manifest.as_ref().map_or(0, |m| m.chunks());
+        if self.have_count == n {
+            self.phase = Phase::Committing;
+            for (k, asked) in std::mem::take(&mut self.inflight) {
+                for p in asked.keys() {
+                    steps.push(Step::Send(p.clone(), Msg::Cancel(self.id, k)));
+                }
+            }
+            for h in self.holders.values_mut() {
+                h.inflight.clear();
+            }
+            steps.push(Step::Commit);
+        }
+    }
+
+    /// A partial holder's bitfield.
+    pub(crate) fn on_have(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        bits: Bytes,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        let n = self.manifest.as_ref().map_or(0, |m| m.chunks());
+        if bits.len() != n.div_ceil(8) as usize {
+            return;
+        }
+        if let Some(h) = self.holders.get_mut(peer) {
+            h.bits = Some(bits.to_vec());
+        }
+        self.pick(now, cfg, steps);
+    }
+
+    /// Partial holders whose bitfield should be asked for now.
+    pub(crate) fn partial_holders(&self, now: Instant) -> Vec<PeerId> {
+        self.holders
+            .iter()
+            .filter(|(_, h)| !h.complete && h.usable(now))
+            .map(|(p, _)| p.clone())
+            .collect()
+    }
+
+    /// A chunk from `peer`. Verified before anything: a chunk that does
+    /// not match bans the peer from this download.
+    pub(crate) fn on_chunk(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        k: u32,
+        data: Bytes,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        if self.phase != Phase::Fetching {
+            return;
+        }
+        let asked = self.inflight.get(&k).is_some_and(|a| a.contains_key(peer));
+        if !asked {
+            // Unsolicited, or cancelled and sent anyway: not counted.
+            return;
+        }
+        self.drop_request(k, peer);
+        let Some(m) = self.manifest.clone() else {
+            return;
+        };
+        if !m.verify(k, &data) {
+            self.ban(peer);
+            steps.push(Step::Rejected(peer.clone(), k));
+            self.pick(now, cfg, steps);
+            return;
+        }
+        if self.has(k) || self.verifying.contains(&k) {
+            self.pick(now, cfg, steps);
+            return;
+        }
+        // The endgame's other copies are not needed any more.
+        if let Some(others) = self.inflight.remove(&k) {
+            for p in others.keys() {
+                if let Some(h) = self.holders.get_mut(p) {
+                    h.inflight.remove(&k);
+                }
+                steps.push(Step::Send(p.clone(), Msg::Cancel(self.id, k)));
+            }
+        }
+        self.set_have(k);
+        self.have_count += 1;
+        let len = data.len() as u64;
+        self.bytes += len;
+        if let Some(h) = self.holders.get_mut(peer) {
+            h.bytes += len;
+        }
+        steps.push(Step::Write(k, data));
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= cfg.checkpoint_every {
+            self.since_checkpoint = 0;
+            steps.push(Step::Checkpoint);
+        }
+        self.progress_done(steps);
+        self.pick(now, cfg, steps);
+    }
+
+    fn ban(&mut self, peer: &PeerId) {
+        let inflight: Vec<u32> = match self.holders.get_mut(peer) {
+            Some(h) => {
+                h.banned = true;
+                h.inflight.iter().copied().collect()
+            }
+            None => return,
+        };
+        for k in inflight {
+            self.drop_request(k, peer);
+        }
+    }
+
+    /// `peer` will not send chunk `k` (busy, or does not hold it).
+    pub(crate) fn on_none_chunk(
+        &mut self,
+        now: Instant,
+        peer: &PeerId,
+        k: u32,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        let asked = self.inflight.get(&k).is_some_and(|a| a.contains_key(peer));
+        if !asked {
+            return;
+        }
+        self.drop_request(k, peer);
+        if let Some(h) = self.holders.get_mut(peer) {
+            match &mut h.bits {
+                Some(bits) if !h.complete => {
+                    if let Some(b) = bits.get_mut((k / 8) as usize) {
+                        *b &= !(0x80 >> (k % 8));
+                    }
+                }
+                // A complete holder that says no is busy: let it rest.
+                _ => h.resting = Some(now + cfg.request_timeout / 10),
+            }
+        }
+        self.pick(now, cfg, steps);
+    }
+
+    /// Fills every usable peer's pipeline.
+    pub(crate) fn pick(&mut self, now: Instant, cfg: &SwarmConfig, steps: &mut Vec<Step>) {
+        if self.phase != Phase::Fetching {
+            return;
+        }
+        let Some(m) = self.manifest.clone() else {
+            return;
+        };
+        let n = m.chunks();
+        if n == 0 {
+            return;
+        }
+        let peers: Vec<PeerId> = self
+            .holders
+            .iter()
+            .filter(|(_, h)| h.usable(now) && h.inflight.len() < cfg.requests_per_peer)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in peers {
+            loop {
+                let full = self
+                    .holders
+                    .get(&p)
+                    .is_none_or(|h| h.inflight.len() >= cfg.requests_per_peer);
+                if full {
+                    break;
+                }
+                let Some(k) = self.next_for(&p, n).or_else(|| self.endgame_for(&p)) else {
+                    break;
+                };
+                self.inflight
+                    .entry(k)
+                    .or_default()
+                    .insert(p.clone(), now + cfg.request_timeout);
+                if let Some(h) = self.holders.get_mut(&p) {
+                    h.inflight.insert(k);
+                }
+                steps.push(Step::Send(p.clone(), Msg::Get(self.id, k)));
+            }
+        }
+    }
+
+    /// The rarest missing, unrequested chunk `peer` holds, within the window
+    /// after the first candidate from the start point.
+    fn next_for(&mut self, peer: &PeerId, n: u32) -> Option<u32> {
+        let h = self.holders.get(peer)?;
+        let mut best: Option<(usize, u32)> = None;
+        let mut seen = 0;
+        for i in 0..n {
+            let k = (self.start + i) % n;
+            if self.has(k)
+                || self.verifying.contains(&k)
+                || self.inflight.contains_key(&k)
+                || !h.has(k)
+            {
+                continue;
+            }
+            let avail = self
+                .holders
+                .values()
+                .filter(|o| !o.banned && !o.gone && o.has(k))
+                .count();
+            if best.is_none_or(|(a, _)| avail < a) {
+                best = Some((avail, k));
+            }
+            seen += 1;
+            if seen >= PICK_WINDOW || avail <= 1 {
+                break;
+            }
+        }
+        let k = best.map(|(_, k)| k)?;
+        // The next pick starts after this one: requests stay sequential.
+        self.start = (k + 1) % n;
+        Some(k)
+    }
+
+    /// Endgame: every missing chunk is requested; ask `peer` too for one
+    /// that only one other peer is fetching.
+    fn endgame_for(&self, peer: &PeerId) -> Option<u32> {
+        let h = self.holders.get(peer)?;
+        self.inflight
+            .iter()
+            .find(|(k, asked)| asked.len() == 1 && !asked.contains_key(peer) && h.has(**k))
+            .map(|(k, _)| *k)
+    }
+
+    /// The earliest request deadline, or the manifest ask's, or a rest's
+    /// end, or the next `have` refresh.
+    pub(crate) fn poll_timeout(&self, cfg: &SwarmConfig) -> Option<Instant> {
+        let requests = self.inflight.values().flat_map(|a| a.values().copied());
+        let manifest = self
+            .holders
+            .values()
+            .filter(|_| self.phase == Phase::Manifest)
+            .filter_map(|h| h.manifest_asked.map(|t| t + cfg.request_timeout));
+        let rests = self.holders.values().filter_map(|h| h.resting);
+        let refresh = (self.phase == Phase::Fetching
+            && self.holders.values().any(|h| !h.complete && !h.banned))
+        .then(|| self.have_asked.map(|t| t + cfg.have_refresh))
+        .flatten();
+        requests.chain(manifest).chain(rests).chain(refresh).min()
+    }
+
+    /// Requests past their deadline: the peer rests, its other requests go
+    /// to others; rests that ended let the peer be asked again.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Instant,
+        cfg: &SwarmConfig,
+        steps: &mut Vec<Step>,
+    ) {
+        let late: BTreeSet<PeerId> = self
+            .inflight
+            .values()
+            .flat_map(|a| a.iter())
+            .filter(|(_, t)| **t <= now)
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in late {
+            let inflight: Vec<u32> = match self.holders.get_mut(&p) {
+                Some(h) => {
+                    h.resting = Some(now + cfg.request_timeout);
+                    h.inflight.iter().copied().collect()
+                }
+                None => continue,
+            };
+            for k in inflight {
+                self.drop_request(k, &p);
+                steps.push(Step::Send(p.clone(), Msg::Cancel(self.id, k)));
+            }
+        }
+        for h in self.holders.values_mut() {
+            if h.resting.is_some_and(|t| t <= now) {
+                h.resting = None;
+            }
+        }
+        self.ask_manifest(now, cfg, steps);
+        self.pick(now, cfg, steps);
+    }
+
+    /// At most one progress event per percent: the percent to report.
+    pub(crate) fn progress(&mut self) -> Option<u64> {
+        let size = self.size();
+        if size == 0 {
+            return None;
+        }
+        let pct = self.bytes.saturating_mul(100) / size;
+        (pct > self.last_percent).then(|| {
+            self.last_percent = pct;
+            pct
+        })
+    }
+}
