@@ -210,6 +210,11 @@ impl Download {
             .count()
     }
 
+    /// Requests in flight (an endgame duplicate counts twice).
+    pub(crate) fn requests(&self) -> usize {
+        self.inflight.values().map(BTreeMap::len).sum()
+    }
+
     /// Peers that may be asked.
     pub(crate) fn usable_holders(&self, now: Instant) -> usize {
         self.holders.values().filter(|h| h.usable(now)).count()

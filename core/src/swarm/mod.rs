@@ -115,6 +115,8 @@ pub struct DownloadInfo {
     pub phase: DownloadPhase,
     /// Peers with requests in flight now.
     pub peers: usize,
+    /// Chunk requests in flight now.
+    pub requests: usize,
     /// Peers known to hold some of it.
     pub holders: usize,
     /// Verified bytes each peer sent in this run.
@@ -684,6 +686,7 @@ impl Swarm {
                     Phase::Committing => DownloadPhase::Committing,
                 },
                 peers: d.serving_peers(),
+                requests: d.requests(),
                 holders: d.usable_holders(now),
                 bytes_from: d
                     .holders

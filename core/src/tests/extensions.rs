@@ -29,7 +29,7 @@ fn our_nodes_learn_each_others_extensions() {
         for p in peers {
             assert_eq!(
                 p.extensions,
-                ["caps/1", "leave/1"],
+                ["caps/1", "leave/1", "swarm/1"],
                 "node {i} about {}",
                 p.id
             );
@@ -52,7 +52,7 @@ fn a_reference_peer_sees_one_opaque_frame_and_sends_none() {
     m.run_for(2 * SEC);
     let frames = bytes_frames(&m.raws[r].received);
     assert_eq!(frames.len(), 1, "{frames:?}");
-    assert_eq!(&frames[0][..], b"P2PX/caps\ncaps/1 leave/1");
+    assert_eq!(&frames[0][..], b"P2PX/caps\ncaps/1 leave/1 swarm/1");
     let reference = PeerId::parse("reference").unwrap();
     let info = m.nodes[0].node.peers().find(|p| p.id == reference).unwrap();
     assert!(info.extensions.is_empty());

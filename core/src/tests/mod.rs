@@ -10,6 +10,7 @@ mod files;
 mod heartbeat;
 mod lan;
 mod session;
+mod swarm;
 mod util;
 
 use std::collections::BTreeMap;

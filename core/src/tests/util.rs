@@ -10,7 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 
-use crate::{CloseReason, Config, ConnId, Event, Input, Node, Output, StorageOp, TransferId};
+use crate::{
+    chunk_hash, CloseReason, Config, ConnId, ContentId, Event, Input, Manifest, ManifestFile, Node,
+    Output, StorageOp, TransferId,
+};
 
 /// One end of an in-memory connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -49,10 +52,66 @@ pub struct MemStorage {
     pub hold_reads: bool,
     /// Read ops not answered yet (with `hold_reads`).
     pub held: Vec<StorageOp>,
+    /// Content-addressed sharing.
+    pub swarm: SwarmStore,
+}
+
+/// The swarm side of the in-memory storage: what may be shared, what is,
+/// partial downloads with their records, and what was committed.
+#[derive(Debug, Default)]
+pub struct SwarmStore {
+    /// Paths the node may share: the files under it as (manifest path,
+    /// bytes); one file is shared under its own name.
+    pub trees: BTreeMap<String, Vec<(String, Vec<u8>)>>,
+    /// Shared content: its manifest and the concatenation of its files.
+    pub shared: BTreeMap<ContentId, (Manifest, Vec<u8>)>,
+    pub partials: BTreeMap<ContentId, Partial>,
+    /// Committed files by path (a tree's files under `dir/...`).
+    pub committed: BTreeMap<String, Vec<u8>>,
+    /// Chunks this node serves with a flipped byte (a lying peer).
+    pub corrupt: BTreeSet<u32>,
+    /// Chunks a partial's record claims on the next open, whatever was
+    /// written (a record that lies).
+    pub lying_record: Option<Vec<u32>>,
+    /// Chunk reads answered.
+    pub reads: usize,
+}
+
+/// One partial download in memory.
+#[derive(Debug)]
+pub struct Partial {
+    pub manifest: Manifest,
+    pub data: Vec<u8>,
+    pub written: BTreeSet<u32>,
+    /// Chunks the record claims: what was written at the last checkpoint.
+    pub record: BTreeSet<u32>,
+    pub dir: Option<String>,
+}
+
+/// The manifest of `files` (manifest path, bytes) in chunks of `cs`.
+pub fn build_manifest(cs: u32, files: &[(String, Vec<u8>)]) -> (Manifest, Vec<u8>) {
+    let mut sorted: Vec<&(String, Vec<u8>)> = files.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let stream: Vec<u8> = sorted.iter().flat_map(|(_, b)| b.iter().copied()).collect();
+    let hashes = stream.chunks(cs as usize).map(chunk_hash).collect();
+    let files = sorted
+        .iter()
+        .map(|(p, b)| ManifestFile {
+            path: p.clone(),
+            size: b.len() as u64,
+        })
+        .collect();
+    // Invariant: tests hand in valid trees.
+    (
+        Manifest::new(cs, files, hashes).expect("valid test tree"),
+        stream,
+    )
 }
 
 pub struct TestNode {
     pub node: Node,
+    /// What it was made with, for a restart.
+    pub config: Config,
     pub events: Vec<(Instant, Event)>,
     pub storage: MemStorage,
     /// Alive but neither sending nor receiving (a hung process).
@@ -136,9 +195,10 @@ impl Mesh {
         let mut cfg = Config::new(port);
         cfg.name = Some(format!("n{i}"));
         tweak(i, &mut cfg);
-        let node = Node::new(cfg, 1000 + i as u64, self.now);
+        let node = Node::new(cfg.clone(), 1000 + i as u64, self.now);
         self.nodes.push(TestNode {
             node,
+            config: cfg,
             events: Vec::new(),
             storage: MemStorage::default(),
             frozen: false,
@@ -356,8 +416,144 @@ impl Mesh {
             StorageOp::Close { transfer } => {
                 st.open.remove(&transfer);
             }
-            // Swarm storage: wired in with the swarm harness.
-            _ => {}
+            op => self.on_swarm_storage(i, op),
+        }
+    }
+
+    fn on_swarm_storage(&mut self, i: usize, op: StorageOp) {
+        let now = self.now;
+        let st = &mut self.nodes[i].storage.swarm;
+        let notfound = |what: &str| crate::IoError::new(std::io::ErrorKind::NotFound, what);
+        let input = match op {
+            StorageOp::Share { path, chunk_size } => match st.trees.get(&path) {
+                Some(files) => {
+                    let (m, stream) = build_manifest(chunk_size, files);
+                    let manifest = m.encode();
+                    st.shared.insert(m.id(), (m, stream));
+                    Some(Input::Shared { path, manifest })
+                }
+                None => Some(Input::ShareFailed {
+                    path,
+                    error: notfound("no such file"),
+                }),
+            },
+            StorageOp::Unshare { content } => {
+                st.shared.remove(&content);
+                None
+            }
+            StorageOp::OpenPartial {
+                content,
+                manifest,
+                dir,
+            } => {
+                let m = Manifest::parse(&manifest).expect("the core checked it");
+                let p = st.partials.entry(content).or_insert_with(|| Partial {
+                    data: vec![0; m.size() as usize],
+                    manifest: m,
+                    written: BTreeSet::new(),
+                    record: BTreeSet::new(),
+                    dir,
+                });
+                let claimed = match st.lying_record.take() {
+                    Some(lie) => lie,
+                    None => p.record.iter().copied().collect(),
+                };
+                Some(Input::PartialOpened { content, claimed })
+            }
+            StorageOp::ReadChunk {
+                read,
+                content,
+                chunk,
+            } => {
+                st.reads += 1;
+                let data = if let Some((m, stream)) = st.shared.get(&content) {
+                    let r = m.chunk_range(chunk);
+                    let mut d = stream[r.start as usize..r.end as usize].to_vec();
+                    if st.corrupt.contains(&chunk) {
+                        if let Some(b) = d.first_mut() {
+                            *b ^= 0x55;
+                        }
+                    }
+                    Some(d)
+                } else {
+                    st.partials.get(&content).map(|p| {
+                        let r = p.manifest.chunk_range(chunk);
+                        p.data[r.start as usize..r.end as usize].to_vec()
+                    })
+                };
+                Some(match data {
+                    Some(d) => Input::ChunkRead {
+                        read,
+                        data: Bytes::from(d),
+                    },
+                    None => Input::ChunkReadFailed {
+                        read,
+                        error: notfound("no such content"),
+                        changed: false,
+                    },
+                })
+            }
+            StorageOp::WriteChunk {
+                content,
+                chunk,
+                data,
+            } => {
+                if let Some(p) = st.partials.get_mut(&content) {
+                    let r = p.manifest.chunk_range(chunk);
+                    p.data[r.start as usize..r.end as usize].copy_from_slice(&data);
+                    p.written.insert(chunk);
+                }
+                None
+            }
+            StorageOp::Checkpoint { content } => {
+                if let Some(p) = st.partials.get_mut(&content) {
+                    p.record = p.written.clone();
+                }
+                None
+            }
+            StorageOp::CommitDownload { content } => {
+                let p = st.partials.remove(&content).expect("committed once");
+                let name = p.manifest.name().to_owned();
+                let mut k = 0;
+                let mut saved = name.clone();
+                while st
+                    .committed
+                    .keys()
+                    .any(|c| c == &saved || c.starts_with(&format!("{saved}/")))
+                {
+                    k += 1;
+                    saved = format!("{name}-({k})");
+                }
+                let mut at = 0usize;
+                for f in p.manifest.files() {
+                    let rel = f.path.strip_prefix(&name).unwrap_or("");
+                    let bytes = p.data[at..at + f.size as usize].to_vec();
+                    at += f.size as usize;
+                    st.committed.insert(format!("{saved}{rel}"), bytes);
+                }
+                st.shared.insert(content, (p.manifest, p.data));
+                Some(Input::DownloadCommitted {
+                    content,
+                    path: saved,
+                })
+            }
+            StorageOp::ClosePartial { .. } => None,
+            StorageOp::DiscardPartial { content } => {
+                st.partials.remove(&content);
+                None
+            }
+            StorageOp::ScanPartials => {
+                let partials = st
+                    .partials
+                    .values()
+                    .map(|p| (p.manifest.encode(), p.dir.clone()))
+                    .collect();
+                Some(Input::PartialsFound { partials })
+            }
+            other => unreachable!("not a swarm op: {other:?}"),
+        };
+        if let Some(input) = input {
+            self.nodes[i].node.handle_input(now, input);
         }
     }
 
@@ -572,6 +768,15 @@ impl Mesh {
             }
         }
         lines
+    }
+
+    /// Starts a crashed node again with its storage as the crash left it
+    /// (open handles are gone; records and data stay) and a new seed.
+    pub fn restart(&mut self, i: usize) {
+        let seed = 5000 + i as u64 + self.seq;
+        let cfg = self.nodes[i].config.clone();
+        self.nodes[i].node = Node::new(cfg, seed, self.now);
+        self.nodes[i].crashed = false;
     }
 
     /// Crashes a node: every connection resets.
