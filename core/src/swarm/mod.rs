@@ -837,12 +837,9 @@ impl Swarm {
             if let Some(d) = self.downloads.get_mut(&id) {
                 match holding {
                     Some(complete) => d.add_holder(peer, complete),
-                    None => {
-                        // An offerer stays a holder until it says `none`.
-                        if !d.holders.get(peer).is_some_and(|h| h.complete) {
-                            d.remove_holder(peer);
-                        }
-                    }
+                    // It unshared it (an offerer's index always lists what it
+                    // offers: it is announced before the offer is sent).
+                    None => d.remove_holder(peer),
                 }
             }
             self.drive(now, id, peers, rng, |d, now, cfg, steps| {
