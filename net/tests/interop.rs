@@ -267,3 +267,76 @@ async fn a_full_node_refuses_a_reference_dialer_with_max_peers() {
     // DUPLICATE is checked before MAX_PEERS, as the reference does.
     assert_eq!(dup.line().await, "DUPLICATE");
 }
+
+/// Content-addressed sharing between two of our nodes, with a reference
+/// dialer connected to the holder the whole time: the reference sees its
+/// one opaque frame (caps) and nothing of the swarm traffic, and a legacy
+/// file from it still arrives (docs/PROTOCOL.md §9.7).
+#[tokio::test]
+async fn a_reference_peer_sees_nothing_of_swarm_traffic_and_send_still_works() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, mut a_events) = our_node(dir_a.path()).await;
+    let mut r = Script::new(TcpStream::connect(a.local_addr()).await.unwrap());
+    r.send(format!("{REF_ID}:gopher\nLISTEN:localhost:9302\n").as_bytes())
+        .await;
+    assert_eq!(r.line().await, format!("{}:ours", a.id()));
+    common::wait_core(&mut a_events, 10, |e| {
+        matches!(e, Event::PeerConnected { name, .. } if name == "gopher").then_some(())
+    })
+    .await;
+    // A shares a file; B (ours) fetches it by id.
+    let src = dir_a.path().join("shared.bin");
+    let data: Vec<u8> = (0..1_500_000u32).map(|i| (i % 253) as u8).collect();
+    std::fs::write(&src, &data).unwrap();
+    a.share(&src).await.unwrap();
+    let id = common::wait_core(&mut a_events, 10, |e| match e {
+        Event::Shared { id, .. } => Some(*id),
+        _ => None,
+    })
+    .await;
+    let mut cfg = NetConfig::new(0);
+    cfg.core.name = Some("b".into());
+    cfg.bootstrap.push(a.local_addr().to_string());
+    let (b, mut b_events) = start(
+        cfg,
+        TcpTransport::loopback(),
+        DiskStorage::new(dir_b.path()).unwrap(),
+    )
+    .await
+    .unwrap();
+    common::wait_core(&mut b_events, 10, |e| {
+        matches!(e, Event::IndexReceived { entries: 1, .. }).then_some(())
+    })
+    .await;
+    b.get(&id.to_hex()[..12], None).await.unwrap();
+    let path = common::wait_core(&mut b_events, 20, |e| match e {
+        Event::DownloadComplete { path, .. } => Some(path.clone()),
+        Event::DownloadFailed { error, .. } => panic!("download failed: {error}"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(std::fs::read(dir_b.path().join(&path)).unwrap(), data);
+    // The reference, meanwhile: lines and at most the one opaque frame
+    // (`Script::frame` fails on a second). A file from it still arrives.
+    r.send(b"PING\n").await;
+    r.line_where(|l| l == "PONG").await;
+    let small = b"legacy push".to_vec();
+    let sha = hex(&Sha256::digest(&small));
+    r.bytes_frame(format!("FILESTART:legacy.txt|{}|{sha}\n", small.len()).as_bytes())
+        .await;
+    let mut chunk = b"FILECHUNK:legacy.txt\n".to_vec();
+    chunk.extend_from_slice(&small);
+    r.bytes_frame(&chunk).await;
+    r.bytes_frame(format!("FILEEND:legacy.txt|{sha}\n").as_bytes())
+        .await;
+    common::wait_core(&mut a_events, 10, |e| {
+        matches!(e, Event::FileReceived { name, .. } if name == "legacy.txt").then_some(())
+    })
+    .await;
+    r.send(b"PING\n").await;
+    r.line_where(|l| l == "PONG").await;
+    assert_eq!(r.opaque, 1, "the caps frame and nothing else");
+    b.shutdown().await.unwrap();
+    a.shutdown().await.unwrap();
+}

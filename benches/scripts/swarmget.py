@@ -1,0 +1,116 @@
+#!/usr/bin/env python3
+"""`/get` of one shared file from HOLDERS `p2p-node` processes on loopback,
+timed from the command to `download_complete` (verified, committed), with
+the downloader's peak RSS; and, in the same run, one plain SHA-256 pass
+over the same file (`sha256sum`), the issue's baseline.
+
+usage: swarmget.py BIN SIZE_MIB HOLDERS RUNS ROOT
+  ROOT holds the source file and every node's downloads directory (a tmpfs
+  such as /dev/shm takes the disk out of the measurement; a disk path puts
+  the commit's fsync in it).
+"""
+import json, os, shutil, statistics, subprocess, sys, threading, time
+
+BIN, SIZE_MIB, HOLDERS, RUNS, ROOT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+os.makedirs(ROOT, exist_ok=True)
+src = os.path.join(ROOT, f"src-{SIZE_MIB}.bin")
+if not os.path.exists(src) or os.path.getsize(src) != SIZE_MIB << 20:
+    with open(src, "wb") as f:
+        block = os.urandom(1 << 20)
+        for i in range(SIZE_MIB):
+            f.write(block[i % 251:] + block[: i % 251])
+
+
+class Node:
+    def __init__(self, name, args):
+        self.events, self.cv = [], threading.Condition()
+        self.p = subprocess.Popen(
+            [BIN, "--json", "--name", name, "--bind", "127.0.0.1",
+             "--identity", os.path.join(ROOT, f"{name}.id"),
+             "--downloads", os.path.join(ROOT, f"dl-{name}"), *args],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        threading.Thread(target=self.read, daemon=True).start()
+
+    def read(self):
+        for line in self.p.stdout:
+            try:
+                e = json.loads(line)
+            except ValueError:
+                continue
+            with self.cv:
+                self.events.append(e)
+                self.cv.notify_all()
+
+    def wait(self, pred, timeout=600):
+        end = time.monotonic() + timeout
+        with self.cv:
+            while True:
+                for e in self.events:
+                    if pred(e):
+                        return e
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no such event; last: {self.events[-3:]}")
+                self.cv.wait(left)
+
+    def send(self, line):
+        self.p.stdin.write(line + "\n")
+        self.p.stdin.flush()
+
+    def hwm_kib(self):
+        for line in open(f"/proc/{self.p.pid}/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+
+    def stop(self):
+        self.p.kill()
+        self.p.wait()
+
+
+def one():
+    holders = []
+    for h in range(HOLDERS):
+        boot = [f"127.0.0.1:{holders[0].port}"] if holders else []
+        n = Node(f"h{h}", ["0", *boot, "--share", src])
+        n.port = int(n.wait(lambda e: e.get("type") == "listening")["addr"].rsplit(":", 1)[1])
+        holders.append(n)
+    ids = {h.wait(lambda e: e.get("type") == "shared")["id"] for h in holders}
+    assert len(ids) == 1, ids
+    cid = ids.pop()
+    dl_dir = os.path.join(ROOT, "dl-d")
+    shutil.rmtree(dl_dir, ignore_errors=True)
+    d = Node("d", ["0", f"127.0.0.1:{holders[0].port}"])
+    d.wait(lambda e: e.get("type") == "peer_connected" and e.get("peers") == HOLDERS)
+    time.sleep(0.5)  # every holder's index
+    t0 = time.monotonic()
+    d.send(f"/get {cid}")
+    done = d.wait(lambda e: e.get("type") in ("download_complete", "download_failed"))
+    took = time.monotonic() - t0
+    assert done["type"] == "download_complete", done
+    rss = d.hwm_kib()
+    got = os.path.join(dl_dir, os.path.basename(src))
+    assert os.path.getsize(got) == SIZE_MIB << 20
+    for n in holders + [d]:
+        n.stop()
+    shutil.rmtree(dl_dir, ignore_errors=True)
+    return took, rss, done["bytes_from"]
+
+
+def sha_pass():
+    t0 = time.monotonic()
+    subprocess.run(["sha256sum", src], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+gets, shas, rsss = [], [], []
+for r in range(RUNS):
+    took, rss, frm = one()
+    s = sha_pass()
+    gets.append(took); shas.append(s); rsss.append(rss)
+    print(f"run {r}: get {took:.3f} s ({SIZE_MIB / 1024 / took * 1.073741824:.2f} GB/s), "
+          f"sha256sum {s:.3f} s, downloader peak RSS {rss / 1024:.1f} MiB, from {sorted(frm.values())}")
+g, s = statistics.median(gets), statistics.median(shas)
+gb = (SIZE_MIB << 20) / 1e9
+print(f"median get {g:.3f} s = {gb / g:.2f} GB/s (min {min(gets):.3f}, max {max(gets):.3f}); "
+      f"median sha256sum {s:.3f} s = {gb / s:.2f} GB/s; get speed / sha256 speed = {s / g:.2f}; "
+      f"peak RSS median {statistics.median(rsss) / 1024:.1f} MiB (max {max(rsss) / 1024:.1f})")
