@@ -297,6 +297,7 @@ async fn a_reference_peer_sees_nothing_of_swarm_traffic_and_send_still_works() {
     .await;
     let mut cfg = NetConfig::new(0);
     cfg.core.name = Some("b".into());
+    cfg.debug_events = true;
     cfg.bootstrap.push(a.local_addr().to_string());
     let (b, mut b_events) = start(
         cfg,
