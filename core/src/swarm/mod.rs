@@ -1211,10 +1211,11 @@ impl Swarm {
                 let due = d
                     .have_asked
                     .is_none_or(|t| now >= t + self.cfg.have_refresh);
-                let partial = d.partial_holders(now);
-                if due && !partial.is_empty() {
+                if due {
+                    // Set even with nobody to ask now: the refresh deadline
+                    // must move, or handle_timeout would find it due forever.
                     d.have_asked = Some(now);
-                    for p in partial {
+                    for p in d.partial_holders(now) {
                         send(&mut self.out, peers, &p, &Msg::HaveGet(id));
                     }
                 }

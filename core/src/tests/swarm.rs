@@ -538,3 +538,47 @@ proptest! {
         let _ = Bytes::new();
     }
 }
+
+/// Regression: a partial holder that said it holds nothing (or rests)
+/// kept the `have` refresh deadline in the past, and `handle_timeout`
+/// found it due forever (the node hung).
+#[test]
+fn a_partial_holder_that_holds_nothing_does_not_hang_the_node() {
+    let mut m = mesh(1);
+    m.latency = Duration::from_millis(30);
+    let files = one_file(300 * CS as usize, 12);
+    let id = share(&mut m, 0, "f", &files);
+    let mut m2 = Mesh::new(2, |_, c| c.swarm.chunk_size = CS);
+    std::mem::swap(&mut m, &mut m2);
+    drop(m2);
+    m.latency = Duration::from_millis(30);
+    m.bootstrap(1, 0);
+    converge(&mut m, 5 * SEC);
+    m.nodes[0]
+        .storage
+        .swarm
+        .trees
+        .insert("f".into(), files.clone());
+    m.nodes[0].node.share("f").unwrap();
+    m.run_for(SEC);
+    // A raw peer lists it as partial and answers every `hget` with `none`.
+    let r = raw_peer(&mut m, 1, "partial", 9402);
+    m.raw_send(r, &ext_frame(b"P2PX/caps\nswarm/1"));
+    let entry = format!(
+        "P2PX/swarm\nindex\n{id} {} 1 p data.bin\n",
+        files[0].1.len()
+    );
+    m.raw_send(r, &ext_frame(entry.as_bytes()));
+    m.run_for(Duration::from_millis(100));
+    get(&mut m, 1, id);
+    for _ in 0..100 {
+        m.run_for(Duration::from_millis(100));
+        let none = format!("P2PX/swarm\nnone {id}\n");
+        m.raw_send(r, &ext_frame(none.as_bytes()));
+        if completed(&m, 1, id).is_some() {
+            break;
+        }
+    }
+    run_until_complete(&mut m, 1, id, 30 * SEC);
+    assert_eq!(m.nodes[1].storage.swarm.committed["data.bin"], files[0].1);
+}
