@@ -583,8 +583,12 @@ impl DiskSwarm {
         }
         let candidate =
             placed.ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free name"))?;
-        sync_dir(&target)?;
         let p = state.partials.remove(&content).expect("looked up above");
+        // The move is done: its content is in place under its name, so a
+        // failure to sync the name is reported, not the commit undone.
+        if let Err(e) = sync_dir(&target) {
+            tracing::warn!("could not sync {} after the commit: {e}", target.display());
+        }
         if let Err(e) = fs::remove_dir_all(&p.root) {
             tracing::warn!(
                 "could not delete the partial folder {}: {e}",
