@@ -107,6 +107,9 @@ pub(crate) struct Download {
     have: Vec<u8>,
     have_count: u32,
     pub(crate) bytes: u64,
+    /// Bytes an earlier run left that verified (what `DownloadStarted`
+    /// reports; fetching goes on while they are checked).
+    pub(crate) resumed: u64,
     /// Claimed by the record, being read back and verified.
     verifying: BTreeSet<u32>,
     /// Claimed chunks whose read is not asked yet.
@@ -139,6 +142,7 @@ impl Download {
             have: Vec::new(),
             have_count: 0,
             bytes: 0,
+            resumed: 0,
             verifying: BTreeSet::new(),
             to_verify: Vec::new(),
             inflight: BTreeMap::new(),
@@ -389,9 +393,11 @@ impl Download {
             _ => false,
         };
         if ok && !self.has(k) {
+            let len = data.map_or(0, |d| d.len() as u64);
             self.set_have(k);
             self.have_count += 1;
-            self.bytes += data.map_or(0, |d| d.len() as u64);
+            self.bytes += len;
+            self.resumed += len;
         }
         self.verify_more(steps);
         self.progress_done(steps);

@@ -1198,7 +1198,7 @@ impl Swarm {
                             name: d.name().to_owned(),
                             size: d.size(),
                             files: m.map_or(0, |m| m.files().len() as u32),
-                            have: d.bytes,
+                            have: d.resumed,
                         });
                         reannounce |= d.have_count() > 0;
                     }
@@ -1258,7 +1258,12 @@ impl Swarm {
 
     /// Shutdown: partials are kept for the next run.
     pub(crate) fn shutdown(&mut self) {
-        for (id, _) in std::mem::take(&mut self.downloads) {
+        for (id, d) in std::mem::take(&mut self.downloads) {
+            // What was fetched since the last checkpoint is kept too.
+            if d.manifest.is_some() {
+                self.out
+                    .push(Output::Storage(StorageOp::Checkpoint { content: id }));
+            }
             self.out
                 .push(Output::Storage(StorageOp::ClosePartial { content: id }));
             self.out.event(Event::DownloadFailed {
