@@ -75,8 +75,8 @@ pub struct SwarmConfig {
     pub enabled: bool,
     /// Chunk size of the manifests this node builds.
     pub chunk_size: u32,
-    /// Chunk requests in flight per peer and download: 16 x 256 KiB keeps a
-    /// loopback link and a disk read queue busy.
+    /// Chunk requests in flight per peer and download: 32 x 256 KiB (8 MiB)
+    /// keeps a loopback link and the holder's read queue busy.
     pub requests_per_peer: usize,
     /// A request unanswered for this long is moved to another peer, and the
     /// peer is not asked again for a while.
@@ -102,7 +102,7 @@ impl Default for SwarmConfig {
         SwarmConfig {
             enabled: true,
             chunk_size: 256 * 1024,
-            requests_per_peer: 16,
+            requests_per_peer: 32,
             request_timeout: Duration::from_secs(10),
             max_serving_per_peer: 64,
             max_manifest: 8 * 1024 * 1024,

@@ -178,7 +178,9 @@ struct Serving {
 
 /// Reads at the storage per peer being served: enough to hide the disk's
 /// latency, few enough that a cancel still saves most of the work.
-const READS_PER_PEER: usize = 4;
+/// (Served reads also wait while the peer's send queue holds 16 chunks,
+/// half of the driver's slow-reader limit.)
+const READS_PER_PEER: usize = 8;
 
 /// Content-addressed sharing: shares, the mesh index, downloads, serving,
 /// offers.
@@ -924,7 +926,7 @@ impl Swarm {
     /// Sends queued requests to the storage while each peer's send queue
     /// has room (the window the legacy file sends use too).
     pub(crate) fn pump(&mut self, peers: &Peers, queued: &BTreeMap<ConnId, u64>) {
-        let window = 8 * u64::from(self.cfg.chunk_size);
+        let window = 16 * u64::from(self.cfg.chunk_size);
         for (peer, s) in self.serving.iter_mut() {
             let Some(conn) = peers.conn_of(peer) else {
                 continue;
