@@ -5,16 +5,35 @@ the downloader's peak RSS; and, in the same run, one plain SHA-256 pass
 over the same file (`sha256sum`), the issue's baseline.
 
 usage: swarmget.py BIN SIZE_MIB HOLDERS RUNS ROOT
-  ROOT holds the source file and every node's downloads directory (a tmpfs
-  such as /dev/shm takes the disk out of the measurement; a disk path puts
-  the commit's fsync in it).
+       swarmget.py BIN tree:FILES:KIB HOLDERS RUNS ROOT
+  ROOT holds the source and every node's downloads directory (a tmpfs such
+  as /dev/shm takes the disk out of the measurement; a disk path puts the
+  commit's fsync in it). `tree:2000:4` shares a directory of 2000 files of
+  4 KiB in 20 subdirectories; its baseline is `cp -r` of the tree plus
+  `sha256sum` of every file, run one after the other.
 """
 import json, os, shutil, statistics, subprocess, sys, threading, time
 
-BIN, SIZE_MIB, HOLDERS, RUNS, ROOT = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+BIN, WHAT, HOLDERS, RUNS, ROOT = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 os.makedirs(ROOT, exist_ok=True)
-src = os.path.join(ROOT, f"src-{SIZE_MIB}.bin")
-if not os.path.exists(src) or os.path.getsize(src) != SIZE_MIB << 20:
+TREE = WHAT.startswith("tree:")
+if TREE:
+    _, nfiles, kib = WHAT.split(":")
+    nfiles, kib = int(nfiles), int(kib)
+    src = os.path.join(ROOT, f"tree-{nfiles}-{kib}")
+    TOTAL = nfiles * kib * 1024
+    if not os.path.isdir(src):
+        for i in range(nfiles):
+            d = os.path.join(src, f"d{i % 20}")
+            os.makedirs(d, exist_ok=True)
+            with open(os.path.join(d, f"f{i}.dat"), "wb") as f:
+                f.write(os.urandom(kib * 1024))
+    SIZE_MIB = TOTAL / (1 << 20)
+else:
+    SIZE_MIB = int(WHAT)
+    TOTAL = SIZE_MIB << 20
+    src = os.path.join(ROOT, f"src-{SIZE_MIB}.bin")
+if not TREE and (not os.path.exists(src) or os.path.getsize(src) != TOTAL):
     with open(src, "wb") as f:
         block = os.urandom(1 << 20)
         for i in range(SIZE_MIB):
@@ -89,7 +108,10 @@ def one():
     assert done["type"] == "download_complete", done
     rss = d.hwm_kib()
     got = os.path.join(dl_dir, os.path.basename(src))
-    assert os.path.getsize(got) == SIZE_MIB << 20
+    if TREE:
+        assert subprocess.run(["diff", "-r", src, got]).returncode == 0, "trees differ"
+    else:
+        assert os.path.getsize(got) == TOTAL
     for n in holders + [d]:
         n.stop()
     shutil.rmtree(dl_dir, ignore_errors=True)
@@ -97,6 +119,16 @@ def one():
 
 
 def sha_pass():
+    if TREE:
+        dst = os.path.join(ROOT, "cp-copy")
+        shutil.rmtree(dst, ignore_errors=True)
+        t0 = time.monotonic()
+        subprocess.run(["cp", "-r", src, dst], check=True)
+        subprocess.run(f"find {dst} -type f -print0 | xargs -0 sha256sum", shell=True, check=True,
+                       stdout=subprocess.DEVNULL)
+        took = time.monotonic() - t0
+        shutil.rmtree(dst, ignore_errors=True)
+        return took
     t0 = time.monotonic()
     subprocess.run(["sha256sum", src], check=True, stdout=subprocess.DEVNULL)
     return time.monotonic() - t0
@@ -107,10 +139,11 @@ for r in range(RUNS):
     took, rss, frm = one()
     s = sha_pass()
     gets.append(took); shas.append(s); rsss.append(rss)
-    print(f"run {r}: get {took:.3f} s ({SIZE_MIB / 1024 / took * 1.073741824:.2f} GB/s), "
-          f"sha256sum {s:.3f} s, downloader peak RSS {rss / 1024:.1f} MiB, from {sorted(frm.values())}")
+    print(f"run {r}: get {took:.3f} s ({TOTAL / 1e9 / took:.2f} GB/s), "
+          f"baseline {s:.3f} s, downloader peak RSS {rss / 1024:.1f} MiB, from {sorted(frm.values())}")
 g, s = statistics.median(gets), statistics.median(shas)
-gb = (SIZE_MIB << 20) / 1e9
+gb = TOTAL / 1e9
 print(f"median get {g:.3f} s = {gb / g:.2f} GB/s (min {min(gets):.3f}, max {max(gets):.3f}); "
-      f"median sha256sum {s:.3f} s = {gb / s:.2f} GB/s; get speed / sha256 speed = {s / g:.2f}; "
+      f"median baseline ({'cp -r + sha256sum' if TREE else 'sha256sum'}) {s:.3f} s = {gb / s:.2f} GB/s; "
+      f"baseline time / get time = {s / g:.2f}; "
       f"peak RSS median {statistics.median(rsss) / 1024:.1f} MiB (max {max(rsss) / 1024:.1f})")
