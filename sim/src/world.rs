@@ -606,6 +606,16 @@ impl World {
                 | Input::Opened { .. }
                 | Input::Read { .. }
                 | Input::Flushed { .. } => {}
+                // The swarm's storage completions: no scenario shares
+                // content yet.
+                Input::Shared { .. }
+                | Input::ShareFailed { .. }
+                | Input::PartialOpened { .. }
+                | Input::PartialsFound { .. }
+                | Input::ChunkRead { .. }
+                | Input::ChunkReadFailed { .. }
+                | Input::SwarmStorageFailed { .. }
+                | Input::DownloadCommitted { .. } => {}
                 Input::LanPeer { .. } => self.coverage.hit("lan_peer_heard"),
             },
             TapEvent::Output(output) => match output {
