@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use p2p_cli::command::{self, Command, HELP};
-use p2p_cli::output::{Console, Style};
+use p2p_cli::output::{Console, DownloadTotals, Style};
 use p2p_cli::prompt::{history_path, Prompt, SharedPeers};
 use p2p_core::{Event, SessionConfig, Target};
 use p2p_net::{start, DiskStorage, NetConfig, NetEvent, NodeHandle, TcpTransport};
@@ -323,10 +323,17 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
             Ok(p) => console.peers(&p),
             Err(e) => console.error(&e.to_string()),
         },
-        Command::Status => match node.peers().await {
-            Ok(p) => console.status(&p),
-            Err(e) => console.error(&e.to_string()),
-        },
+        Command::Status => {
+            let (peers, files, downloads) =
+                tokio::join!(node.peers(), node.files(), node.downloads());
+            match (peers, files, downloads) {
+                (Ok(p), Ok(f), Ok(d)) => {
+                    let shared = f.iter().filter(|l| l.ours).count();
+                    console.status(&p, shared, DownloadTotals::of(&d));
+                }
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => console.error(&e.to_string()),
+            }
+        }
         Command::Connect(addr) => {
             if let Err(e) = node.connect(&addr).await {
                 console.error(&e.to_string());
