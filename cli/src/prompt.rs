@@ -446,8 +446,16 @@ mod tests {
         assert_eq!(complete(&h, "/st").0, "/status");
         assert_eq!(
             complete(&h, "/s").1,
-            ["/send", "/sendto", "/status"].map(String::from)
+            ["/send", "/sendto", "/status", "/share"].map(String::from)
         );
+        assert_eq!(complete(&h, "/g").0, "/get ");
+        assert_eq!(complete(&h, "/f").0, "/files");
+        assert_eq!(
+            complete(&h, "/d").1,
+            ["/discover", "/decline", "/downloads"]
+        );
+        assert_eq!(complete(&h, "/un").0, "/unshare ");
+        assert_eq!(complete(&h, "/ca").0, "/cancel ");
         assert_eq!(complete(&h, "/").1.len(), COMMANDS.len());
         assert!(complete(&h, "/zz").1.is_empty());
         // Chat text is not completed.

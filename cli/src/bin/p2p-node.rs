@@ -106,6 +106,9 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     cfg.core.advertise_host = args.advertise.clone();
     cfg.core.heartbeat.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
     cfg.bootstrap.extend(args.bootstrap.clone());
+    if let Some(accept) = &args.accept_offers {
+        cfg.core.swarm.accept_offers = accept.clone();
+    }
     if args.lan {
         cfg.lan = Some(std::sync::Arc::new(p2p_net::MdnsLan::default()));
     }
@@ -173,6 +176,13 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
 
     if let Some((Some(id), trusted)) = &private {
         console.private(id, *trusted);
+    }
+    // --share: hashed in the background; `Shared` (or `ShareFailed`)
+    // events tell each result.
+    for path in &args.share {
+        if let Err(e) = node.share(path).await {
+            console.error(&format!("--share {}: {e}", path.display()));
+        }
     }
 
     let mut stdin_open = true;
@@ -295,7 +305,8 @@ fn signal_terminate() -> mpsc::Receiver<()> {
     rx
 }
 
-/// Carries out one typed line; returns false to quit.
+/// Carries out one typed line; returns false to quit. A command that
+/// fails prints why, and the node goes on.
 async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
     let cmd = match command::parse(line) {
         Ok(c) => c,
@@ -349,6 +360,58 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
             Ok(id) => spawn_send(node, path, Target::Peer(id)),
             Err(e) => console.error(&e),
         },
+        Command::Share(path) => {
+            // The result arrives as `Shared` or `ShareFailed`.
+            if let Err(e) = node.share(&path).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Unshare(id) => {
+            if let Err(e) = node.unshare(&id).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Files => match node.files().await {
+            Ok(f) => console.files(&f),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Get { id, dir } => match node.get(&id, dir.as_deref()).await {
+            Ok(id) => console.getting(&id),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Offer { path, peer } => {
+            let target = match peer {
+                Some(p) => match find(node, &p).await {
+                    Ok(id) => Target::Peer(id),
+                    Err(e) => {
+                        console.error(&e);
+                        return true;
+                    }
+                },
+                None => Target::All,
+            };
+            if let Err(e) = node.offer(&path, target).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Accept(id) => match node.accept(&id).await {
+            Ok(id) => console.getting(&id),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Decline(id) => match node.decline(&id).await {
+            Ok(id) => console.declined(&id),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Downloads => match node.downloads().await {
+            Ok(d) => console.downloads(&d),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Cancel(id) => {
+            // `DownloadFailed` (cancelled) says it.
+            if let Err(e) = node.cancel_download(&id).await {
+                console.error(&e.to_string());
+            }
+        }
     }
     true
 }
