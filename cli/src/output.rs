@@ -643,6 +643,16 @@ impl Console {
         }
     }
 
+    /// `/offer` was taken: `path` goes to `to` (a peer's name), or to every
+    /// peer, once it is hashed. Text only: nothing comes back to the
+    /// offerer but a decline.
+    pub fn offering(&self, path: &std::path::Path, to: Option<&str>) {
+        if !self.style.json {
+            let to = to.map_or("every peer".to_owned(), |p| format!("peer {p}"));
+            self.line("SWARM", &format!("Offering {} to {to}", path.display()));
+        }
+    }
+
     /// `/decline` was taken (the offerer is told). Text only.
     pub fn declined(&self, id: &ContentId) {
         if !self.style.json {
@@ -2053,6 +2063,35 @@ mod console_tests {
                 ours: false,
             },
         ]
+    }
+
+    #[test]
+    fn command_acknowledgements_are_text_only() {
+        let (c, cap) = console(false);
+        c.getting(&cid(0xab));
+        c.offering(std::path::Path::new("/data/big.iso"), Some("bob"));
+        c.offering(std::path::Path::new("/data/big.iso"), None);
+        c.declined(&cid(0xab));
+        let out: Vec<String> = cap
+            .take()
+            .into_iter()
+            .map(|l| l.split_once("] ").map(|(_, r)| r.to_owned()).unwrap_or(l))
+            .collect();
+        assert_eq!(
+            out,
+            [
+                "[SWARM] Getting abababababab… from the peers that hold it",
+                "[SWARM] Offering /data/big.iso to peer bob",
+                "[SWARM] Offering /data/big.iso to every peer",
+                "[SWARM] Declined the offer of abababababab…",
+            ]
+        );
+        // In JSON the events that follow say it.
+        let (c, cap) = console(true);
+        c.getting(&cid(0xab));
+        c.offering(std::path::Path::new("/data/big.iso"), None);
+        c.declined(&cid(0xab));
+        assert!(cap.take().is_empty());
     }
 
     #[test]

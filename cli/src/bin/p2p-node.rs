@@ -435,18 +435,19 @@ async fn handle_line(node: &NodeHandle, console: &Console, lists: &Lists, line: 
             Err(e) => console.error(&e.to_string()),
         },
         Command::Offer { path, peer } => {
-            let target = match peer {
-                Some(p) => match find(node, &p).await {
-                    Ok(id) => Target::Peer(id),
+            let (target, to) = match peer {
+                Some(p) => match find_peer(node, &p).await {
+                    Ok(peer) => (Target::Peer(peer.id), Some(peer.name)),
                     Err(e) => {
                         console.error(&e);
                         return true;
                     }
                 },
-                None => Target::All,
+                None => (Target::All, None),
             };
-            if let Err(e) = node.offer(&path, target).await {
-                console.error(&e.to_string());
+            match node.offer(&path, target).await {
+                Ok(()) => console.offering(&path, to.as_deref()),
+                Err(e) => console.error(&e.to_string()),
             }
         }
         Command::Accept(id) => match node.accept(&id).await {
@@ -478,8 +479,12 @@ async fn handle_line(node: &NodeHandle, console: &Console, lists: &Lists, line: 
 }
 
 async fn find(node: &NodeHandle, who: &str) -> Result<p2p_core::PeerId, String> {
+    find_peer(node, who).await.map(|p| p.id)
+}
+
+async fn find_peer(node: &NodeHandle, who: &str) -> Result<p2p_core::PeerInfo, String> {
     let peers = node.peers().await.map_err(|e| e.to_string())?;
-    command::resolve_peer(&peers, who).map(|p| p.id.clone())
+    command::resolve_peer(&peers, who).cloned()
 }
 
 /// Sends in the background so that the prompt stays responsive; the result
