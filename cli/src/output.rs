@@ -511,13 +511,21 @@ impl Console {
                 human_bytes(p.bytes_out),
             ));
         }
-        if shared > 0 || downloads.count > 0 {
-            self.raw(&format!(
-                "  sharing {shared} contents; downloads in progress: {} ({} of {})",
+        let mut swarm = Vec::new();
+        if shared > 0 {
+            let s = if shared == 1 { "" } else { "s" };
+            swarm.push(format!("sharing {shared} content{s}"));
+        }
+        if downloads.count > 0 {
+            swarm.push(format!(
+                "downloads in progress: {} ({} of {})",
                 downloads.count,
                 human_bytes(downloads.bytes),
                 human_bytes(downloads.size),
             ));
+        }
+        if !swarm.is_empty() {
+            self.raw(&format!("  {}", swarm.join("; ")));
         }
         if transfers.is_empty() {
             return;
@@ -2195,6 +2203,13 @@ mod console_tests {
         assert_eq!(
             out[2],
             "  sharing 3 contents; downloads in progress: 2 (500 B of 3.0 MiB)"
+        );
+        c.status(&[], 1, DownloadTotals::of(&[]));
+        assert_eq!(cap.take()[1], "  sharing 1 content");
+        c.status(&[], 0, DownloadTotals::of(&list[..1]));
+        assert_eq!(
+            cap.take()[1],
+            "  downloads in progress: 1 (500 B of 1000 B)"
         );
         let (c, cap) = console(true);
         c.status(&[bob()], 3, totals);
