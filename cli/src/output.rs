@@ -897,17 +897,29 @@ impl Console {
                 sent,
                 size,
             } => (Tracked::File(false, *transfer), name, *sent, *size),
-            Event::DownloadStarted { id, have, .. } if *have > 0 => {
+            Event::DownloadStarted {
+                id,
+                name,
+                size,
+                have,
+                ..
+            } => {
+                // A resumed download reports the partial's verification
+                // before it starts, under its id: its bar gets the name.
+                let key = Tracked::Download(*id);
+                if let Some(bar) = self.bars.get(&key) {
+                    bar.set_prefix(format!("<- {}", printable(name)));
+                }
+                if *have == 0 {
+                    return;
+                }
                 // What is on disk already: a bar that starts there, and no
                 // progress lines for the tenths behind it.
-                let Some(f) = self.fetching.get(id) else {
-                    return;
-                };
-                let (name, size) = (f.name.clone(), f.size);
-                let key = Tracked::Download(*id);
-                self.tenths.insert(key, have * 10 / size.max(1));
+                let tenth = have * 10 / (*size).max(1);
+                let last = self.tenths.entry(key).or_insert(0);
+                *last = tenth.max(*last);
                 if self.style.bars && !self.style.json {
-                    let bar = self.bar(key, &name, size);
+                    let bar = self.bar(key, name, *size);
                     bar.set_position(*have);
                     // The estimator has seen `have`: its rate starts
                     // from here, not from the bytes that were on disk.
@@ -919,8 +931,7 @@ impl Console {
             Event::DownloadProgress {
                 id, bytes, size, ..
             } => {
-                let name = self.fetching.get(id).map(|f| f.name.clone());
-                let name = name.unwrap_or_else(|| format!("{}…", id.short()));
+                let name = self.content_name(id);
                 return self.show_progress(Tracked::Download(*id), &name, *bytes, *size);
             }
             Event::FileReceived { transfer, .. }
@@ -1928,6 +1939,38 @@ mod console_tests {
             }
         )
         .is_empty());
+    }
+
+    #[test]
+    fn a_resumed_download_verifies_under_its_id_then_goes_on_by_name() {
+        let (mut c, cap) = console(false);
+        let progress = |bytes| Event::DownloadProgress {
+            id: cid(0xab),
+            bytes,
+            size: 1000,
+            peers: 0,
+        };
+        // The partial is read back and verified before the start.
+        assert_eq!(
+            text_of(&mut c, &cap, progress(300)),
+            ["[SWARM] abababababab… progress: 30.0% (300/1000 bytes)"]
+        );
+        let started = Event::DownloadStarted {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            size: 1000,
+            files: 1,
+            have: 400,
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, started),
+            ["[SWARM] Downloading big.iso (1000 B, 1 file) abababababab…, resuming, 400 bytes already here"]
+        );
+        assert!(text_of(&mut c, &cap, progress(450)).is_empty());
+        assert_eq!(
+            text_of(&mut c, &cap, progress(500)),
+            ["[SWARM] big.iso progress: 50.0% (500/1000 bytes)"]
+        );
     }
 
     #[test]
