@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Parser;
+use p2p_core::{AcceptOffers, PeerId};
 
 /// p2p-node: a peer of a small peer-to-peer mesh: chat, binary messages and
 /// files with verified integrity, with the peers it finds.
@@ -30,9 +31,18 @@ pub struct Args {
     /// Most peers to hold at once.
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u16).range(1..=1024))]
     pub max_peers: u16,
-    /// Where received files go.
+    /// Where received files and downloads go; unfinished downloads wait
+    /// in its `.p2p/partial/` for the next run.
     #[arg(long, default_value = "downloads")]
     pub downloads: PathBuf,
+    /// Share this file or directory tree from the start (repeatable).
+    #[arg(long = "share", value_name = "PATH")]
+    pub share: Vec<PathBuf>,
+    /// Download offers without asking: `all`, or only those of the peers
+    /// listed (ids, comma-separated). Default: each offer waits for
+    /// /accept or /decline.
+    #[arg(long, value_name = "all|PEER,...", value_parser = parse_accept_offers)]
+    pub accept_offers: Option<AcceptOffers>,
     /// Print every event as one JSON object per line.
     #[arg(long)]
     pub json: bool,
@@ -68,6 +78,21 @@ pub struct Args {
     /// multicast leaves this machine and tells the LAN a node runs here.
     #[arg(long)]
     pub lan: bool,
+}
+
+/// `--accept-offers`: `all`, or peer ids separated by commas.
+fn parse_accept_offers(s: &str) -> Result<AcceptOffers, String> {
+    if s == "all" {
+        return Ok(AcceptOffers::All);
+    }
+    let mut ids = std::collections::BTreeSet::new();
+    for part in s.split(',').map(str::trim) {
+        if part.is_empty() {
+            return Err("expected `all` or peer ids separated by commas".into());
+        }
+        ids.insert(PeerId::parse(part).map_err(|e| e.to_string())?);
+    }
+    Ok(AcceptOffers::From(ids))
 }
 
 /// Parses arguments; on a usage error returns the one line to print and the
@@ -173,6 +198,37 @@ mod tests {
         assert_eq!(code, 2);
         assert!(msg.contains("needs a network key"), "{msg}");
         assert!(parse_with_env(["p2p-node", "--trust", "t", "8001"], Some("k".into())).is_ok());
+    }
+
+    #[test]
+    fn sharing_flags() {
+        let a = parse(["p2p-node", "8001"]).unwrap();
+        assert!(a.share.is_empty());
+        assert_eq!(a.accept_offers, None);
+        let a = parse([
+            "p2p-node",
+            "--share",
+            "a.iso",
+            "--share",
+            "photos dir",
+            "--accept-offers",
+            "all",
+            "8001",
+        ])
+        .unwrap();
+        assert_eq!(
+            a.share,
+            [PathBuf::from("a.iso"), PathBuf::from("photos dir")]
+        );
+        assert_eq!(a.accept_offers, Some(AcceptOffers::All));
+        let a = parse(["p2p-node", "--accept-offers", "b0b, ca12", "8001"]).unwrap();
+        let want = ["b0b", "ca12"].map(|s| PeerId::parse(s).unwrap());
+        assert_eq!(a.accept_offers, Some(AcceptOffers::From(want.into())));
+        for bad in ["", "b0b,,ca12", "b0b,x:1"] {
+            let (msg, code) = parse(["p2p-node", "--accept-offers", bad, "8001"]).unwrap_err();
+            assert_eq!(code, 2, "{bad:?}");
+            assert!(msg.contains("--accept-offers"), "{msg}");
+        }
     }
 
     #[test]

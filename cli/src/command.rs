@@ -1,6 +1,6 @@
 //! The interactive command language read from stdin.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// One line typed by the user.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +31,35 @@ pub enum Command {
         /// The file.
         path: PathBuf,
     },
+    /// `/share <path>`: share a file or a directory tree.
+    Share(PathBuf),
+    /// `/unshare <id>`: stop sharing content.
+    Unshare(String),
+    /// `/files`: what the mesh offers.
+    Files,
+    /// `/get <id> [dir]`: download content from every peer that holds it.
+    Get {
+        /// The content id as typed (64 hex digits or a unique prefix of 8
+        /// or more; the core resolves it).
+        id: String,
+        /// Where to put it instead of the downloads directory.
+        dir: Option<PathBuf>,
+    },
+    /// `/offer <path> [peer]`: offer a file or tree to one peer or all.
+    Offer {
+        /// The file or tree (shared first if it is not).
+        path: PathBuf,
+        /// Peer by name, id or address; `None`: every peer.
+        peer: Option<String>,
+    },
+    /// `/accept <id>`: download what a peer offered.
+    Accept(String),
+    /// `/decline <id>`: refuse an offer (the offerer is told).
+    Decline(String),
+    /// `/downloads`: downloads in progress.
+    Downloads,
+    /// `/cancel <id>`: stop a download and delete what it fetched.
+    Cancel(String),
     /// `/help`
     Help,
     /// `/quit`
@@ -49,6 +78,15 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("/status", ""),
     ("/connect", "<host:port>"),
     ("/discover", ""),
+    ("/share", "<path>"),
+    ("/unshare", "<id>"),
+    ("/files", ""),
+    ("/get", "<id> [dir]"),
+    ("/offer", "<path> [peer]"),
+    ("/accept", "<id>"),
+    ("/decline", "<id>"),
+    ("/downloads", ""),
+    ("/cancel", "<id>"),
     ("/help", ""),
     ("/quit", ""),
 ];
@@ -64,11 +102,28 @@ commands:
   /status                peers (address, direction, round trip, bytes), transfers in progress
   /connect <host:port>   connect to a peer
   /discover              ask peers for more peers now
+  /share <path>          share a file or directory tree with the mesh (by content id)
+  /unshare <id>          stop sharing content
+  /files                 what the mesh offers: id, name, size, files, holders
+  /get <id> [dir]        download content from every peer holding it (to [dir], else --downloads)
+  /offer <path> [peer]   offer a file or tree to one peer or every peer
+  /accept <id>           download what a peer offered
+  /decline <id>          refuse an offer (the offerer is told)
+  /downloads             downloads in progress: bytes, rate, ETA, peers
+  /cancel <id>           stop a download and delete what it fetched
   /help                  this text (also /?)
-  /quit                  leave (also /exit; Ctrl-D at the prompt)";
+  /quit                  leave (also /exit; Ctrl-D at the prompt)
+ids: 64 hex digits, or a unique prefix of 8 or more (/files shows 12)";
 
 /// Parses one input line; the error says what is wrong.
 pub fn parse(line: &str) -> Result<Command, String> {
+    parse_with(line, Path::exists)
+}
+
+/// [`parse`], with `exists` saying whether a path is there: paths are the
+/// rest of the line, spaces included, so `/offer a b` is the path `a b` if
+/// that exists, else the path `a` for the peer `b`.
+pub fn parse_with(line: &str, exists: impl Fn(&Path) -> bool) -> Result<Command, String> {
     let line = line.trim_end_matches(['\r', '\n']);
     let trimmed = line.trim();
     if trimmed.is_empty() {
@@ -88,8 +143,53 @@ pub fn parse(line: &str) -> Result<Command, String> {
             Ok(())
         }
     };
+    // One word (a content id), nothing after it.
+    let one = |what: &str| -> Result<String, String> {
+        if args.is_empty() || args.contains(char::is_whitespace) {
+            Err(format!("usage: /{word} {what}"))
+        } else {
+            Ok(args.to_owned())
+        }
+    };
     match word {
         "peers" => Ok(Command::Peers),
+        "files" => Ok(Command::Files),
+        "downloads" => Ok(Command::Downloads),
+        "share" => {
+            need("<path>")?;
+            Ok(Command::Share(PathBuf::from(args)))
+        }
+        "unshare" => one("<id>").map(Command::Unshare),
+        "accept" => one("<id>").map(Command::Accept),
+        "decline" => one("<id>").map(Command::Decline),
+        "cancel" => one("<id>").map(Command::Cancel),
+        "get" => {
+            need("<id> [dir]")?;
+            Ok(match args.split_once(char::is_whitespace) {
+                Some((id, dir)) => Command::Get {
+                    id: id.to_owned(),
+                    dir: Some(PathBuf::from(dir.trim_start())),
+                },
+                None => Command::Get {
+                    id: args.to_owned(),
+                    dir: None,
+                },
+            })
+        }
+        "offer" => {
+            need("<path> [peer]")?;
+            let whole = Command::Offer {
+                path: PathBuf::from(args),
+                peer: None,
+            };
+            match args.rsplit_once(char::is_whitespace) {
+                Some((path, peer)) if !exists(Path::new(args)) => Ok(Command::Offer {
+                    path: PathBuf::from(path.trim_end()),
+                    peer: Some(peer.to_owned()),
+                }),
+                _ => Ok(whole),
+            }
+        }
         "status" => Ok(Command::Status),
         "discover" => Ok(Command::Discover),
         "help" | "?" => Ok(Command::Help),
@@ -195,6 +295,106 @@ mod tests {
         assert!(parse("/msg bob").unwrap_err().contains("usage"));
         assert!(parse("/send").unwrap_err().contains("usage"));
         assert!(parse("/frob").unwrap_err().contains("unknown command"));
+    }
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn parses_the_sharing_commands() {
+        assert_eq!(
+            parse("/share ./my photos"),
+            Ok(Command::Share("./my photos".into()))
+        );
+        assert_eq!(parse("/files"), Ok(Command::Files));
+        assert_eq!(parse("/downloads"), Ok(Command::Downloads));
+        // Ids are passed through as typed: the core resolves prefixes.
+        assert_eq!(
+            parse(&format!("/unshare {ID}")),
+            Ok(Command::Unshare(ID.into()))
+        );
+        assert_eq!(
+            parse("/accept 0123456789ab"),
+            Ok(Command::Accept("0123456789ab".into()))
+        );
+        assert_eq!(
+            parse("/decline  0123abcd "),
+            Ok(Command::Decline("0123abcd".into()))
+        );
+        assert_eq!(parse("/cancel xyz"), Ok(Command::Cancel("xyz".into())));
+        assert_eq!(
+            parse("/get 0123456789ab"),
+            Ok(Command::Get {
+                id: "0123456789ab".into(),
+                dir: None
+            })
+        );
+        assert_eq!(
+            parse("/get 0123456789ab  /tmp/new folder"),
+            Ok(Command::Get {
+                id: "0123456789ab".into(),
+                dir: Some("/tmp/new folder".into())
+            })
+        );
+    }
+
+    #[test]
+    fn offer_takes_a_last_word_as_the_peer_unless_the_whole_is_a_path() {
+        let none = |_: &Path| false;
+        assert_eq!(
+            parse_with("/offer big.iso", none),
+            Ok(Command::Offer {
+                path: "big.iso".into(),
+                peer: None
+            })
+        );
+        assert_eq!(
+            parse_with("/offer ./my file.txt  bob", none),
+            Ok(Command::Offer {
+                path: "./my file.txt".into(),
+                peer: Some("bob".into())
+            })
+        );
+        let there = |p: &Path| p == Path::new("my file.txt");
+        assert_eq!(
+            parse_with("/offer my file.txt", there),
+            Ok(Command::Offer {
+                path: "my file.txt".into(),
+                peer: None
+            })
+        );
+        assert_eq!(
+            parse_with("/offer my file.txt bob", there),
+            Ok(Command::Offer {
+                path: "my file.txt".into(),
+                peer: Some("bob".into())
+            })
+        );
+    }
+
+    #[test]
+    fn sharing_commands_refuse_missing_and_extra_arguments() {
+        for (line, usage) in [
+            ("/share", "usage: /share <path>"),
+            ("/share   ", "usage: /share <path>"),
+            ("/unshare", "usage: /unshare <id>"),
+            ("/get", "usage: /get <id> [dir]"),
+            ("/offer", "usage: /offer <path> [peer]"),
+            ("/accept", "usage: /accept <id>"),
+            ("/decline", "usage: /decline <id>"),
+            ("/cancel", "usage: /cancel <id>"),
+            // One id, nothing after it.
+            ("/unshare 0123456789ab extra", "usage: /unshare <id>"),
+            ("/accept 0123456789ab 0123456789ac", "usage: /accept <id>"),
+            ("/decline 0123456789ab x", "usage: /decline <id>"),
+            ("/cancel 0123456789ab x", "usage: /cancel <id>"),
+        ] {
+            assert_eq!(parse(line), Err(usage.to_owned()), "{line:?}");
+        }
+        // Extra words after a command without arguments are ignored, as for
+        // /peers and /status.
+        assert_eq!(parse("/files all"), Ok(Command::Files));
+        assert_eq!(parse("/downloads now"), Ok(Command::Downloads));
+        assert!(parse("/shar x").unwrap_err().contains("unknown command"));
     }
 
     #[test]

@@ -13,7 +13,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use p2p_core::{
-    CloseReason, DisconnectReason, Event, FileFailure, PeerId, RejectReason, TransferId,
+    CloseReason, ContentId, DisconnectReason, DownloadFailure, DownloadInfo, DownloadPhase, Event,
+    FileFailure, Listing, PeerId, RejectReason, TransferId, UnshareReason,
 };
 use p2p_net::NetEvent;
 use serde::Serialize;
@@ -50,19 +51,68 @@ impl Sink for Stdout {
 }
 
 /// Turns events into output lines, remembering peer names for display and
-/// following the transfers in progress for `/status`.
+/// following the transfers and downloads in progress for `/status` and
+/// `/downloads`.
 pub struct Console {
     style: Style,
     sink: Box<dyn Sink>,
     names: BTreeMap<PeerId, String>,
     multi: MultiProgress,
-    bars: BTreeMap<(bool, TransferId), ProgressBar>,
-    /// Last printed tenth of progress per transfer, when not drawing bars.
-    tenths: BTreeMap<(bool, TransferId), u64>,
-    /// Transfers in progress, keyed like `bars` (`true`: incoming).
+    bars: BTreeMap<Tracked, ProgressBar>,
+    /// Last printed tenth of progress per transfer or download, when not
+    /// drawing bars.
+    tenths: BTreeMap<Tracked, u64>,
+    /// Transfers in progress (`true`: incoming).
     transfers: BTreeMap<(bool, TransferId), Transfer>,
+    /// Downloads of content in progress, as their events told them.
+    fetching: BTreeMap<ContentId, Fetch>,
+    /// What this node shares, by `Shared` and `DownloadComplete` events
+    /// (for the names of declined offers).
+    shared: BTreeMap<ContentId, String>,
     /// Our address, id and name, from the `Listening` event.
     me: Option<(SocketAddr, PeerId, String)>,
+}
+
+/// What a progress bar or the progress lines follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Tracked {
+    /// A file transfer (`true`: incoming).
+    File(bool, TransferId),
+    /// A download of content.
+    Download(ContentId),
+}
+
+/// A download of content in progress: its name and size once known, and
+/// two samples of its verified bytes with the wall-clock time they were
+/// seen, the first and the last, for its rate.
+#[derive(Debug, Clone)]
+struct Fetch {
+    name: String,
+    size: u64,
+    first: (Instant, u64),
+    last: (Instant, u64),
+}
+
+impl Fetch {
+    /// Average verified bytes per second between the first and the last
+    /// sample; `None` before two samples apart in time and bytes (bytes
+    /// an earlier run left on disk are in the first, so they do not
+    /// count).
+    fn rate(&self) -> Option<f64> {
+        let secs = self
+            .last
+            .0
+            .saturating_duration_since(self.first.0)
+            .as_secs_f64();
+        let bytes = self.last.1.saturating_sub(self.first.1);
+        (secs > 0.0 && bytes > 0).then(|| bytes as f64 / secs)
+    }
+}
+
+/// Seconds to fetch `left` bytes at `rate`; only with a rate above 0.
+fn eta(rate: Option<f64>, left: u64) -> Option<u64> {
+    rate.filter(|r| *r > 0.0)
+        .map(|r| (left as f64 / r).ceil() as u64)
 }
 
 /// A file transfer in progress, as its events told it.
@@ -105,6 +155,43 @@ pub struct TransferStatus {
     pub eta_s: Option<u64>,
 }
 
+/// What `/downloads` prints about one download: the core's account of it,
+/// with the rate and ETA this console saw.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownloadStatus<'a> {
+    /// The core's account (id, name, size, bytes, phase, peers, holders,
+    /// bytes_from).
+    #[serde(flatten)]
+    pub info: &'a DownloadInfo,
+    /// Verified bytes per second between the first and the last progress
+    /// event of this run; `None` before there are two.
+    pub rate_bps: Option<u64>,
+    /// Seconds left at that rate; `None` without a rate.
+    pub eta_s: Option<u64>,
+}
+
+/// What `/status` sums up of the downloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct DownloadTotals {
+    /// Downloads in progress.
+    pub count: usize,
+    /// Bytes they hold, verified.
+    pub bytes: u64,
+    /// Bytes they will hold (sizes known so far).
+    pub size: u64,
+}
+
+impl DownloadTotals {
+    /// The totals of `downloads`.
+    pub fn of(downloads: &[DownloadInfo]) -> DownloadTotals {
+        DownloadTotals {
+            count: downloads.len(),
+            bytes: downloads.iter().map(|d| d.bytes).sum(),
+            size: downloads.iter().map(|d| d.size).sum(),
+        }
+    }
+}
+
 /// What `/status` prints about one peer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerStatus<'a> {
@@ -137,6 +224,15 @@ pub fn human_bytes(n: u64) -> String {
         unit += 1;
     }
     format!("{v:.1} {}", UNITS[unit])
+}
+
+/// `1 file`, `300 files`.
+fn files_text(n: u32) -> String {
+    if n == 1 {
+        "1 file".to_owned()
+    } else {
+        format!("{n} files")
+    }
 }
 
 /// `42 s`, `3 m 05 s`, `2 h 07 m`: durations for people.
@@ -244,6 +340,17 @@ enum Reply<'a> {
         max_peers: usize,
         peers: Vec<PeerStatus<'a>>,
         transfers: Vec<TransferStatus>,
+        /// Contents this node shares.
+        shared: usize,
+        downloads: DownloadTotals,
+    },
+    /// The answer to `/files`.
+    Files {
+        files: &'a [Listing],
+    },
+    /// The answer to `/downloads`.
+    Downloads {
+        downloads: Vec<DownloadStatus<'a>>,
     },
 }
 
@@ -270,6 +377,8 @@ impl Console {
             bars: BTreeMap::new(),
             tenths: BTreeMap::new(),
             transfers: BTreeMap::new(),
+            fetching: BTreeMap::new(),
+            shared: BTreeMap::new(),
             me: None,
         }
     }
@@ -343,14 +452,21 @@ impl Console {
     }
 
     /// Prints the answer to `/status`: who we are, the peers with their
-    /// traffic, the transfers in progress.
-    pub fn status(&self, peers: &[p2p_core::PeerInfo]) {
-        self.status_at(peers, Instant::now());
+    /// traffic, the transfers in progress, how many contents we share
+    /// and the downloads.
+    pub fn status(&self, peers: &[p2p_core::PeerInfo], shared: usize, downloads: DownloadTotals) {
+        self.status_at(peers, shared, downloads, Instant::now());
     }
 
     /// [`Console::status`] with the rates and ETAs of transfers taken at
     /// `now`.
-    pub fn status_at(&self, peers: &[p2p_core::PeerInfo], now: Instant) {
+    pub fn status_at(
+        &self,
+        peers: &[p2p_core::PeerInfo],
+        shared: usize,
+        downloads: DownloadTotals,
+        now: Instant,
+    ) {
         let transfers = self.transfers_at(now);
         let rows: Vec<PeerStatus<'_>> = peers
             .iter()
@@ -374,6 +490,8 @@ impl Console {
                 max_peers: max,
                 peers: rows,
                 transfers,
+                shared,
+                downloads,
             });
         }
         let head = match &self.me {
@@ -392,6 +510,22 @@ impl Console {
                 human_bytes(p.bytes_in),
                 human_bytes(p.bytes_out),
             ));
+        }
+        let mut swarm = Vec::new();
+        if shared > 0 {
+            let s = if shared == 1 { "" } else { "s" };
+            swarm.push(format!("sharing {shared} content{s}"));
+        }
+        if downloads.count > 0 {
+            swarm.push(format!(
+                "downloads in progress: {} ({} of {})",
+                downloads.count,
+                human_bytes(downloads.bytes),
+                human_bytes(downloads.size),
+            ));
+        }
+        if !swarm.is_empty() {
+            self.raw(&format!("  {}", swarm.join("; ")));
         }
         if transfers.is_empty() {
             return;
@@ -414,6 +548,123 @@ impl Console {
                 human_bytes(t.bytes),
                 human_bytes(t.size),
             ));
+        }
+    }
+
+    /// Prints the answer to `/files`: a row per content the mesh offers.
+    pub fn files(&self, files: &[Listing]) {
+        if self.style.json {
+            return self.json_line(&Reply::Files { files });
+        }
+        if files.is_empty() {
+            return self.line(
+                "SWARM",
+                "nothing is shared in the mesh yet (/share <path> shares)",
+            );
+        }
+        let n = files.len();
+        let s = if n == 1 { "" } else { "s" };
+        self.line("SWARM", &format!("{n} content{s} in the mesh"));
+        self.raw(&format!(
+            "  {:<12}  {:<24} {:>10} {:>6} {:>9} {:>8}",
+            "id", "name", "size", "files", "complete", "partial"
+        ));
+        for f in files {
+            let ours = if f.ours { "  (ours)" } else { "" };
+            self.raw(&format!(
+                "  {}  {:<24} {:>10} {:>6} {:>9} {:>8}{ours}",
+                f.id.short(),
+                printable(&f.name),
+                human_bytes(f.size),
+                f.files,
+                f.complete,
+                f.partial,
+            ));
+        }
+    }
+
+    /// The downloads of `list` with the rates and ETAs this console saw.
+    pub fn download_statuses<'a>(&self, list: &'a [DownloadInfo]) -> Vec<DownloadStatus<'a>> {
+        list.iter()
+            .map(|info| {
+                let rate = self.fetching.get(&info.id).and_then(Fetch::rate);
+                DownloadStatus {
+                    info,
+                    rate_bps: rate.map(|r| r as u64),
+                    eta_s: eta(rate, info.size.saturating_sub(info.bytes)),
+                }
+            })
+            .collect()
+    }
+
+    /// Prints the answer to `/downloads`: each download's name, id, phase,
+    /// bytes, rate and ETA, and peers serving it now out of its holders.
+    pub fn downloads(&self, list: &[DownloadInfo]) {
+        let rows = self.download_statuses(list);
+        if self.style.json {
+            return self.json_line(&Reply::Downloads { downloads: rows });
+        }
+        if rows.is_empty() {
+            return self.line("SWARM", "no downloads in progress");
+        }
+        let n = rows.len();
+        let s = if n == 1 { "" } else { "s" };
+        self.line("SWARM", &format!("{n} download{s} in progress"));
+        for r in &rows {
+            let d = r.info;
+            let name = if d.name.is_empty() {
+                "(name not known yet)".to_owned()
+            } else {
+                printable(&d.name)
+            };
+            let phase = match d.phase {
+                DownloadPhase::Manifest => "asking for the manifest",
+                DownloadPhase::Verifying => "verifying what is on disk",
+                DownloadPhase::Fetching => "fetching",
+                DownloadPhase::Committing => "committing",
+                _ => "running",
+            };
+            let pct = d.bytes as f64 * 100.0 / d.size.max(1) as f64;
+            let rate = r
+                .rate_bps
+                .map_or("-".to_owned(), |b| format!("{}/s", human_bytes(b)));
+            let eta = r.eta_s.map_or("-".to_owned(), human_secs);
+            self.raw(&format!(
+                "  {name} {}… {phase}: {} of {} ({pct:.0}%), {rate}, eta {eta}, {} peers serving / {} holders",
+                d.id.short(),
+                human_bytes(d.bytes),
+                human_bytes(d.size),
+                d.peers,
+                d.holders,
+            ));
+        }
+    }
+
+    /// `/get` was taken: the download is under way (its events follow).
+    /// Text only: in JSON `download_started` says it.
+    pub fn getting(&self, id: &ContentId) {
+        if !self.style.json {
+            self.line(
+                "SWARM",
+                &format!("Getting {}… from the peers that hold it", id.short()),
+            );
+        }
+    }
+
+    /// `/offer` was taken: `path` goes to `to` (a peer's name), or to every
+    /// peer, once it is hashed. Text only: nothing comes back to the
+    /// offerer but a decline.
+    pub fn offering(&self, path: &std::path::Path, to: Option<&str>) {
+        if !self.style.json {
+            let to = to.map_or("every peer".to_owned(), |p| format!("peer {p}"));
+            self.line("SWARM", &format!("Offering {} to {to}", path.display()));
+        }
+    }
+
+    /// `/decline` was taken (the offerer is told). Text only.
+    pub fn declined(&self, id: &ContentId) {
+        if !self.style.json {
+            self.line("SWARM", &format!("Declined the offer of {}…", id.short()));
         }
     }
 
@@ -491,8 +742,17 @@ impl Console {
             self.human(event);
         }
         self.progress(event);
-        if let NetEvent::Core(Event::PeerDisconnected { peer, .. }) = event {
-            self.names.remove(peer);
+        match event {
+            NetEvent::Core(Event::PeerDisconnected { peer, .. }) => {
+                self.names.remove(peer);
+            }
+            // After it was shown, with its name.
+            NetEvent::Core(
+                Event::DownloadComplete { id, .. } | Event::DownloadFailed { id, .. },
+            ) => {
+                self.fetching.remove(id);
+            }
+            _ => {}
         }
     }
 
@@ -577,77 +837,170 @@ impl Console {
             Event::FileSent { transfer, .. } | Event::FileSendFailed { transfer, .. } => {
                 self.transfers.remove(&(false, *transfer));
             }
+            Event::Shared { id, name, .. } => {
+                self.shared.insert(*id, name.clone());
+            }
+            Event::Unshared { id, .. } => {
+                self.shared.remove(id);
+            }
+            Event::DownloadStarted {
+                id,
+                name,
+                size,
+                have,
+                ..
+            } => {
+                // Bytes an earlier run left are the first sample: only
+                // what arrives from now on makes the rate.
+                self.fetching.insert(
+                    *id,
+                    Fetch {
+                        name: name.clone(),
+                        size: *size,
+                        first: (now, *have),
+                        last: (now, *have),
+                    },
+                );
+            }
+            Event::DownloadProgress {
+                id, bytes, size, ..
+            } => {
+                let f = self.fetching.entry(*id).or_insert_with(|| Fetch {
+                    name: String::new(),
+                    size: *size,
+                    first: (now, *bytes),
+                    last: (now, *bytes),
+                });
+                f.last = (now, *bytes);
+                f.size = *size;
+            }
+            Event::DownloadComplete { id, name, .. } => {
+                self.shared.insert(*id, name.clone());
+            }
             _ => {}
         }
     }
 
     fn progress(&mut self, event: &NetEvent) {
-        let (key, name, done, size) = match event {
-            NetEvent::Core(Event::FileProgress {
+        let NetEvent::Core(e) = event else { return };
+        let (key, name, done, size) = match e {
+            Event::FileProgress {
                 transfer,
                 name,
                 received,
                 size,
                 ..
-            }) => ((true, *transfer), name, *received, *size),
-            NetEvent::Core(Event::FileSendProgress {
+            } => (Tracked::File(true, *transfer), name, *received, *size),
+            Event::FileSendProgress {
                 transfer,
                 name,
                 sent,
                 size,
-            }) => ((false, *transfer), name, *sent, *size),
-            NetEvent::Core(
-                Event::FileReceived { transfer, .. }
-                | Event::FileFailed {
-                    transfer: Some(transfer),
-                    ..
-                },
-            ) => {
-                if let Some(b) = self.bars.remove(&(true, *transfer)) {
-                    b.finish_and_clear();
+            } => (Tracked::File(false, *transfer), name, *sent, *size),
+            Event::DownloadStarted {
+                id,
+                name,
+                size,
+                have,
+                ..
+            } => {
+                // A resumed download reports the partial's verification
+                // before it starts, under its id: its bar gets the name.
+                let key = Tracked::Download(*id);
+                if let Some(bar) = self.bars.get(&key) {
+                    bar.set_prefix(format!("<- {}", printable(name)));
                 }
-                self.tenths.remove(&(true, *transfer));
+                if *have == 0 {
+                    return;
+                }
+                // What is on disk already: a bar that starts there, and no
+                // progress lines for the tenths behind it.
+                let tenth = have * 10 / (*size).max(1);
+                let last = self.tenths.entry(key).or_insert(0);
+                *last = tenth.max(*last);
+                if self.style.bars && !self.style.json {
+                    let bar = self.bar(key, name, *size);
+                    bar.set_position(*have);
+                    // The estimator has seen `have`: its rate starts
+                    // from here, not from the bytes that were on disk.
+                    bar.tick();
+                    bar.reset_eta();
+                }
                 return;
             }
-            NetEvent::Core(
-                Event::FileSent { transfer, .. } | Event::FileSendFailed { transfer, .. },
-            ) => {
-                if let Some(b) = self.bars.remove(&(false, *transfer)) {
-                    b.finish_and_clear();
-                }
-                self.tenths.remove(&(false, *transfer));
-                return;
+            Event::DownloadProgress {
+                id, bytes, size, ..
+            } => {
+                let name = self.content_name(id);
+                return self.show_progress(Tracked::Download(*id), &name, *bytes, *size);
+            }
+            Event::FileReceived { transfer, .. }
+            | Event::FileFailed {
+                transfer: Some(transfer),
+                ..
+            } => return self.end_progress(Tracked::File(true, *transfer)),
+            Event::FileSent { transfer, .. } | Event::FileSendFailed { transfer, .. } => {
+                return self.end_progress(Tracked::File(false, *transfer))
+            }
+            Event::DownloadComplete { id, .. } | Event::DownloadFailed { id, .. } => {
+                return self.end_progress(Tracked::Download(*id))
             }
             _ => return,
         };
+        let name = name.clone();
+        self.show_progress(key, &name, done, size);
+    }
+
+    /// The bar of `key`, added if it has none.
+    fn bar(&mut self, key: Tracked, name: &str, size: u64) -> &ProgressBar {
+        self.bars.entry(key).or_insert_with(|| {
+            let b = self.multi.add(ProgressBar::new(size));
+            let style = ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+            b.set_style(style);
+            let arrow = match key {
+                Tracked::File(false, _) => "->",
+                Tracked::File(true, _) | Tracked::Download(_) => "<-",
+            };
+            b.set_prefix(format!("{arrow} {}", printable(name)));
+            b
+        })
+    }
+
+    /// `done` of `size` bytes: a bar on a terminal, else a line per tenth.
+    fn show_progress(&mut self, key: Tracked, name: &str, done: u64, size: u64) {
         if self.style.json {
             return;
         }
         if self.style.bars {
-            let bar = self.bars.entry(key).or_insert_with(|| {
-                let b = self.multi.add(ProgressBar::new(size));
-                let style = ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
-                b.set_style(style);
-                b.set_prefix(format!("{} {name}", if key.0 { "<-" } else { "->" }));
-                b
-            });
-            bar.set_position(done);
+            self.bar(key, name, size).set_position(done);
         } else {
             let tenth = done * 10 / size.max(1);
             let last = self.tenths.entry(key).or_insert(0);
             if tenth > *last {
                 *last = tenth;
                 let pct = done as f64 * 100.0 / size.max(1) as f64;
+                let category = match key {
+                    Tracked::File(..) => "FILE",
+                    Tracked::Download(_) => "SWARM",
+                };
                 self.line(
-                    "FILE",
+                    category,
                     &format!("{name} progress: {pct:.1}% ({done}/{size} bytes)"),
                 );
             }
         }
+    }
+
+    /// A transfer or download ended: its bar goes.
+    fn end_progress(&mut self, key: Tracked) {
+        if let Some(b) = self.bars.remove(&key) {
+            b.finish_and_clear();
+        }
+        self.tenths.remove(&key);
     }
 
     fn human(&self, event: &NetEvent) {
@@ -864,6 +1217,158 @@ impl Console {
                     self.name(peer)
                 ),
             ),
+            e if e.concern() == p2p_core::Concern::Swarm => self.swarm(e),
+            Event::IndexReceived { peer, entries } => self.line(
+                "DEBUG",
+                &format!("{} offers {entries} contents", self.name(peer)),
+            ),
+            _ => {}
+        }
+    }
+
+    /// The name of content being downloaded or shared here, else its short
+    /// id.
+    fn content_name(&self, id: &ContentId) -> String {
+        self.fetching
+            .get(id)
+            .map(|f| f.name.clone())
+            .filter(|n| !n.is_empty())
+            .or_else(|| self.shared.get(id).cloned())
+            .unwrap_or_else(|| format!("{}…", id.short()))
+    }
+
+    /// The text of a swarm event (`Concern::Swarm`).
+    fn swarm(&self, e: &Event) {
+        match e {
+            Event::Shared {
+                id,
+                name,
+                size,
+                files,
+                ..
+            } => self.line(
+                "SWARM",
+                &format!(
+                    "Shared {name} ({}, {}) as {}… — full id {id}",
+                    human_bytes(*size),
+                    files_text(*files),
+                    id.short(),
+                ),
+            ),
+            Event::ShareFailed { path, error } => {
+                self.line("ERROR", &format!("Cannot share {path}: {error}"))
+            }
+            Event::Unshared { id, name, reason } => {
+                let why = match reason {
+                    UnshareReason::Command => String::new(),
+                    UnshareReason::Changed => {
+                        ": a file of it changed or vanished (shared again if it is still there)"
+                            .to_owned()
+                    }
+                    other => format!(": {other:?}"),
+                };
+                self.line(
+                    "SWARM",
+                    &format!("No longer sharing {name} ({}…){why}", id.short()),
+                )
+            }
+            Event::Offer {
+                id,
+                from,
+                name,
+                size,
+                files,
+                accepted,
+            } => {
+                let what = format!(
+                    "Peer {} offers {name} ({}, {})",
+                    self.name(from),
+                    human_bytes(*size),
+                    files_text(*files)
+                );
+                let short = id.short();
+                let text = if *accepted {
+                    format!("{what}: accepted (--accept-offers), downloading")
+                } else {
+                    format!("{what}: /accept {short} or /decline {short}")
+                };
+                self.line("SWARM", &text)
+            }
+            Event::OfferDeclined { id, by } => self.line(
+                "SWARM",
+                &format!(
+                    "Peer {} declined {} ({}…)",
+                    self.name(by),
+                    self.content_name(id),
+                    id.short()
+                ),
+            ),
+            Event::DownloadStarted {
+                id,
+                name,
+                size,
+                files,
+                have,
+            } => {
+                let resuming = if *have > 0 {
+                    format!(", resuming, {have} bytes already here")
+                } else {
+                    String::new()
+                };
+                self.line(
+                    "SWARM",
+                    &format!(
+                        "Downloading {name} ({}, {}) {}…{resuming}",
+                        human_bytes(*size),
+                        files_text(*files),
+                        id.short()
+                    ),
+                )
+            }
+            Event::DownloadProgress { .. } => {}
+            Event::DownloadComplete {
+                name,
+                path,
+                size,
+                bytes_from,
+                ..
+            } => {
+                let from = if bytes_from.is_empty() {
+                    " (all of it was here already)".to_owned()
+                } else {
+                    let parts: Vec<String> = bytes_from
+                        .iter()
+                        .map(|(p, b)| format!("from {}: {}", self.name(p), human_bytes(*b)))
+                        .collect();
+                    format!(", {}", parts.join(", "))
+                };
+                self.line(
+                    "SWARM",
+                    &format!("Downloaded {name} ({}) -> {path}{from}", human_bytes(*size)),
+                )
+            }
+            Event::DownloadFailed { id, error } => {
+                let what = format!("Download of {} ({}…)", self.content_name(id), id.short());
+                match error {
+                    DownloadFailure::Cancelled => self.line(
+                        "SWARM",
+                        &format!("{what} cancelled; what it fetched is deleted"),
+                    ),
+                    DownloadFailure::Shutdown => self.line(
+                        "SWARM",
+                        &format!("{what} stopped with the node: the next run continues it"),
+                    ),
+                    other => self.line("ERROR", &format!("{what} failed: {other}")),
+                }
+            }
+            Event::ChunkRejected { id, peer, chunk } => self.line(
+                "SWARM",
+                &format!(
+                    "Peer {} sent a corrupt chunk ({chunk}) of {}: it is no longer asked for it",
+                    self.name(peer),
+                    self.content_name(id)
+                ),
+            ),
             _ => {}
         }
     }
@@ -897,7 +1402,7 @@ mod console_tests {
     use p2p_net::NetEvent;
     use serde_json::Value;
 
-    use super::{Console, Sink, Style};
+    use super::{Console, DownloadTotals, Sink, Style};
 
     /// Keeps what the console printed.
     #[derive(Clone, Default)]
@@ -991,7 +1496,12 @@ mod console_tests {
         let t0 = Instant::now();
         busy(&mut c, t0);
         cap.take();
-        c.status_at(&[bob()], t0 + Duration::from_secs(2));
+        c.status_at(
+            &[bob()],
+            0,
+            DownloadTotals::of(&[]),
+            t0 + Duration::from_secs(2),
+        );
         let out = cap.take();
         assert_eq!(out.len(), 1, "{out:?}");
         let v: Value = serde_json::from_str(&out[0]).expect("JSON");
@@ -1042,8 +1552,12 @@ mod console_tests {
         assert!(t[1].get("from").is_none());
         // Nothing queued yet: no rate, no ETA.
         assert!(t[1]["rate_bps"].is_null() && t[1]["eta_s"].is_null());
-        // Nothing is shared in this codebase: no such section.
-        assert!(v.get("shared").is_none());
+        // Nothing shared or downloading: zeros, present all the same.
+        assert_eq!(v["shared"], 0);
+        assert_eq!(
+            v["downloads"],
+            serde_json::json!({"count": 0, "bytes": 0, "size": 0})
+        );
     }
 
     #[test]
@@ -1052,7 +1566,12 @@ mod console_tests {
         let t0 = Instant::now();
         busy(&mut c, t0);
         cap.take();
-        c.status_at(&[bob()], t0 + Duration::from_secs(2));
+        c.status_at(
+            &[bob()],
+            0,
+            DownloadTotals::of(&[]),
+            t0 + Duration::from_secs(2),
+        );
         let out = cap.take();
         assert_eq!(out.len(), 5, "{out:#?}");
         assert!(
@@ -1101,7 +1620,7 @@ mod console_tests {
             c.event(&NetEvent::Core(e));
         }
         cap.take();
-        c.status(&[]);
+        c.status(&[], 0, DownloadTotals::of(&[]));
         let out = cap.take();
         assert_eq!(out.len(), 1, "{out:#?}");
         assert!(out[0].ends_with(": 0/64 peers"), "{}", out[0]);
@@ -1142,5 +1661,606 @@ mod console_tests {
         assert!(out[0].ends_with("[SYSTEM] commands:"), "{}", out[0]);
         assert!(out.iter().all(|l| !l.contains('\u{fffd}')), "{out:#?}");
         assert!(out.iter().any(|l| l.starts_with("  /status ")));
+    }
+
+    // ----- content-addressed sharing -----
+
+    fn cid(b: u8) -> p2p_core::ContentId {
+        p2p_core::ContentId([b; 32])
+    }
+
+    fn core(c: &mut Console, e: Event, at: Instant) {
+        c.event_at(&NetEvent::Core(e), at);
+    }
+
+    fn info(content: u8, bytes: u64, size: u64) -> p2p_core::DownloadInfo {
+        p2p_core::DownloadInfo {
+            id: cid(content),
+            name: "big.iso".into(),
+            size,
+            bytes,
+            phase: p2p_core::DownloadPhase::Fetching,
+            peers: 2,
+            holders: 3,
+            bytes_from: [(id("b0b"), bytes)].into(),
+        }
+    }
+
+    /// A download of 1000 bytes that started with 100 on disk at `t0`,
+    /// then reported 300 at t0 + 1 s and 500 at t0 + 2 s.
+    fn fetching(c: &mut Console, t0: Instant) {
+        core(
+            c,
+            Event::DownloadStarted {
+                id: cid(0xab),
+                name: "big.iso".into(),
+                size: 1000,
+                files: 1,
+                have: 100,
+            },
+            t0,
+        );
+        for (s, bytes) in [(1, 300), (2, 500)] {
+            core(
+                c,
+                Event::DownloadProgress {
+                    id: cid(0xab),
+                    bytes,
+                    size: 1000,
+                    peers: 2,
+                },
+                t0 + Duration::from_secs(s),
+            );
+        }
+    }
+
+    #[test]
+    fn the_rate_is_from_the_first_and_last_samples_and_an_eta_needs_one() {
+        let (mut c, _cap) = console(true);
+        let t0 = Instant::now();
+        let infos = [info(0xab, 500, 1000), info(0xcd, 0, 1000)];
+        assert!(c.download_statuses(&infos)[0].rate_bps.is_none());
+        // Started: one sample, no rate.
+        core(
+            &mut c,
+            Event::DownloadStarted {
+                id: cid(0xab),
+                name: "big.iso".into(),
+                size: 1000,
+                files: 1,
+                have: 100,
+            },
+            t0,
+        );
+        let st = c.download_statuses(&infos);
+        assert_eq!((st[0].rate_bps, st[0].eta_s), (None, None));
+        let (mut c, _cap) = console(true);
+        fetching(&mut c, t0);
+        let st = c.download_statuses(&infos);
+        // 400 bytes in 2 s (the 100 from disk do not count); 500 to go.
+        assert_eq!(st[0].rate_bps, Some(200));
+        assert_eq!(st[0].eta_s, Some(3));
+        // Never seen: no rate, no ETA.
+        assert_eq!((st[1].rate_bps, st[1].eta_s), (None, None));
+        // Stalled samples (no bytes between them): no rate, no ETA.
+        let (mut c, _cap) = console(true);
+        for s in [0, 5] {
+            core(
+                &mut c,
+                Event::DownloadProgress {
+                    id: cid(0xab),
+                    bytes: 300,
+                    size: 1000,
+                    peers: 0,
+                },
+                t0 + Duration::from_secs(s),
+            );
+        }
+        let st = c.download_statuses(&infos);
+        assert_eq!((st[0].rate_bps, st[0].eta_s), (None, None));
+        // A finished download is forgotten.
+        let (mut c, _cap) = console(true);
+        fetching(&mut c, t0);
+        core(
+            &mut c,
+            Event::DownloadFailed {
+                id: cid(0xab),
+                error: p2p_core::DownloadFailure::Cancelled,
+            },
+            t0,
+        );
+        assert!(c.download_statuses(&infos)[0].rate_bps.is_none());
+    }
+
+    /// The text line (after the time and category) each event prints.
+    fn text_of(c: &mut Console, cap: &Capture, e: Event) -> Vec<String> {
+        core(c, e, Instant::now());
+        cap.take()
+            .into_iter()
+            .map(|l| l.split_once("] ").map_or(l.clone(), |(_, r)| r.to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn swarm_events_in_text() {
+        let (mut c, cap) = console(false);
+        core(
+            &mut c,
+            Event::PeerConnected {
+                peer: id("b0b"),
+                name: "bob".into(),
+                addr: bob().addr,
+                outbound: true,
+                peers: 1,
+            },
+            Instant::now(),
+        );
+        cap.take();
+        let full = cid(0xab).to_hex();
+        let shared = Event::Shared {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            size: 3 << 20,
+            files: 1,
+            path: "/data/big.iso".into(),
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, shared),
+            [format!(
+                "[SWARM] Shared big.iso (3.0 MiB, 1 file) as abababababab… — full id {full}"
+            )]
+        );
+        let offer = |accepted| Event::Offer {
+            id: cid(0xcd),
+            from: id("b0b"),
+            name: "photos".into(),
+            size: 2048,
+            files: 300,
+            accepted,
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, offer(false)),
+            ["[SWARM] Peer bob offers photos (2.0 KiB, 300 files): /accept cdcdcdcdcdcd or /decline cdcdcdcdcdcd"]
+        );
+        assert_eq!(
+            text_of(&mut c, &cap, offer(true)),
+            ["[SWARM] Peer bob offers photos (2.0 KiB, 300 files): accepted (--accept-offers), downloading"]
+        );
+        assert_eq!(
+            text_of(
+                &mut c,
+                &cap,
+                Event::OfferDeclined {
+                    id: cid(0xab),
+                    by: id("b0b")
+                }
+            ),
+            ["[SWARM] Peer bob declined big.iso (abababababab…)"]
+        );
+        let started = |have| Event::DownloadStarted {
+            id: cid(0xcd),
+            name: "photos".into(),
+            size: 2048,
+            files: 300,
+            have,
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, started(0)),
+            ["[SWARM] Downloading photos (2.0 KiB, 300 files) cdcdcdcdcdcd…"]
+        );
+        assert_eq!(
+            text_of(&mut c, &cap, started(1024)),
+            ["[SWARM] Downloading photos (2.0 KiB, 300 files) cdcdcdcdcdcd…, resuming, 1024 bytes already here"]
+        );
+        // Progress: a line per tenth, from where it resumed.
+        let progress = |bytes| Event::DownloadProgress {
+            id: cid(0xcd),
+            bytes,
+            size: 2048,
+            peers: 1,
+        };
+        assert!(text_of(&mut c, &cap, progress(1100)).is_empty());
+        assert_eq!(
+            text_of(&mut c, &cap, progress(1300)),
+            ["[SWARM] photos progress: 63.5% (1300/2048 bytes)"]
+        );
+        let complete = Event::DownloadComplete {
+            id: cid(0xcd),
+            name: "photos".into(),
+            path: "/dl/photos-(1)".into(),
+            size: 2048,
+            bytes_from: [(id("b0b"), 1024), (id("ca12"), 1024)].into(),
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, complete),
+            ["[SWARM] Downloaded photos (2.0 KiB) -> /dl/photos-(1), from bob: 1.0 KiB, from ca12: 1.0 KiB"]
+        );
+        let failed = |error| Event::DownloadFailed {
+            id: cid(0xef),
+            error,
+        };
+        assert_eq!(
+            text_of(
+                &mut c,
+                &cap,
+                failed(p2p_core::DownloadFailure::BadManifest("too big".into()))
+            ),
+            ["[ERROR] Download of efefefefefef… (efefefefefef…) failed: bad manifest: too big"]
+        );
+        assert_eq!(
+            text_of(&mut c, &cap, failed(p2p_core::DownloadFailure::Shutdown)),
+            ["[SWARM] Download of efefefefefef… (efefefefefef…) stopped with the node: the next run continues it"]
+        );
+        assert_eq!(
+            text_of(
+                &mut c,
+                &cap,
+                Event::ChunkRejected {
+                    id: cid(0xab),
+                    peer: id("b0b"),
+                    chunk: 7
+                }
+            ),
+            ["[SWARM] Peer bob sent a corrupt chunk (7) of big.iso: it is no longer asked for it"]
+        );
+        assert_eq!(
+            text_of(
+                &mut c,
+                &cap,
+                Event::ShareFailed {
+                    path: "/nope".into(),
+                    error: p2p_core::IoError::new(
+                        std::io::ErrorKind::NotFound,
+                        "No such file or directory (os error 2)"
+                    ),
+                }
+            ),
+            ["[ERROR] Cannot share /nope: No such file or directory (os error 2)"]
+        );
+        assert_eq!(
+            text_of(
+                &mut c,
+                &cap,
+                Event::Unshared {
+                    id: cid(0xab),
+                    name: "big.iso".into(),
+                    reason: p2p_core::UnshareReason::Changed
+                }
+            ),
+            ["[SWARM] No longer sharing big.iso (abababababab…): a file of it changed or vanished (shared again if it is still there)"]
+        );
+        // Debug only.
+        assert!(text_of(
+            &mut c,
+            &cap,
+            Event::IndexReceived {
+                peer: id("b0b"),
+                entries: 3
+            }
+        )
+        .is_empty());
+    }
+
+    #[test]
+    fn a_resumed_download_verifies_under_its_id_then_goes_on_by_name() {
+        let (mut c, cap) = console(false);
+        let progress = |bytes| Event::DownloadProgress {
+            id: cid(0xab),
+            bytes,
+            size: 1000,
+            peers: 0,
+        };
+        // The partial is read back and verified before the start.
+        assert_eq!(
+            text_of(&mut c, &cap, progress(300)),
+            ["[SWARM] abababababab… progress: 30.0% (300/1000 bytes)"]
+        );
+        let started = Event::DownloadStarted {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            size: 1000,
+            files: 1,
+            have: 400,
+        };
+        assert_eq!(
+            text_of(&mut c, &cap, started),
+            ["[SWARM] Downloading big.iso (1000 B, 1 file) abababababab…, resuming, 400 bytes already here"]
+        );
+        assert!(text_of(&mut c, &cap, progress(450)).is_empty());
+        assert_eq!(
+            text_of(&mut c, &cap, progress(500)),
+            ["[SWARM] big.iso progress: 50.0% (500/1000 bytes)"]
+        );
+    }
+
+    #[test]
+    fn swarm_events_in_json_are_the_core_events_as_they_are() {
+        let (mut c, cap) = console(true);
+        let mut json = |e: Event| -> Value {
+            let want = serde_json::to_value(&e).expect("serializes");
+            core(&mut c, e, Instant::now());
+            let out = cap.take();
+            assert_eq!(out.len(), 1, "{out:?}");
+            let v: Value = serde_json::from_str(&out[0]).expect("JSON");
+            assert_eq!(v, want);
+            v
+        };
+        let full = cid(0xab).to_hex();
+        let v = json(Event::Shared {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            size: 10,
+            files: 1,
+            path: "/data/big.iso".into(),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "shared", "id": full, "name": "big.iso",
+                "size": 10, "files": 1, "path": "/data/big.iso"})
+        );
+        let v = json(Event::Offer {
+            id: cid(0xab),
+            from: id("b0b"),
+            name: "big.iso".into(),
+            size: 10,
+            files: 1,
+            accepted: false,
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "offer", "id": full, "from": "b0b",
+                "name": "big.iso", "size": 10, "files": 1, "accepted": false})
+        );
+        let v = json(Event::OfferDeclined {
+            id: cid(0xab),
+            by: id("b0b"),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "offer_declined", "id": full, "by": "b0b"})
+        );
+        let v = json(Event::DownloadStarted {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            size: 10,
+            files: 1,
+            have: 4,
+        });
+        assert_eq!(v["type"], "download_started");
+        assert_eq!(v["have"], 4);
+        let v = json(Event::DownloadProgress {
+            id: cid(0xab),
+            bytes: 5,
+            size: 10,
+            peers: 2,
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "download_progress", "id": full,
+                "bytes": 5, "size": 10, "peers": 2})
+        );
+        let v = json(Event::DownloadComplete {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            path: "/dl/big.iso".into(),
+            size: 10,
+            bytes_from: [(id("b0b"), 6), (id("ca12"), 4)].into(),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "download_complete", "id": full,
+                "name": "big.iso", "path": "/dl/big.iso", "size": 10,
+                "bytes_from": {"b0b": 6, "ca12": 4}})
+        );
+        let v = json(Event::DownloadFailed {
+            id: cid(0xab),
+            error: p2p_core::DownloadFailure::Cancelled,
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "download_failed", "id": full, "error": "cancelled"})
+        );
+        let v = json(Event::ChunkRejected {
+            id: cid(0xab),
+            peer: id("b0b"),
+            chunk: 3,
+        });
+        assert_eq!(v["type"], "chunk_rejected");
+        let v = json(Event::ShareFailed {
+            path: "/nope".into(),
+            error: p2p_core::IoError::new(std::io::ErrorKind::NotFound, "gone"),
+        });
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "share_failed", "path": "/nope",
+                "error": {"kind": "not_found", "detail": "gone"}})
+        );
+        let v = json(Event::Unshared {
+            id: cid(0xab),
+            name: "big.iso".into(),
+            reason: p2p_core::UnshareReason::Command,
+        });
+        assert_eq!(v["reason"], "command");
+        // Debug-level: only with --debug (`json` is done with `c`).
+        core(
+            &mut c,
+            Event::IndexReceived {
+                peer: id("b0b"),
+                entries: 3,
+            },
+            Instant::now(),
+        );
+        assert!(cap.take().is_empty());
+    }
+
+    fn listings() -> Vec<p2p_core::Listing> {
+        vec![
+            p2p_core::Listing {
+                id: cid(0xab),
+                name: "big.iso".into(),
+                size: 3 << 20,
+                files: 1,
+                complete: 0,
+                partial: 0,
+                ours: true,
+            },
+            p2p_core::Listing {
+                id: cid(0xcd),
+                name: "photos".into(),
+                size: 2048,
+                files: 300,
+                complete: 2,
+                partial: 1,
+                ours: false,
+            },
+        ]
+    }
+
+    #[test]
+    fn command_acknowledgements_are_text_only() {
+        let (c, cap) = console(false);
+        c.getting(&cid(0xab));
+        c.offering(std::path::Path::new("/data/big.iso"), Some("bob"));
+        c.offering(std::path::Path::new("/data/big.iso"), None);
+        c.declined(&cid(0xab));
+        let out: Vec<String> = cap
+            .take()
+            .into_iter()
+            .map(|l| l.split_once("] ").map(|(_, r)| r.to_owned()).unwrap_or(l))
+            .collect();
+        assert_eq!(
+            out,
+            [
+                "[SWARM] Getting abababababab… from the peers that hold it",
+                "[SWARM] Offering /data/big.iso to peer bob",
+                "[SWARM] Offering /data/big.iso to every peer",
+                "[SWARM] Declined the offer of abababababab…",
+            ]
+        );
+        // In JSON the events that follow say it.
+        let (c, cap) = console(true);
+        c.getting(&cid(0xab));
+        c.offering(std::path::Path::new("/data/big.iso"), None);
+        c.declined(&cid(0xab));
+        assert!(cap.take().is_empty());
+    }
+
+    #[test]
+    fn files_is_a_table_or_one_object() {
+        let (c, cap) = console(false);
+        c.files(&listings());
+        let out = cap.take();
+        assert_eq!(out.len(), 4, "{out:#?}");
+        assert!(
+            out[0].ends_with("[SWARM] 2 contents in the mesh"),
+            "{}",
+            out[0]
+        );
+        let cols: Vec<&str> = out[1].split_whitespace().collect();
+        assert_eq!(cols, ["id", "name", "size", "files", "complete", "partial"]);
+        let row: Vec<&str> = out[2].split_whitespace().collect();
+        assert_eq!(
+            row,
+            [
+                "abababababab",
+                "big.iso",
+                "3.0",
+                "MiB",
+                "1",
+                "0",
+                "0",
+                "(ours)"
+            ]
+        );
+        let row: Vec<&str> = out[3].split_whitespace().collect();
+        assert_eq!(
+            row,
+            ["cdcdcdcdcdcd", "photos", "2.0", "KiB", "300", "2", "1"]
+        );
+        c.files(&[]);
+        assert!(cap.take()[0].contains("nothing is shared in the mesh yet"));
+
+        let (c, cap) = console(true);
+        c.files(&listings());
+        let out = cap.take();
+        assert_eq!(out.len(), 1);
+        let v: Value = serde_json::from_str(&out[0]).expect("JSON");
+        assert_eq!(v["type"], "files");
+        let f = &v["files"];
+        assert_eq!(f.as_array().map(Vec::len), Some(2));
+        assert_eq!(
+            f[1],
+            serde_json::json!({"id": cid(0xcd).to_hex(), "name": "photos",
+                "size": 2048, "files": 300, "complete": 2, "partial": 1, "ours": false})
+        );
+    }
+
+    #[test]
+    fn downloads_show_phase_bytes_rate_eta_and_peers() {
+        let t0 = Instant::now();
+        let list = [info(0xab, 500, 1000)];
+        let (mut c, cap) = console(false);
+        fetching(&mut c, t0);
+        cap.take();
+        c.downloads(&list);
+        let out = cap.take();
+        assert_eq!(out.len(), 2, "{out:#?}");
+        assert!(
+            out[0].ends_with("[SWARM] 1 download in progress"),
+            "{}",
+            out[0]
+        );
+        assert_eq!(
+            out[1],
+            "  big.iso abababababab… fetching: 500 B of 1000 B (50%), 200 B/s, eta 3 s, 2 peers serving / 3 holders"
+        );
+        c.downloads(&[]);
+        assert!(cap.take()[0].ends_with("no downloads in progress"));
+
+        let (mut c, cap) = console(true);
+        fetching(&mut c, t0);
+        cap.take();
+        c.downloads(&list);
+        let v: Value = serde_json::from_str(&cap.take()[0]).expect("JSON");
+        assert_eq!(v["type"], "downloads");
+        assert_eq!(
+            v["downloads"][0],
+            serde_json::json!({"id": cid(0xab).to_hex(), "name": "big.iso",
+                "size": 1000, "bytes": 500, "phase": "fetching", "peers": 2,
+                "holders": 3, "bytes_from": {"b0b": 500}, "rate_bps": 200, "eta_s": 3})
+        );
+    }
+
+    #[test]
+    fn status_counts_shared_content_and_downloads() {
+        let list = [info(0xab, 500, 1000), info(0xcd, 0, 3 << 20)];
+        let totals = DownloadTotals::of(&list);
+        assert_eq!(
+            (totals.count, totals.bytes, totals.size),
+            (2, 500, 1000 + (3 << 20))
+        );
+        let (c, cap) = console(false);
+        c.status(&[bob()], 3, totals);
+        let out = cap.take();
+        assert_eq!(out.len(), 3, "{out:#?}");
+        assert_eq!(
+            out[2],
+            "  sharing 3 contents; downloads in progress: 2 (500 B of 3.0 MiB)"
+        );
+        c.status(&[], 1, DownloadTotals::of(&[]));
+        assert_eq!(cap.take()[1], "  sharing 1 content");
+        c.status(&[], 0, DownloadTotals::of(&list[..1]));
+        assert_eq!(
+            cap.take()[1],
+            "  downloads in progress: 1 (500 B of 1000 B)"
+        );
+        let (c, cap) = console(true);
+        c.status(&[bob()], 3, totals);
+        let v: Value = serde_json::from_str(&cap.take()[0]).expect("JSON");
+        assert_eq!(v["shared"], 3);
+        assert_eq!(
+            v["downloads"],
+            serde_json::json!({"count": 2, "bytes": 500, "size": 1000 + (3 << 20)})
+        );
     }
 }

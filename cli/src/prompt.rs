@@ -1,7 +1,7 @@
 //! The interactive prompt of `p2p-node`, used when stdin and stdout are a
 //! terminal: line editing, history kept between runs, Tab completion of
-//! commands, peers and paths, and the node's output printed above the line
-//! being typed.
+//! commands, peers, content ids and paths, and the node's output printed
+//! above the line being typed.
 //!
 //! rustyline's `readline` blocks, so the editor runs on a thread of its
 //! own and sends each line over a channel to the node's async loop, as the
@@ -24,12 +24,171 @@ use rustyline::validate::Validator;
 use rustyline::{CompletionType, Config, Context, Editor, ExternalPrinter, Helper};
 use tokio::sync::mpsc;
 
+use p2p_core::{ContentId, DownloadInfo, Event, Listing};
+
 use crate::command::{self, Command, COMMANDS};
 use crate::output::Sink;
 
 /// The peers the completer offers after `/msg ` and `/sendto `, as
 /// `(name, id)`; the node's loop keeps it up to date.
 pub type SharedPeers = Arc<Mutex<Vec<(String, String)>>>;
+
+/// The content the completer offers after `/get`, `/accept`, `/decline`,
+/// `/unshare` and `/cancel`; the node's loop keeps it up to date.
+pub type SharedContent = Arc<Mutex<ContentList>>;
+
+/// One content id the node learned of, with what it may be completed for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownContent {
+    /// The id.
+    pub id: ContentId,
+    /// File or directory name (from the network: shown made printable).
+    pub name: String,
+    /// Shared by this node (`/unshare`).
+    pub ours: bool,
+    /// Held by a peer (`/get`).
+    pub in_mesh: bool,
+    /// Offered to us and not answered (`/accept`, `/decline`).
+    pub offered: bool,
+    /// Being downloaded (`/cancel`).
+    pub downloading: bool,
+}
+
+/// What the node last learned of content, from its events and from the
+/// answers to `/files` and `/downloads`, as the peer list is kept from
+/// connect and disconnect events.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContentList(Vec<KnownContent>);
+
+impl ContentList {
+    /// The entries, in the order they were learned.
+    pub fn entries(&self) -> &[KnownContent] {
+        &self.0
+    }
+
+    /// The entry of `id`, added with no flags and `name` if missing.
+    fn entry(&mut self, id: &ContentId, name: &str) -> &mut KnownContent {
+        let at = match self.0.iter().position(|c| c.id == *id) {
+            Some(at) => at,
+            None => {
+                self.0.push(KnownContent {
+                    id: *id,
+                    name: String::new(),
+                    ours: false,
+                    in_mesh: false,
+                    offered: false,
+                    downloading: false,
+                });
+                self.0.len() - 1
+            }
+        };
+        let e = &mut self.0[at];
+        if !name.is_empty() {
+            e.name = name.to_owned();
+        }
+        e
+    }
+
+    /// Entries that nothing can be completed for any more go.
+    fn prune(&mut self) {
+        self.0
+            .retain(|c| c.ours || c.in_mesh || c.offered || c.downloading);
+    }
+
+    /// Follows an event of the node.
+    pub fn event(&mut self, e: &Event) {
+        match e {
+            Event::Shared { id, name, .. } => self.entry(id, name).ours = true,
+            Event::Unshared { id, .. } => self.entry(id, "").ours = false,
+            Event::Offer {
+                id, name, accepted, ..
+            } => {
+                let c = self.entry(id, name);
+                c.in_mesh = true;
+                c.offered = !accepted;
+            }
+            Event::DownloadStarted { id, name, .. } => {
+                let c = self.entry(id, name);
+                c.downloading = true;
+                c.offered = false;
+            }
+            Event::DownloadComplete { id, name, .. } => {
+                let c = self.entry(id, name);
+                c.downloading = false;
+                c.ours = true;
+            }
+            Event::DownloadFailed { id, .. } => self.entry(id, "").downloading = false,
+            _ => return,
+        }
+        self.prune();
+    }
+
+    /// `/decline` of `id` was taken.
+    pub fn declined(&mut self, id: &ContentId) {
+        self.entry(id, "").offered = false;
+        self.prune();
+    }
+
+    /// The answer to `/files`: all the mesh offers and what we share, so
+    /// what it does not list is neither.
+    pub fn files(&mut self, files: &[Listing]) {
+        for c in &mut self.0 {
+            c.ours = false;
+            c.in_mesh = false;
+        }
+        for f in files {
+            let c = self.entry(&f.id, &f.name);
+            c.ours = f.ours;
+            c.in_mesh = f.complete + f.partial > 0;
+        }
+        self.prune();
+    }
+
+    /// The answer to `/downloads`: all the downloads in progress.
+    pub fn downloads(&mut self, downloads: &[DownloadInfo]) {
+        for c in &mut self.0 {
+            c.downloading = false;
+        }
+        for d in downloads {
+            self.entry(&d.id, &d.name).downloading = true;
+        }
+        self.prune();
+    }
+}
+
+/// What a command completes content for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    /// `/get`: held by a peer or offered, not ours.
+    Get,
+    /// `/unshare`.
+    Ours,
+    /// `/accept`, `/decline`.
+    Offered,
+    /// `/cancel`.
+    Downloading,
+}
+
+impl Wanted {
+    fn of(word: &str) -> Option<Wanted> {
+        match word {
+            "/get" => Some(Wanted::Get),
+            "/unshare" => Some(Wanted::Ours),
+            "/accept" | "/decline" => Some(Wanted::Offered),
+            "/cancel" => Some(Wanted::Downloading),
+            _ => None,
+        }
+    }
+
+    fn takes(self, c: &KnownContent) -> bool {
+        match self {
+            Wanted::Get => (c.in_mesh || c.offered) && !c.ours && !c.downloading,
+            Wanted::Ours => c.ours,
+            Wanted::Offered => c.offered,
+            Wanted::Downloading => c.downloading,
+        }
+    }
+}
 
 /// What the prompt shows.
 pub const PROMPT: &str = "> ";
@@ -49,6 +208,7 @@ pub fn history_path(identity: &Path) -> PathBuf {
 /// The completer and hinter of the prompt.
 pub struct NodeHelper {
     peers: SharedPeers,
+    content: SharedContent,
     files: FilenameCompleter,
 }
 
@@ -96,10 +256,12 @@ fn escape_in_quotes(raw: &str) -> String {
 }
 
 impl NodeHelper {
-    /// A helper completing peers from `peers`.
-    pub fn new(peers: SharedPeers) -> Self {
+    /// A helper completing peers from `peers` and content ids from
+    /// `content`.
+    pub fn new(peers: SharedPeers, content: SharedContent) -> Self {
         NodeHelper {
             peers,
+            content,
             files: FilenameCompleter::new(),
         }
     }
@@ -136,9 +298,52 @@ impl NodeHelper {
                 Some((_, path)) if word == "/sendto" => self.complete_path(before, arg + path),
                 Some(_) => none, // the text of /msg
             },
-            "/send" => self.complete_path(before, arg),
-            _ => none,
+            "/send" | "/share" | "/offer" => self.complete_path(before, arg),
+            "/get" => match argument(typed) {
+                None => (arg, self.content_candidates(typed, Wanted::Get, " ")),
+                Some((_, dir)) => self.complete_path(before, arg + dir),
+            },
+            w => match Wanted::of(w) {
+                // One id and nothing after it.
+                Some(want) if argument(typed).is_none() => {
+                    (arg, self.content_candidates(typed, want, ""))
+                }
+                _ => none,
+            },
         }
+    }
+
+    /// Content ids for `want` whose id starts with `prefix` (either case),
+    /// or whose name does; the full id is inserted, then `after`. Shown as
+    /// the 12 digits `/files` prints and the name.
+    fn content_candidates(&self, prefix: &str, want: Wanted, after: &str) -> Vec<Pair> {
+        let list = match self.content.lock() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        let hex = prefix.to_ascii_lowercase();
+        let mut out: Vec<Pair> = list
+            .entries()
+            .iter()
+            .filter(|c| want.takes(c))
+            .filter(|c| {
+                c.id.to_hex().starts_with(&hex)
+                    || (!prefix.is_empty() && c.name.starts_with(prefix))
+            })
+            .map(|c| {
+                let name: String = c
+                    .name
+                    .chars()
+                    .map(|ch| if ch.is_control() { '\u{fffd}' } else { ch })
+                    .collect();
+                Pair {
+                    display: format!("{} {name}", c.id.short()),
+                    replacement: format!("{}{after}", c.id.to_hex()),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.display.cmp(&b.display));
+        out
     }
 
     /// Peers whose name or id starts with `prefix`. Names come from the
@@ -311,6 +516,7 @@ impl Prompt {
     pub fn start(
         history: PathBuf,
         peers: SharedPeers,
+        content: SharedContent,
     ) -> Result<(Prompt, PrinterSink, mpsc::Receiver<String>), String> {
         let config = Config::builder()
             .completion_type(CompletionType::List)
@@ -322,7 +528,7 @@ impl Prompt {
             .build();
         let mut editor: Editor<NodeHelper, DefaultHistory> =
             Editor::with_config(config).map_err(|e| e.to_string())?;
-        editor.set_helper(Some(NodeHelper::new(peers)));
+        editor.set_helper(Some(NodeHelper::new(peers, content)));
         let printer = editor
             .create_external_printer()
             .map_err(|e| format!("no external printer: {e}"))?;
@@ -424,7 +630,7 @@ mod tests {
             .iter()
             .map(|(n, i)| ((*n).to_owned(), (*i).to_owned()))
             .collect();
-        NodeHelper::new(Arc::new(Mutex::new(list)))
+        NodeHelper::new(Arc::new(Mutex::new(list)), SharedContent::default())
     }
 
     /// The line after Tab with a single candidate, or the candidates.
@@ -446,8 +652,16 @@ mod tests {
         assert_eq!(complete(&h, "/st").0, "/status");
         assert_eq!(
             complete(&h, "/s").1,
-            ["/send", "/sendto", "/status"].map(String::from)
+            ["/send", "/sendto", "/status", "/share"].map(String::from)
         );
+        assert_eq!(complete(&h, "/g").0, "/get ");
+        assert_eq!(complete(&h, "/f").0, "/files");
+        assert_eq!(
+            complete(&h, "/d").1,
+            ["/discover", "/decline", "/downloads"]
+        );
+        assert_eq!(complete(&h, "/un").0, "/unshare ");
+        assert_eq!(complete(&h, "/ca").0, "/cancel ");
         assert_eq!(complete(&h, "/").1.len(), COMMANDS.len());
         assert!(complete(&h, "/zz").1.is_empty());
         // Chat text is not completed.
@@ -487,13 +701,144 @@ mod tests {
     #[test]
     fn the_list_is_read_when_completing() {
         let peers: SharedPeers = Arc::default();
-        let h = NodeHelper::new(peers.clone());
+        let h = NodeHelper::new(peers.clone(), SharedContent::default());
         assert!(complete(&h, "/msg b").1.is_empty());
         peers
             .lock()
             .expect("not poisoned")
             .push(("bob".into(), "b0b1".into()));
         assert_eq!(complete(&h, "/msg bo").0, "/msg bob ");
+    }
+
+    fn cid(b: u8) -> ContentId {
+        ContentId([b; 32])
+    }
+
+    fn listing(id: ContentId, name: &str, complete: usize, ours: bool) -> Listing {
+        Listing {
+            id,
+            name: name.into(),
+            size: 10,
+            files: 1,
+            complete,
+            partial: 0,
+            ours,
+        }
+    }
+
+    /// Ours (aa), offered to us (bb), in the mesh (cc), downloading (dd).
+    fn content() -> SharedContent {
+        let content = SharedContent::default();
+        let mut l = content.lock().expect("not poisoned");
+        l.event(&Event::Shared {
+            id: cid(0xaa),
+            name: "ours.iso".into(),
+            size: 10,
+            files: 1,
+            path: "/x/ours.iso".into(),
+        });
+        l.event(&Event::Offer {
+            id: cid(0xbb),
+            from: p2p_core::PeerId::parse("b0b").expect("valid id"),
+            name: "offered.txt".into(),
+            size: 10,
+            files: 1,
+            accepted: false,
+        });
+        l.files(&[
+            listing(cid(0xaa), "ours.iso", 0, true),
+            listing(cid(0xbb), "offered.txt", 1, false),
+            listing(cid(0xcc), "mesh.bin", 2, false),
+        ]);
+        l.event(&Event::DownloadStarted {
+            id: cid(0xdd),
+            name: "coming.tar".into(),
+            size: 10,
+            files: 3,
+            have: 0,
+        });
+        drop(l);
+        content
+    }
+
+    #[test]
+    fn content_ids_complete_for_what_each_command_takes() {
+        let content = content();
+        let h = NodeHelper::new(Arc::default(), content.clone());
+        let hex = |b: u8| cid(b).to_hex();
+        assert_eq!(complete(&h, "/unshare ").1, ["aaaaaaaaaaaa ours.iso"]);
+        assert_eq!(
+            complete(&h, "/unshare a").0,
+            format!("/unshare {}", hex(0xaa))
+        );
+        // Not what we share, not what is being downloaded.
+        assert_eq!(
+            complete(&h, "/get ").1,
+            ["bbbbbbbbbbbb offered.txt", "cccccccccccc mesh.bin"]
+        );
+        // By name too, and by id in either case; /get takes a folder next.
+        assert_eq!(complete(&h, "/get me").0, format!("/get {} ", hex(0xcc)));
+        assert_eq!(complete(&h, "/get CCCC").0, format!("/get {} ", hex(0xcc)));
+        assert_eq!(complete(&h, "/accept ").1, ["bbbbbbbbbbbb offered.txt"]);
+        assert_eq!(
+            complete(&h, "/decline b").0,
+            format!("/decline {}", hex(0xbb))
+        );
+        assert_eq!(complete(&h, "/cancel ").1, ["dddddddddddd coming.tar"]);
+        // One id only.
+        assert!(complete(&h, "/accept bbbb b").1.is_empty());
+        assert!(complete(&h, "/get zz").1.is_empty());
+
+        {
+            let mut l = content.lock().expect("not poisoned");
+            l.event(&Event::DownloadComplete {
+                id: cid(0xdd),
+                name: "coming.tar".into(),
+                path: "/d/coming.tar".into(),
+                size: 10,
+                bytes_from: Default::default(),
+            });
+            l.declined(&cid(0xbb));
+        }
+        assert!(complete(&h, "/cancel ").1.is_empty());
+        assert_eq!(complete(&h, "/unshare ").1.len(), 2);
+        assert!(complete(&h, "/accept ").1.is_empty());
+        // Still held in the mesh: /get offers it.
+        assert_eq!(complete(&h, "/get b").0, format!("/get {} ", hex(0xbb)));
+    }
+
+    #[test]
+    fn the_content_list_follows_files_and_downloads_answers() {
+        let content = content();
+        let mut l = content.lock().expect("not poisoned").clone();
+        // A /files answer is the whole truth of what is ours and held:
+        // cc is gone from the mesh, aa is no longer ours.
+        l.files(&[listing(cid(0xbb), "offered.txt", 1, false)]);
+        l.downloads(&[]);
+        let ids: Vec<u8> = l.entries().iter().map(|c| c.id.0[0]).collect();
+        assert_eq!(ids, [0xbb]);
+        assert!(l.entries()[0].offered && l.entries()[0].in_mesh);
+    }
+
+    #[test]
+    fn paths_complete_after_share_offer_and_a_get_id() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir(dir.path().join("my photos")).expect("mkdir");
+        let d = dir.path().display();
+        let h = NodeHelper::new(Arc::default(), content());
+        assert_eq!(
+            complete(&h, &format!("/share {d}/my")).0,
+            format!("/share {d}/my photos/")
+        );
+        assert_eq!(
+            complete(&h, &format!("/offer {d}/my")).0,
+            format!("/offer {d}/my photos/")
+        );
+        let id = cid(0xcc).to_hex();
+        assert_eq!(
+            complete(&h, &format!("/get {id} {d}/my")).0,
+            format!("/get {id} {d}/my photos/")
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! `p2p-node` in a pseudo-terminal: the prompt keeps the line being typed
-//! while messages arrive, completes commands and peers with Tab, recalls
-//! history (also from the previous run), clears the line on Ctrl-C and
-//! leaves on Ctrl-D. The other end is a plain node with piped stdin and
+//! while messages arrive, completes commands, peers and content ids with
+//! Tab, recalls history (also from the previous run), clears the line on
+//! Ctrl-C and leaves on Ctrl-D. The other end is a plain node with piped stdin and
 //! `--json` (tests/util.rs).
 
 #![cfg(unix)]
@@ -263,6 +263,44 @@ fn tab_completes_commands_and_peer_names() {
     alice.expect("bob", 5);
     alice.expect(&bob.id.clone(), 5);
     alice.expect(" out rtt ", 5);
+}
+
+#[test]
+fn tab_completes_the_content_ids_the_node_learned() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (mut alice, mut bob) = alice_and_bob(dir.path());
+    let path = dir.path().join("offered.bin");
+    util::random_file(&path, 1 << 20, 9);
+    // bob may offer once alice's caps said she speaks swarm/1; until then
+    // the offer is refused (no such peer).
+    let refused = |e: &serde_json::Value| e["type"] == "command_error";
+    for attempt in 0.. {
+        let before = bob.count(refused);
+        bob.send(&format!("/offer {} alice", path.display()));
+        bob.drain(300);
+        if bob.count(refused) == before {
+            break;
+        }
+        assert!(attempt < 20, "{:#?}", bob.seen);
+    }
+    let id = bob.wait(10, |e| e["type"] == "shared")["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    alice.expect("Peer bob offers offered.bin", 10);
+
+    // The offer is what /accept completes (from the event), in full.
+    alice.send(&format!("/acc{TAB}"));
+    alice.send(TAB);
+    alice.expect(&format!("> /accept {id}"), 5);
+    alice.send(ENTER);
+    alice.expect("Downloaded offered.bin", 10);
+    // Downloaded, it is shared here: /unshare completes it.
+    alice.send(&format!("/unsh{TAB}"));
+    alice.send(TAB);
+    alice.expect(&format!("> /unshare {id}"), 5);
+    alice.send(ENTER);
+    alice.expect("No longer sharing offered.bin", 5);
 }
 
 #[test]

@@ -101,8 +101,8 @@ pub use session::{
     public_key as session_public_key, SessionError,
 };
 pub use swarm::{
-    check_path, chunk_hash, ContentId, DownloadFailure, DownloadInfo, Listing, Manifest,
-    ManifestError, ManifestFile, UnshareReason, CHUNK_SIZE,
+    check_path, chunk_hash, ContentId, DownloadFailure, DownloadInfo, DownloadPhase, Listing,
+    Manifest, ManifestError, ManifestFile, UnshareReason, CHUNK_SIZE,
 };
 
 use std::fmt;

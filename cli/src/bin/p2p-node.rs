@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use p2p_cli::command::{self, Command, HELP};
-use p2p_cli::output::{Console, Style};
-use p2p_cli::prompt::{history_path, Prompt, SharedPeers};
+use p2p_cli::output::{Console, DownloadTotals, Style};
+use p2p_cli::prompt::{history_path, Prompt, SharedContent, SharedPeers};
 use p2p_core::{Event, SessionConfig, Target};
 use p2p_net::{start, DiskStorage, NetConfig, NetEvent, NodeHandle, TcpTransport};
 use tokio::io::AsyncBufReadExt;
@@ -106,6 +106,9 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     cfg.core.advertise_host = args.advertise.clone();
     cfg.core.heartbeat.peer_timeout = std::time::Duration::from_secs(args.peer_timeout);
     cfg.bootstrap.extend(args.bootstrap.clone());
+    if let Some(accept) = &args.accept_offers {
+        cfg.core.swarm.accept_offers = accept.clone();
+    }
     if args.lan {
         cfg.lan = Some(std::sync::Arc::new(p2p_net::MdnsLan::default()));
     }
@@ -138,8 +141,10 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
         bars: !args.json && std::io::stdout().is_terminal(),
         max_peers: args.max_peers as usize,
     };
-    // The peers the prompt completes after /msg and /sendto.
+    // The peers the prompt completes after /msg and /sendto, and the
+    // content ids after /get, /accept, /decline, /unshare and /cancel.
     let peer_list = SharedPeers::default();
+    let content_list = SharedContent::default();
     let interactive = std::io::stdin().is_terminal() && std::io::stdout().is_terminal();
     // rustyline puts back the SIGINT handler it found when it is done with
     // a line: tokio's must be installed before the prompt starts, or a
@@ -149,7 +154,11 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     let _sigint = interactive
         .then(|| tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()));
     let prompt = if interactive {
-        match Prompt::start(history_path(&args.identity), peer_list.clone()) {
+        match Prompt::start(
+            history_path(&args.identity),
+            peer_list.clone(),
+            content_list.clone(),
+        ) {
             Ok(p) => Some(p),
             Err(e) => {
                 eprintln!("p2p-node: no line editing ({e}): reading plain lines");
@@ -174,6 +183,18 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
     if let Some((Some(id), trusted)) = &private {
         console.private(id, *trusted);
     }
+    // --share: hashed in the background; `Shared` (or `ShareFailed`)
+    // events tell each result.
+    for path in &args.share {
+        if let Err(e) = node.share(path).await {
+            console.error(&format!("--share {}: {e}", path.display()));
+        }
+    }
+    let lists = Lists {
+        peers: peer_list,
+        content: content_list,
+        prompt: prompt.is_some(),
+    };
 
     let mut stdin_open = true;
     let mut terminate = signal_terminate();
@@ -193,17 +214,16 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
             _ = terminate.recv() => break,
             ev = events.next() => match ev {
                 Some(ev) => {
-                    // Before it is shown: a peer seen connected completes.
-                    if prompt.is_some() {
-                        follow_peers(&peer_list, &ev);
-                    }
+                    // Before it is shown: a peer seen connected completes,
+                    // and so does an id just shared or offered.
+                    lists.follow(&ev);
                     console.event(&ev);
                 }
                 None => return Ok(()),
             },
             line = lines.recv(), if stdin_open => match line {
                 Some(line) => {
-                    if !handle_line(&node, &console, &line).await {
+                    if !handle_line(&node, &console, &lists, &line).await {
                         break;
                     }
                 }
@@ -212,7 +232,7 @@ async fn run(args: p2p_cli::args::Args, session: Option<SessionConfig>) -> Resul
                 None if prompt.is_some() => break,
                 None => stdin_open = false,
             },
-            _ = refresh.tick(), if prompt.is_some() => refresh_peers(&node, &peer_list).await,
+            _ = refresh.tick(), if prompt.is_some() => lists.refresh(&node).await,
         }
     }
     if let Some(p) = &mut prompt {
@@ -244,38 +264,80 @@ fn plain_lines() -> mpsc::Receiver<String> {
     lines
 }
 
-/// Reads the prompt's list of peers again from the node.
-async fn refresh_peers(node: &NodeHandle, list: &SharedPeers) {
-    let Ok(peers) = node.peers().await else {
-        return;
-    };
-    let peers = peers
-        .iter()
-        .map(|p| (p.name.clone(), p.id.to_string()))
-        .collect();
-    match list.lock() {
-        Ok(mut l) => *l = peers,
-        Err(poisoned) => *poisoned.into_inner() = peers,
+/// What the prompt completes, kept up to date by the loop (only with a
+/// prompt: without one nobody reads them).
+struct Lists {
+    peers: SharedPeers,
+    content: SharedContent,
+    prompt: bool,
+}
+
+/// The lock, poisoned or not (the lists are plain data).
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(l) => l,
+        Err(poisoned) => poisoned.into_inner(),
     }
 }
 
-/// Adds or removes the peer an event is about in the prompt's list.
-fn follow_peers(list: &SharedPeers, ev: &NetEvent) {
-    let mut l = match list.lock() {
-        Ok(l) => l,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    match ev {
-        NetEvent::Core(Event::PeerConnected { peer, name, .. }) => {
-            let id = peer.to_string();
-            l.retain(|(_, i)| *i != id);
-            l.push((name.clone(), id));
+impl Lists {
+    /// Reads the lists again from the node.
+    async fn refresh(&self, node: &NodeHandle) {
+        if let Ok(peers) = node.peers().await {
+            *lock(&self.peers) = peers
+                .iter()
+                .map(|p| (p.name.clone(), p.id.to_string()))
+                .collect();
         }
-        NetEvent::Core(Event::PeerDisconnected { peer, .. }) => {
-            let id = peer.to_string();
-            l.retain(|(_, i)| *i != id);
+        if let Ok(files) = node.files().await {
+            lock(&self.content).files(&files);
         }
-        _ => {}
+        if let Ok(downloads) = node.downloads().await {
+            lock(&self.content).downloads(&downloads);
+        }
+    }
+
+    /// Adds or removes the peer or content an event is about.
+    fn follow(&self, ev: &NetEvent) {
+        if !self.prompt {
+            return;
+        }
+        let NetEvent::Core(e) = ev else { return };
+        lock(&self.content).event(e);
+        let mut l = lock(&self.peers);
+        match e {
+            Event::PeerConnected { peer, name, .. } => {
+                let id = peer.to_string();
+                l.retain(|(_, i)| *i != id);
+                l.push((name.clone(), id));
+            }
+            Event::PeerDisconnected { peer, .. } => {
+                let id = peer.to_string();
+                l.retain(|(_, i)| *i != id);
+            }
+            _ => {}
+        }
+    }
+
+    /// A `/files` answer.
+    fn files(&self, files: &[p2p_core::Listing]) {
+        if self.prompt {
+            lock(&self.content).files(files);
+        }
+    }
+
+    /// A `/downloads` answer.
+    fn downloads(&self, downloads: &[p2p_core::DownloadInfo]) {
+        if self.prompt {
+            lock(&self.content).downloads(downloads);
+        }
+    }
+
+    /// A `/decline` taken.
+    fn declined(&self, id: &p2p_core::ContentId) {
+        if self.prompt {
+            lock(&self.content).declined(id);
+        }
     }
 }
 
@@ -295,8 +357,9 @@ fn signal_terminate() -> mpsc::Receiver<()> {
     rx
 }
 
-/// Carries out one typed line; returns false to quit.
-async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
+/// Carries out one typed line; returns false to quit. A command that
+/// fails prints why, and the node goes on.
+async fn handle_line(node: &NodeHandle, console: &Console, lists: &Lists, line: &str) -> bool {
     let cmd = match command::parse(line) {
         Ok(c) => c,
         Err(e) => {
@@ -323,10 +386,17 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
             Ok(p) => console.peers(&p),
             Err(e) => console.error(&e.to_string()),
         },
-        Command::Status => match node.peers().await {
-            Ok(p) => console.status(&p),
-            Err(e) => console.error(&e.to_string()),
-        },
+        Command::Status => {
+            let (peers, files, downloads) =
+                tokio::join!(node.peers(), node.files(), node.downloads());
+            match (peers, files, downloads) {
+                (Ok(p), Ok(f), Ok(d)) => {
+                    let shared = f.iter().filter(|l| l.ours).count();
+                    console.status(&p, shared, DownloadTotals::of(&d));
+                }
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => console.error(&e.to_string()),
+            }
+        }
         Command::Connect(addr) => {
             if let Err(e) = node.connect(&addr).await {
                 console.error(&e.to_string());
@@ -342,13 +412,79 @@ async fn handle_line(node: &NodeHandle, console: &Console, line: &str) -> bool {
             Ok(id) => spawn_send(node, path, Target::Peer(id)),
             Err(e) => console.error(&e),
         },
+        Command::Share(path) => {
+            // The result arrives as `Shared` or `ShareFailed`.
+            if let Err(e) = node.share(&path).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Unshare(id) => {
+            if let Err(e) = node.unshare(&id).await {
+                console.error(&e.to_string());
+            }
+        }
+        Command::Files => match node.files().await {
+            Ok(f) => {
+                lists.files(&f);
+                console.files(&f);
+            }
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Get { id, dir } => match node.get(&id, dir.as_deref()).await {
+            Ok(id) => console.getting(&id),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Offer { path, peer } => {
+            let (target, to) = match peer {
+                Some(p) => match find_peer(node, &p).await {
+                    Ok(peer) => (Target::Peer(peer.id), Some(peer.name)),
+                    Err(e) => {
+                        console.error(&e);
+                        return true;
+                    }
+                },
+                None => (Target::All, None),
+            };
+            match node.offer(&path, target).await {
+                Ok(()) => console.offering(&path, to.as_deref()),
+                Err(e) => console.error(&e.to_string()),
+            }
+        }
+        Command::Accept(id) => match node.accept(&id).await {
+            Ok(id) => console.getting(&id),
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Decline(id) => match node.decline(&id).await {
+            Ok(id) => {
+                lists.declined(&id);
+                console.declined(&id);
+            }
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Downloads => match node.downloads().await {
+            Ok(d) => {
+                lists.downloads(&d);
+                console.downloads(&d);
+            }
+            Err(e) => console.error(&e.to_string()),
+        },
+        Command::Cancel(id) => {
+            // `DownloadFailed` (cancelled) says it.
+            if let Err(e) = node.cancel_download(&id).await {
+                console.error(&e.to_string());
+            }
+        }
     }
     true
 }
 
 async fn find(node: &NodeHandle, who: &str) -> Result<p2p_core::PeerId, String> {
+    find_peer(node, who).await.map(|p| p.id)
+}
+
+async fn find_peer(node: &NodeHandle, who: &str) -> Result<p2p_core::PeerInfo, String> {
     let peers = node.peers().await.map_err(|e| e.to_string())?;
-    command::resolve_peer(&peers, who).map(|p| p.id.clone())
+    command::resolve_peer(&peers, who).cloned()
 }
 
 /// Sends in the background so that the prompt stays responsive; the result
