@@ -1681,6 +1681,7 @@ mod console_tests {
             bytes,
             phase: p2p_core::DownloadPhase::Fetching,
             peers: 2,
+            requests: 8,
             holders: 3,
             bytes_from: [(id("b0b"), bytes)].into(),
         }
@@ -2226,7 +2227,7 @@ mod console_tests {
         assert_eq!(
             v["downloads"][0],
             serde_json::json!({"id": cid(0xab).to_hex(), "name": "big.iso",
-                "size": 1000, "bytes": 500, "phase": "fetching", "peers": 2,
+                "size": 1000, "bytes": 500, "phase": "fetching", "peers": 2, "requests": 8,
                 "holders": 3, "bytes_from": {"b0b": 500}, "rate_bps": 200, "eta_s": 3})
         );
     }

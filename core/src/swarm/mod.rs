@@ -370,13 +370,22 @@ impl Swarm {
     ) -> Result<(), CommandError> {
         self.check_enabled()?;
         if let Some((id, s)) = self.shares.iter().find(|(_, s)| s.path == path) {
-            // Shared already: nothing to hash.
+            // Shared already: nothing to hash; said again, so that the
+            // application shows the id.
             let id = *id;
-            let name = s.manifest.name().to_owned();
-            if let Some(t) = offer {
-                self.send_offer(id, t, peers)?;
+            let event = Event::Shared {
+                id,
+                name: s.manifest.name().to_owned(),
+                size: s.manifest.size(),
+                files: s.manifest.files().len() as u32,
+                path: s.path.clone(),
+            };
+            match offer {
+                Some(t) => {
+                    self.send_offer(id, t, peers)?;
+                }
+                None => self.out.event(event),
             }
-            let _ = name;
             return Ok(());
         }
         let first = !self.hashing.contains_key(path);

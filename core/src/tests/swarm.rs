@@ -447,6 +447,16 @@ fn ids_are_typed_as_unique_prefixes() {
     // Twice is one download.
     assert_eq!(n.get(now, &id.to_hex(), None).unwrap(), id);
     assert_eq!(n.downloads(now).len(), 1);
+    // Sharing it again reports it again (the id is shown) and hashes nothing.
+    let shares = m.nodes[0].storage.swarm.shared.len();
+    m.nodes[0].node.share("f").unwrap();
+    m.run_for(SEC);
+    let said = m
+        .events(0)
+        .filter(|e| matches!(e, Event::Shared { .. }))
+        .count();
+    assert_eq!((said, m.nodes[0].storage.swarm.shared.len()), (2, shares));
+    assert_eq!(m.trace.matches("0 Storage(Share {").count(), 1, "hashed twice");
     // What we share is not downloaded again.
     let n0 = &mut m.nodes[0].node;
     assert!(matches!(
