@@ -669,6 +669,12 @@ impl Swarm {
         all.into_values().collect()
     }
 
+    /// Offers waiting for an answer.
+    #[cfg(feature = "internals")]
+    pub(crate) fn pending_offers(&self) -> usize {
+        self.offers.len()
+    }
+
     /// Downloads in progress.
     pub(crate) fn downloads(&self, now: Instant) -> Vec<DownloadInfo> {
         self.downloads
