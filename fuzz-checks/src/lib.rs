@@ -18,6 +18,7 @@
 //! | `file` | [`check_file`] | a reference model of the receiver: exact storage ops, confinement, commits only of verified content |
 //! | `handshake` | [`check_handshake`] | listener and dialer outcome for any first frame, per-frame replies, deadlines |
 //! | `session` | [`check_session`] | Noise session layer: nothing decoded before the handshake completes, only whole honest messages in order (never a tampered, replayed or reordered one), honest streams in any split, bounded buffering |
+//! | `manifest` | [`check_manifest`] | the manifest parser: what parses re-encodes to the input, has safe paths (by the core's check and the spec's rule read independently), consistent sizes and hashes, and segments that tile every chunk exactly |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,6 +27,7 @@ mod common;
 pub mod decode;
 pub mod file;
 pub mod handshake;
+pub mod manifest;
 pub mod node;
 pub mod seeds;
 mod send;
@@ -35,11 +37,12 @@ pub use common::{is_part_name, is_plain_name, Writer};
 pub use decode::{check_decode, DecodeInput, DecodeSummary};
 pub use file::{check_file, FileOp, FileSummary};
 pub use handshake::{check_handshake, HandshakeInput, HandshakeSummary};
+pub use manifest::{check_manifest, ManifestInput, ManifestSummary};
 pub use node::{check_node, Answer, Cmd, NodeOp, NodeSummary, SourceOp, Wire};
 pub use session::{check_session, Edit, SessionInput, SessionSummary};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 5] = ["decode", "node", "file", "handshake", "session"];
+pub const TARGETS: [&str; 6] = ["decode", "node", "file", "handshake", "session", "manifest"];
 
 /// Runs the check of `target` (one of [`TARGETS`]) on `data`.
 ///
@@ -61,6 +64,9 @@ pub fn check_target(target: &str, data: &[u8]) {
         }
         "session" => {
             check_session(data);
+        }
+        "manifest" => {
+            check_manifest(data);
         }
         other => panic!("unknown fuzz target {other:?}"),
     }

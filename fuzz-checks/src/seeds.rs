@@ -6,6 +6,7 @@
 use crate::decode::DecodeInput;
 use crate::file::{FileOp, Name};
 use crate::handshake::HandshakeInput;
+use crate::manifest::ManifestInput;
 use crate::node::{Answer, Cmd, NodeOp, SourceOp, Wire};
 use crate::session::{Edit, SessionInput};
 
@@ -28,6 +29,7 @@ pub fn all() -> Vec<Seed> {
     v.extend(file());
     v.extend(handshake());
     v.extend(session());
+    v.extend(manifest());
     v
 }
 
@@ -686,6 +688,47 @@ fn session() -> Vec<Seed> {
             &[1],
             &[3],
             vec![Edit::Delete { at: 60, len: 10 }],
+        ),
+    ]
+}
+
+/// The `manifest` seeds.
+fn manifest() -> Vec<Seed> {
+    let built = |sort, files: &[(u16, &str)], delta, edits: &[(u16, u8)]| ManifestInput::Built {
+        chunk_size: 0,
+        sort,
+        files: files
+            .iter()
+            .map(|(s, p)| (*s, p.as_bytes().to_vec()))
+            .collect(),
+        delta,
+        edits: edits.to_vec(),
+    };
+    let m = |name, input: ManifestInput| seed("manifest", name, input.encode());
+    let tree = [
+        (5000, "d/a.txt"),
+        (0, "d/b/empty"),
+        (3000, "d/b/x"),
+        (9000, "d/c"),
+    ];
+    vec![
+        m("file", built(true, &[(10_000, "data.bin")], 0, &[])),
+        m("tree", built(true, &tree, 0, &[])),
+        m("unsorted", built(false, &[(1, "d/b"), (1, "d/a")], 0, &[])),
+        m("colon", built(true, &[(10, "x:y")], 0, &[])),
+        m("dotdot", built(true, &[(10, "d/../x")], 0, &[])),
+        m("device", built(true, &[(10, "d/com1.txt")], 0, &[])),
+        m(
+            "file_and_dir",
+            built(true, &[(1, "d/a"), (1, "d/a/b")], 0, &[]),
+        ),
+        m("count", built(true, &[(10, "f")], 1, &[])),
+        m("edited", built(true, &tree, 0, &[(40, b'0'), (3, b'X')])),
+        m(
+            "raw",
+            ManifestInput::Raw(
+                b"p2p-manifest/1\nchunk-size 4096\nfiles 1\n0 e\nchunks 0\n".to_vec(),
+            ),
         ),
     ]
 }

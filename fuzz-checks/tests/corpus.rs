@@ -11,8 +11,8 @@ use p2p_core::RejectReason;
 use p2p_core::SessionError;
 use p2p_fuzz_checks::handshake::Ending;
 use p2p_fuzz_checks::{
-    check_decode, check_file, check_handshake, check_node, check_session, check_target, seeds,
-    TARGETS,
+    check_decode, check_file, check_handshake, check_manifest, check_node, check_session,
+    check_target, seeds, TARGETS,
 };
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -79,6 +79,11 @@ fn replay_handshake_corpus() {
 #[test]
 fn replay_session_corpus() {
     replay("session");
+}
+
+#[test]
+fn replay_manifest_corpus() {
+    replay("manifest");
 }
 
 #[test]
@@ -222,4 +227,19 @@ fn seeds_reach_what_they_are_for() {
     );
     let cut = s("handshake_cut");
     assert!(!cut.completed && cut.delivered == 0, "{cut:?}");
+
+    let m = |name| check_manifest(&seed("manifest", name));
+    assert_eq!((m("file").parsed, m("file").chunks), (true, 3));
+    assert_eq!((m("tree").parsed, m("tree").files), (true, 4));
+    assert!(m("raw").parsed);
+    for refused in [
+        "unsorted",
+        "colon",
+        "dotdot",
+        "device",
+        "file_and_dir",
+        "count",
+    ] {
+        assert!(!m(refused).parsed, "{refused}");
+    }
 }
