@@ -4,7 +4,7 @@
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, target, path] = &args[..] else {
-        eprintln!("usage: show_input <node|file|manifest> <file>");
+        eprintln!("usage: show_input <node|file|swarm|manifest> <file>");
         std::process::exit(2);
     };
     let data = std::fs::read(path).expect("read input");
@@ -16,6 +16,11 @@ fn main() {
         }
         "file" => {
             for op in p2p_fuzz_checks::FileOp::decode_all(&data) {
+                println!("{op:?}");
+            }
+        }
+        "swarm" => {
+            for op in p2p_fuzz_checks::SwarmOp::decode_all(&data) {
                 println!("{op:?}");
             }
         }

@@ -474,7 +474,11 @@ impl Download {
         let Some(m) = self.manifest.clone() else {
             return;
         };
-        if !m.verify(k, &data) {
+        let verified = m.verify(k, &data);
+        // Planted: any chunk that was asked for is taken as it came.
+        #[cfg(p2p_planted = "swarm-unverified-write")]
+        let verified = true;
+        if !verified {
             self.ban(peer);
             steps.push(Step::Rejected(peer.clone(), k));
             self.pick(now, cfg, steps);
