@@ -825,15 +825,16 @@ const KINDS: [Kind; 5] = [
 /// 0 a read of an unknown id, 1 `PartialOpened` of content `arg` claiming
 /// `list`, 2 `SwarmStorageFailed` of content `arg` (a write or checkpoint
 /// failed), 3 `PartialsFound` of `list`, 4 `Shared` of path `arg` with
-/// the manifest of content `list[0]`. `mode` bit 7 says that `list`
-/// follows in the input.
+/// the manifest of content `list[0]`. On the wire, bit 7 of the `mode`
+/// byte says that `list` follows; the mode is the other seven.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StorageAnswer {
     /// Kind selector.
     pub kind: u8,
     /// Selector among the pending ops of that kind.
     pub pick: u8,
-    /// How it is answered (bit 7: a list follows).
+    /// How it is answered (0..128; on the wire bit 7 says that a list
+    /// follows).
     pub mode: u8,
     /// Its argument.
     pub arg: u8,
@@ -855,7 +856,7 @@ impl StorageAnswer {
         StorageAnswer {
             kind,
             pick,
-            mode,
+            mode: mode & 0x7f,
             arg,
             list,
         }
