@@ -1063,6 +1063,11 @@ impl Swarm {
         rng: &mut ChaCha8Rng,
     ) {
         for (bytes, dir) in partials {
+            if self.downloads.len() >= self.cfg.max_downloads {
+                // The rest stay on disk: the next start, or a `/get` of
+                // the id (whose open finds the partial), resumes them.
+                break;
+            }
             let Ok(m) = Manifest::parse(&bytes) else {
                 continue;
             };
