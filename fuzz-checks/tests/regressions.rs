@@ -485,3 +485,62 @@ fn resumed_partials_stay_within_max_downloads() {
     let s = check_swarm(&raw);
     assert_eq!((s.opened, s.max_downloads), (2, 2), "{s:?}");
 }
+
+/// The first chunk `a` sends of the 10-chunk file, asked and corrupted,
+/// then every other: rejected (and the rest unasked, as `a` is banned).
+fn a_lies_about_the_ten_chunk_file() -> Vec<SwarmOp> {
+    let mut ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(0, swarm_holds(4, true)),
+        swarm_frame(1, swarm_holds(4, true)),
+        swarm_get(4),
+        swarm_frame(
+            0,
+            PeerFrame::Mani {
+                item: 4,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+    ];
+    ops.extend((0..10).map(|chunk| {
+        swarm_frame(
+            0,
+            PeerFrame::Chunk {
+                item: 4,
+                chunk,
+                variant: 1,
+            },
+        )
+    }));
+    ops
+}
+
+/// A peer banned from a download for a chunk that did not verify was
+/// asked again as soon as its index dropped the content and listed it
+/// again (or it reconnected): the holder was forgotten with its ban, and
+/// a liar could go on wasting requests. Fixed in `Download::remove_holder`
+/// (core/src/swarm/download.rs): a banned holder stays, banned, for the
+/// download's life. Found by the `swarm` target ("get 3 of ... to a,
+/// which sent a chunk of it that was rejected"): `a` lied, listed other
+/// content only, then this content again. Corpus files
+/// `regression-ban-index` and `regression-ban-reconnect`.
+#[test]
+fn a_ban_outlives_an_index_that_drops_the_content_and_a_reconnect() {
+    for again in [
+        vec![
+            swarm_frame(0, PeerFrame::Index(vec![])),
+            swarm_frame(0, swarm_holds(4, true)),
+        ],
+        vec![
+            SwarmOp::Disconnect { peer: 0 },
+            SwarmOp::Reconnect { peer: 0 },
+            swarm_frame(0, swarm_holds(4, true)),
+        ],
+    ] {
+        let mut ops = a_lies_about_the_ten_chunk_file();
+        ops.extend(again);
+        let s = check_swarm(&swarm_raw(&ops));
+        assert_eq!(s.rejected, 1, "{s:?}");
+    }
+}

@@ -230,8 +230,15 @@ impl Download {
     }
 
     /// A peer is gone, or no longer lists this content: its requests go
-    /// back to the pool.
+    /// back to the pool. A banned peer stays banned for the download's
+    /// life: listing the content again, or coming back, does not lift it.
     pub(crate) fn remove_holder(&mut self, peer: &PeerId) {
+        if let Some(h) = self.holders.get_mut(peer).filter(|h| h.banned) {
+            // The ban took its requests; it holds nothing usable now.
+            h.complete = false;
+            h.bits = None;
+            return;
+        }
         if let Some(h) = self.holders.remove(peer) {
             for k in h.inflight {
                 self.drop_request(k, peer);
