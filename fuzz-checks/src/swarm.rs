@@ -67,7 +67,8 @@
 //!   node's downloads within `swarm.max_downloads` and offers within
 //!   `swarm.max_offers`, requests in flight within `requests_per_peer`
 //!   per swarm peer; no deadline at or before now survives
-//!   `handle_timeout`; no panic.
+//!   `handle_timeout`; after `shutdown`, no download and no storage op
+//!   (a late storage answer starts nothing); no panic.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::OnceLock;
@@ -1623,6 +1624,7 @@ impl Harness {
             }
             SwarmCmd::Shutdown => {
                 self.node.shutdown(now);
+                self.drain();
                 self.shut_down = true;
             }
         }
@@ -2156,6 +2158,10 @@ impl Harness {
     }
 
     fn storage_op(&mut self, op: StorageOp) {
+        if self.shut_down {
+            let op: String = format!("{op:?}").chars().take(100).collect();
+            panic!("a storage op after shutdown: {op}");
+        }
         match op {
             StorageOp::Share { path, chunk_size } => {
                 assert_eq!(

@@ -544,3 +544,20 @@ fn a_ban_outlives_an_index_that_drops_the_content_and_a_reconnect() {
         assert_eq!(s.rejected, 1, "{s:?}");
     }
 }
+
+/// A late answer to the scan of partials, after `shutdown`, resumed them:
+/// downloads (and `OpenPartial` ops) came after the node had shut down,
+/// which "does nothing afterwards". Fixed in `Swarm::on_partials_found`
+/// (core/src/swarm/mod.rs), which now starts nothing after shutdown (the
+/// check now also asserts that no storage op comes after it). Found by
+/// the `swarm` target ("downloads after shutdown"); corpus file
+/// `regression-scan-after-shutdown`.
+#[test]
+fn partials_found_after_shutdown_start_nothing() {
+    let ops = vec![
+        SwarmOp::Command(SwarmCmd::Shutdown),
+        SwarmOp::Storage(StorageAnswer::new(Kind::Scan, 0, 0).list(&[0, 4])),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.opened, 0, "{s:?}");
+}

@@ -199,6 +199,8 @@ pub(crate) struct Swarm {
     offers: BTreeMap<ContentId, OfferIn>,
     /// Offers we made, so that a decline is only reported for those.
     offered: BTreeSet<(ContentId, PeerId)>,
+    /// The node shut down: a late storage answer starts nothing.
+    shut_down: bool,
     pub(crate) out: Outbox,
 }
 
@@ -226,6 +228,7 @@ impl Swarm {
             serving: BTreeMap::new(),
             offers: BTreeMap::new(),
             offered: BTreeSet::new(),
+            shut_down: false,
             out: Outbox::default(),
         }
     }
@@ -1062,6 +1065,9 @@ impl Swarm {
         peers: &Peers,
         rng: &mut ChaCha8Rng,
     ) {
+        if self.shut_down {
+            return;
+        }
         for (bytes, dir) in partials {
             if self.downloads.len() >= self.cfg.max_downloads {
                 // The rest stay on disk: the next start, or a `/get` of
@@ -1268,6 +1274,7 @@ impl Swarm {
 
     /// Shutdown: partials are kept for the next run.
     pub(crate) fn shutdown(&mut self) {
+        self.shut_down = true;
         for (id, _) in std::mem::take(&mut self.downloads) {
             self.out
                 .push(Output::Storage(StorageOp::ClosePartial { content: id }));
