@@ -561,3 +561,49 @@ fn partials_found_after_shutdown_start_nothing() {
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!(s.opened, 0, "{s:?}");
 }
+
+/// Runs the swarm checks on `raw` in a thread: a hang (a `handle_timeout`
+/// that never returns) fails the test instead of stalling it.
+fn swarm_within_30_s(raw: Vec<u8>) -> p2p_fuzz_checks::SwarmSummary {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(check_swarm(&raw));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(s) => s,
+        Err(RecvTimeoutError::Timeout) => panic!("hung: handle_timeout did not return in 30 s"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the check panicked (see above)"),
+    }
+}
+
+/// `handle_timeout` never returned once a manifest request timed out and
+/// the next holder was asked: the expired ask of the first holder still
+/// counted in `Download::poll_timeout`, so the swarm was due again at once,
+/// for ever (`Node::handle_timeout` runs until nothing is due). Fixed in
+/// `Download::poll_timeout` (core/src/swarm/download.rs): the manifest
+/// deadline is the latest ask's, the one `ask_manifest` waits for. Found
+/// by the `swarm` target as a timeout (libFuzzer `-timeout=10`): two
+/// holders, a `get`, time to the first deadline. Corpus file
+/// `regression-manifest-ask-hang`.
+#[test]
+fn a_timed_out_manifest_ask_does_not_hang_handle_timeout() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(0, swarm_holds(4, true)),
+        swarm_frame(1, swarm_holds(4, true)),
+        swarm_get(4),
+        SwarmOp::Tick,
+        SwarmOp::Tick,
+        swarm_frame(
+            1,
+            PeerFrame::Mani {
+                item: 4,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+    ];
+    let s = swarm_within_30_s(swarm_raw(&ops));
+    assert_eq!(s.opened, 1, "{s:?}");
+}

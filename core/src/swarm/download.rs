@@ -652,11 +652,12 @@ impl Download {
     /// end, or the next `have` refresh.
     pub(crate) fn poll_timeout(&self, cfg: &SwarmConfig) -> Option<Instant> {
         let requests = self.inflight.values().flat_map(|a| a.values().copied());
-        let manifest = self
-            .holders
-            .values()
-            .filter(|_| self.phase == Phase::Manifest)
-            .filter_map(|h| h.manifest_asked.map(|t| t + cfg.request_timeout));
+        // The latest ask is the one waited for (`ask_manifest`): an
+        // earlier one that timed out is due no more.
+        let manifest = (self.phase == Phase::Manifest)
+            .then(|| self.holders.values().filter_map(|h| h.manifest_asked).max())
+            .flatten()
+            .map(|t| t + cfg.request_timeout);
         let rests = self.holders.values().filter_map(|h| h.resting);
         let refresh = (self.phase == Phase::Fetching
             && self.holders.values().any(|h| !h.complete && !h.banned))
