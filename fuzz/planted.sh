@@ -22,7 +22,9 @@ planted_dir=${P2P_PLANTED_TARGET_DIR:-$PWD/target/planted}
 BUGS='decode-off-by-one|decode|frames differ from the reference decoder
 file-unverified-commit|file|content does not match the declared SHA-256
 handshake-hello-without-colon|handshake|invalid hello: no ProtocolError
-node-stale-peer|node|which is closed'
+node-stale-peer|node|which is closed
+swarm-unverified-write|swarm|bytes that do not match the manifest
+manifest-colon-path|manifest|accepted a manifest with an unsafe path'
 
 failed=0
 log=$(mktemp)

@@ -227,6 +227,13 @@ impl Node {
         self.files.incoming()
     }
 
+    /// Swarm offers waiting for `/accept` or `/decline` (at most
+    /// `swarm.max_offers`): for the fuzz checks' memory bounds.
+    #[cfg(feature = "internals")]
+    pub fn pending_offers(&self) -> usize {
+        self.swarm.pending_offers()
+    }
+
     /// Moves every component's queued outputs to the node's queue, in a
     /// fixed order. Called after each call into a component, so the order
     /// of outputs is the order of causes.

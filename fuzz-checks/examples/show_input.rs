@@ -4,7 +4,7 @@
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let [_, target, path] = &args[..] else {
-        eprintln!("usage: show_input <node|file> <file>");
+        eprintln!("usage: show_input <node|file|swarm|manifest> <file>");
         std::process::exit(2);
     };
     let data = std::fs::read(path).expect("read input");
@@ -18,6 +18,16 @@ fn main() {
             for op in p2p_fuzz_checks::FileOp::decode_all(&data) {
                 println!("{op:?}");
             }
+        }
+        "swarm" => {
+            for op in p2p_fuzz_checks::SwarmOp::decode_all(&data) {
+                println!("{op:?}");
+            }
+        }
+        "manifest" => {
+            let input = p2p_fuzz_checks::ManifestInput::decode(&data);
+            println!("{input:?}");
+            println!("{:?}", String::from_utf8_lossy(&input.bytes()));
         }
         other => println!("{other}: the input is {data:?}"),
     }

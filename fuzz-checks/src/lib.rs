@@ -18,6 +18,8 @@
 //! | `file` | [`check_file`] | a reference model of the receiver: exact storage ops, confinement, commits only of verified content |
 //! | `handshake` | [`check_handshake`] | listener and dialer outcome for any first frame, per-frame replies, deadlines |
 //! | `session` | [`check_session`] | Noise session layer: nothing decoded before the handshake completes, only whole honest messages in order (never a tampered, replayed or reordered one), honest streams in any split, bounded buffering |
+//! | `swarm` | [`check_swarm`] | content-addressed sharing with fake peers and a model of the storage: only chunks that verify against the manifest of their id are written, a commit only once every chunk was written or read back verified, served chunks are exactly the bytes read, replies answer requests, nothing to a peer that did not announce `swarm/1`, bans hold, accepted manifests have safe paths, bounded downloads, offers and outputs |
+//! | `manifest` | [`check_manifest`] | the manifest parser: what parses re-encodes to the input, has safe paths (by the core's check and the spec's rule read independently), consistent sizes and hashes, and segments that tile every chunk exactly |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -26,20 +28,32 @@ mod common;
 pub mod decode;
 pub mod file;
 pub mod handshake;
+pub mod manifest;
 pub mod node;
 pub mod seeds;
 mod send;
 pub mod session;
+pub mod swarm;
 
 pub use common::{is_part_name, is_plain_name, Writer};
 pub use decode::{check_decode, DecodeInput, DecodeSummary};
 pub use file::{check_file, FileOp, FileSummary};
 pub use handshake::{check_handshake, HandshakeInput, HandshakeSummary};
+pub use manifest::{check_manifest, ManifestInput, ManifestSummary};
 pub use node::{check_node, Answer, Cmd, NodeOp, NodeSummary, SourceOp, Wire};
 pub use session::{check_session, Edit, SessionInput, SessionSummary};
+pub use swarm::{check_swarm, SwarmOp, SwarmSummary};
 
 /// The fuzz targets, by the name of their corpus directory.
-pub const TARGETS: [&str; 5] = ["decode", "node", "file", "handshake", "session"];
+pub const TARGETS: [&str; 7] = [
+    "decode",
+    "node",
+    "file",
+    "handshake",
+    "session",
+    "swarm",
+    "manifest",
+];
 
 /// Runs the check of `target` (one of [`TARGETS`]) on `data`.
 ///
@@ -61,6 +75,12 @@ pub fn check_target(target: &str, data: &[u8]) {
         }
         "session" => {
             check_session(data);
+        }
+        "swarm" => {
+            check_swarm(data);
+        }
+        "manifest" => {
+            check_manifest(data);
         }
         other => panic!("unknown fuzz target {other:?}"),
     }

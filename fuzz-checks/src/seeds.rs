@@ -6,8 +6,10 @@
 use crate::decode::DecodeInput;
 use crate::file::{FileOp, Name};
 use crate::handshake::HandshakeInput;
+use crate::manifest::ManifestInput;
 use crate::node::{Answer, Cmd, NodeOp, SourceOp, Wire};
 use crate::session::{Edit, SessionInput};
+use crate::swarm::{EntrySel, IdSel, Kind, PeerFrame, StorageAnswer, SwarmCmd, SwarmOp};
 
 /// One seed file.
 #[derive(Debug, Clone)]
@@ -28,6 +30,8 @@ pub fn all() -> Vec<Seed> {
     v.extend(file());
     v.extend(handshake());
     v.extend(session());
+    v.extend(swarm());
+    v.extend(manifest());
     v
 }
 
@@ -686,6 +690,255 @@ fn session() -> Vec<Seed> {
             &[1],
             &[3],
             vec![Edit::Delete { at: 60, len: 10 }],
+        ),
+    ]
+}
+
+/// The `swarm` seeds. Selectors into `swarm.rs`: peers 0 `a`, 1 `b`, 2 `r`
+/// (no `swarm/1`); catalog items 0 a file of 3 chunks, 1 a tree, 2 a
+/// 12-byte file, 3 an empty file, 4 a file of 10 chunks, 6 a manifest over
+/// the limit, 7 a `..` path, 8 an absolute path, 9 a device name, 11 a `:`,
+/// 12 a file that is a directory, 20 no manifest.
+fn swarm() -> Vec<Seed> {
+    use SwarmOp::*;
+    let (a, b, r) = (0, 1, 2);
+    let f = |peer: u8, frame: PeerFrame| Frame { peer, frame };
+    let holds = |item: u8| PeerFrame::Index(vec![EntrySel { item, flags: 1 }]);
+    let id = |item: u8| IdSel { item, form: 0 };
+    let get = |item: u8| {
+        Command(SwarmCmd::Get {
+            id: id(item),
+            dir: 0,
+        })
+    };
+    let mani = |item: u8| PeerFrame::Mani { item, variant: 0 };
+    let chunk = |item: u8, chunk: u16, variant: u8| PeerFrame::Chunk {
+        item,
+        chunk,
+        variant,
+    };
+    let st = |kind: Kind, mode: u8| Storage(StorageAnswer::new(kind, 0, mode));
+    let scan = |list: &[u8]| Storage(StorageAnswer::new(Kind::Scan, 0, 0).list(list));
+    // Every chunk of `item` (`n` chunks) from `peer`, twice over (only
+    // those asked of it count; each answer lets it be asked more).
+    let all_chunks = |peer: u8, item: u8, n: u16, variant: u8| -> Vec<SwarmOp> {
+        (0..2 * n)
+            .map(|k| f(peer, chunk(item, k % n, variant)))
+            .collect()
+    };
+    let w = |name, ops: Vec<SwarmOp>| seed("swarm", name, SwarmOp::encode_all(&ops));
+
+    // Both hold the file of 3 chunks: the endgame asks both for every
+    // chunk, and the first copy of each wins.
+    let two_peers = vec![
+        scan(&[]),
+        f(a, holds(0)),
+        f(b, holds(0)),
+        get(0),
+        f(a, mani(0)),
+        st(Kind::Open, 0),
+        f(a, chunk(0, 0, 0)),
+        f(b, chunk(0, 1, 0)),
+        f(a, chunk(0, 2, 0)),
+        f(b, chunk(0, 2, 0)),
+        st(Kind::Commit, 0),
+    ];
+    // `a` sends every chunk of the 10-chunk file corrupted: rejected and
+    // banned; `b` sends them right.
+    let mut rejected = vec![
+        scan(&[]),
+        f(a, holds(4)),
+        f(b, holds(4)),
+        get(4),
+        f(a, mani(4)),
+        st(Kind::Open, 0),
+    ];
+    rejected.extend(all_chunks(a, 4, 10, 1));
+    rejected.extend(all_chunks(b, 4, 10, 0));
+    rejected.push(st(Kind::Commit, 0));
+    // A partial left by an earlier run whose record claims all 10 chunks:
+    // five read back zeros (never written), five right; the first five
+    // are fetched from `a`.
+    let mut lying_record = vec![
+        scan(&[4]),
+        Storage(StorageAnswer::new(Kind::Open, 0, 2)),
+        f(a, holds(4)),
+    ];
+    for mode in [0, 1, 0, 1, 0, 1, 0, 1, 0, 1] {
+        lying_record.push(st(Kind::Read, mode));
+    }
+    lying_record.extend(all_chunks(a, 4, 10, 0));
+    lying_record.push(st(Kind::Commit, 0));
+    // Every claimed chunk of the 3-chunk file reads back right: committed
+    // with no peer at all.
+    let resumed = vec![
+        scan(&[0x80]),
+        Storage(StorageAnswer::new(Kind::Open, 0, 1).list(&[0, 1, 2, 2, 200])),
+        st(Kind::Read, 1),
+        st(Kind::Read, 1),
+        st(Kind::Read, 1),
+        st(Kind::Commit, 0),
+    ];
+    // Hostile manifests from a peer (a `..` path, a `:`, one over the
+    // limit, another content's under this id), from the storage's scan
+    // and from a share.
+    let hostile = vec![
+        scan(&[7, 8, 9, 12, 20, 21]),
+        f(
+            a,
+            PeerFrame::Index(vec![
+                EntrySel { item: 7, flags: 1 },
+                EntrySel { item: 11, flags: 1 },
+                EntrySel { item: 6, flags: 1 },
+                EntrySel { item: 0, flags: 1 },
+            ]),
+        ),
+        get(7),
+        f(a, mani(7)),
+        get(11),
+        f(a, mani(11)),
+        Command(SwarmCmd::Cancel(id(7))),
+        Command(SwarmCmd::Cancel(id(11))),
+        get(6),
+        f(a, mani(6)),
+        get(0),
+        f(
+            a,
+            PeerFrame::Mani {
+                item: 0,
+                variant: 1,
+            },
+        ),
+        f(a, PeerFrame::Index(vec![EntrySel { item: 0, flags: 4 }])),
+        Command(SwarmCmd::Share { path: 0 }),
+        Storage(StorageAnswer::new(Kind::Share, 0, 1).arg(4)),
+    ];
+    // `a` offers the 12-byte file and is declined; we offer it to all, and
+    // `b` declines ours; `b`'s offer of the tree is accepted on its own.
+    let offers = vec![
+        scan(&[]),
+        f(a, PeerFrame::Offer(EntrySel { item: 2, flags: 1 })),
+        Command(SwarmCmd::Decline(IdSel { item: 2, form: 2 })),
+        Command(SwarmCmd::Offer { path: 2, target: 0 }),
+        st(Kind::Share, 0),
+        f(b, PeerFrame::Decline { item: 2 }),
+        f(r, PeerFrame::Decline { item: 2 }),
+        f(b, PeerFrame::Offer(EntrySel { item: 1, flags: 1 })),
+        f(b, mani(1)),
+        st(Kind::Open, 0),
+        f(b, chunk(1, 0, 0)),
+        f(b, chunk(1, 1, 0)),
+        st(Kind::Commit, 0),
+    ];
+    // Serving the shared file: reads answered right and wrong (the frame
+    // carries what was read), a request past the end, a manifest and a
+    // bitfield, a cancel, a full queue, and `r`'s requests ignored.
+    let serving = vec![
+        scan(&[]),
+        Command(SwarmCmd::Share { path: 0 }),
+        st(Kind::Share, 0),
+        f(a, PeerFrame::Get { item: 0, chunk: 0 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 1 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 9 }),
+        f(r, PeerFrame::Get { item: 0, chunk: 2 }),
+        st(Kind::Read, 0),
+        st(Kind::Read, 2),
+        f(a, PeerFrame::Mget { item: 0 }),
+        f(a, PeerFrame::Hget { item: 0 }),
+        f(a, PeerFrame::Hget { item: 4 }),
+        f(b, PeerFrame::Get { item: 0, chunk: 2 }),
+        f(b, PeerFrame::Cancel { item: 0, chunk: 2 }),
+        st(Kind::Read, 0),
+        Flushed { peer: b },
+        f(a, PeerFrame::Get { item: 0, chunk: 2 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 2 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 2 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 2 }),
+        f(a, PeerFrame::Get { item: 0, chunk: 2 }),
+        st(Kind::Read, 5),
+        st(Kind::Read, 4),
+        Raw {
+            peer: a,
+            body: b"get 00 1\n".to_vec(),
+        },
+    ];
+    // A download from `a`, which goes silent: its requests time out and
+    // go to `b`; `a` leaves and comes back; the tree completes.
+    let mut timeouts = vec![
+        scan(&[]),
+        f(a, holds(1)),
+        get(1),
+        f(a, mani(1)),
+        st(Kind::Open, 0),
+        Advance { centis: 1100 },
+        f(b, holds(1)),
+        Tick,
+        Disconnect { peer: a },
+        Reconnect { peer: a },
+        f(a, holds(1)),
+    ];
+    timeouts.extend(all_chunks(b, 1, 2, 0));
+    timeouts.extend([st(Kind::Commit, 0), Advance { centis: 3000 }, Tick]);
+    // The empty file: committed as soon as it is open.
+    let empty = vec![
+        scan(&[]),
+        f(b, holds(3)),
+        get(3),
+        f(b, mani(3)),
+        st(Kind::Open, 0),
+        st(Kind::Commit, 0),
+        f(a, PeerFrame::Get { item: 3, chunk: 0 }),
+    ];
+    vec![
+        w("two_peers", two_peers),
+        w("rejected_chunk", rejected),
+        w("lying_record", lying_record),
+        w("resumed", resumed),
+        w("hostile_manifests", hostile),
+        w("offers", offers),
+        w("serving", serving),
+        w("timeouts", timeouts),
+        w("empty_file", empty),
+    ]
+}
+
+/// The `manifest` seeds.
+fn manifest() -> Vec<Seed> {
+    let built = |sort, files: &[(u16, &str)], delta, edits: &[(u16, u8)]| ManifestInput::Built {
+        chunk_size: 0,
+        sort,
+        files: files
+            .iter()
+            .map(|(s, p)| (*s, p.as_bytes().to_vec()))
+            .collect(),
+        delta,
+        edits: edits.to_vec(),
+    };
+    let m = |name, input: ManifestInput| seed("manifest", name, input.encode());
+    let tree = [
+        (5000, "d/a.txt"),
+        (0, "d/b/empty"),
+        (3000, "d/b/x"),
+        (9000, "d/c"),
+    ];
+    vec![
+        m("file", built(true, &[(10_000, "data.bin")], 0, &[])),
+        m("tree", built(true, &tree, 0, &[])),
+        m("unsorted", built(false, &[(1, "d/b"), (1, "d/a")], 0, &[])),
+        m("colon", built(true, &[(10, "x:y")], 0, &[])),
+        m("dotdot", built(true, &[(10, "d/../x")], 0, &[])),
+        m("device", built(true, &[(10, "d/com1.txt")], 0, &[])),
+        m(
+            "file_and_dir",
+            built(true, &[(1, "d/a"), (1, "d/a/b")], 0, &[]),
+        ),
+        m("count", built(true, &[(10, "f")], 1, &[])),
+        m("edited", built(true, &tree, 0, &[(40, b'0'), (3, b'X')])),
+        m(
+            "raw",
+            ManifestInput::Raw(
+                b"p2p-manifest/1\nchunk-size 4096\nfiles 1\n0 e\nchunks 0\n".to_vec(),
+            ),
         ),
     ]
 }

@@ -11,8 +11,8 @@ use p2p_core::RejectReason;
 use p2p_core::SessionError;
 use p2p_fuzz_checks::handshake::Ending;
 use p2p_fuzz_checks::{
-    check_decode, check_file, check_handshake, check_node, check_session, check_target, seeds,
-    TARGETS,
+    check_decode, check_file, check_handshake, check_manifest, check_node, check_session,
+    check_swarm, check_target, seeds, TARGETS,
 };
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -79,6 +79,16 @@ fn replay_handshake_corpus() {
 #[test]
 fn replay_session_corpus() {
     replay("session");
+}
+
+#[test]
+fn replay_swarm_corpus() {
+    replay("swarm");
+}
+
+#[test]
+fn replay_manifest_corpus() {
+    replay("manifest");
 }
 
 #[test]
@@ -222,4 +232,79 @@ fn seeds_reach_what_they_are_for() {
     );
     let cut = s("handshake_cut");
     assert!(!cut.completed && cut.delivered == 0, "{cut:?}");
+
+    let w = |name| check_swarm(&seed("swarm", name));
+    // Every chunk verified and written, from both holders.
+    let two = w("two_peers");
+    assert_eq!(
+        (two.chunks_written, two.completed, two.completed_from_two),
+        (3, 1, 1),
+        "{two:?}"
+    );
+    // `a`'s corrupt chunk is rejected once (then it is banned); `b`'s
+    // right ones complete it.
+    let rej = w("rejected_chunk");
+    assert_eq!(
+        (rej.rejected, rej.chunks_written, rej.completed),
+        (1, 10, 1),
+        "{rej:?}"
+    );
+    // The record claims all 10: the five that read back right count, the
+    // five that read back zeros are fetched again.
+    let lie = w("lying_record");
+    assert_eq!(
+        (lie.claims_verified, lie.claims_refetched, lie.completed),
+        (5, 5, 1),
+        "{lie:?}"
+    );
+    let resumed = w("resumed");
+    assert_eq!(
+        (
+            resumed.claims_verified,
+            resumed.chunks_written,
+            resumed.completed
+        ),
+        (3, 0, 1),
+        "{resumed:?}"
+    );
+    // Refused: six found partials (four hostile, one not a manifest, one
+    // id of nothing), two peer manifests with unsafe paths, one over the
+    // limit, one of other content, and a hostile share; nothing opened.
+    let hostile = w("hostile_manifests");
+    assert_eq!(
+        (hostile.manifests_refused, hostile.opened),
+        (11, 0),
+        "{hostile:?}"
+    );
+    // `a`'s offer declined (frame sent), ours declined by `b` (event);
+    // `b`'s accepted unasked and completed.
+    let offers = w("offers");
+    assert_eq!(
+        (
+            offers.offers,
+            offers.declined,
+            offers.offers_sent,
+            offers.completed
+        ),
+        (2, 2, 2, 1),
+        "{offers:?}"
+    );
+    assert_eq!(w("serving").chunks_served, 3);
+    assert_eq!(w("timeouts").completed, 1);
+    assert_eq!(w("empty_file").completed, 1);
+
+    let m = |name| check_manifest(&seed("manifest", name));
+    assert_eq!((m("file").parsed, m("file").chunks), (true, 3));
+    assert_eq!((m("tree").parsed, m("tree").files), (true, 4));
+    assert!(m("raw").parsed);
+    for refused in [
+        "unsorted",
+        "colon",
+        "dotdot",
+        "device",
+        "file_and_dir",
+        "count",
+    ] {
+        assert!(!m(refused).parsed, "{refused}");
+    }
 }

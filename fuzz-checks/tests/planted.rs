@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 
 #[test]
-#[ignore = "builds the core four times with planted bugs (minutes); run with --ignored"]
+#[ignore = "builds the core six times with planted bugs (minutes); run with --ignored"]
 fn every_planted_bug_is_caught_by_its_target() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/planted.sh");
     let out = Command::new("sh")

@@ -5,7 +5,8 @@
 //! tests with `cargo test -p p2p-fuzz-checks --test regressions -- --ignored`.
 //! None is open now.
 
-use p2p_fuzz_checks::{check_node, Answer, Cmd, NodeOp, SourceOp, Wire};
+use p2p_fuzz_checks::swarm::{EntrySel, IdSel, Kind, PeerFrame, StorageAnswer, SwarmCmd};
+use p2p_fuzz_checks::{check_node, check_swarm, Answer, Cmd, NodeOp, SourceOp, SwarmOp, Wire};
 
 /// `discover` after `shutdown` scheduled dials of known addresses: the
 /// node had a timer again although shutdown "stops all timers", and a
@@ -423,4 +424,186 @@ fn lan_announcements_of_ourselves_peers_and_junk_keep_every_invariant() {
     let raw = NodeOp::encode_all(&ops);
     assert_eq!(NodeOp::decode_all(&raw), ops);
     check_node(&raw);
+}
+
+// ----- the swarm target (selectors into fuzz-checks/src/swarm.rs: peers
+// 0 `a`, 1 `b`; catalog items 0 a file of 3 chunks, 1 a tree of 2 chunks,
+// 2 a 12-byte file, 4 a file of 10 chunks) -----
+
+fn swarm_frame(peer: u8, frame: PeerFrame) -> SwarmOp {
+    SwarmOp::Frame { peer, frame }
+}
+
+fn swarm_holds(item: u8, complete: bool) -> PeerFrame {
+    PeerFrame::Index(vec![EntrySel {
+        item,
+        flags: u8::from(complete),
+    }])
+}
+
+fn swarm_get(item: u8) -> SwarmOp {
+    SwarmOp::Command(SwarmCmd::Get {
+        id: IdSel { item, form: 0 },
+        dir: 0,
+    })
+}
+
+fn swarm_answer(kind: Kind, mode: u8) -> SwarmOp {
+    SwarmOp::Storage(StorageAnswer::new(kind, 0, mode))
+}
+
+/// The raw form of `ops`, checked to read back as them.
+fn swarm_raw(ops: &[SwarmOp]) -> Vec<u8> {
+    let raw = SwarmOp::encode_all(ops);
+    assert_eq!(SwarmOp::decode_all(&raw), ops);
+    raw
+}
+
+/// Partials found at start were all resumed, past `swarm.max_downloads`:
+/// a run after many failed or interrupted downloads (their partials stay
+/// on disk) started every one of them at once, however low the limit.
+/// Fixed in `Swarm::on_partials_found` (core/src/swarm/mod.rs): at most
+/// `max_downloads` are resumed, the rest stay for a later start or a
+/// `/get`. Found by the `swarm` target at once ("3 downloads,
+/// max_downloads 2"); its input, as is: a stray `PartialOpened`, then the
+/// scan's answer listing the 12-byte file, the 3-chunk file, the tree and
+/// the 3-chunk file again.
+#[test]
+fn resumed_partials_stay_within_max_downloads() {
+    let raw = [
+        0x07, 0x01, 0x00, 0x01, 0x04, 0x07, 0x04, 0x04, 0xfb, 0x01, 0x05, 0x02, 0x00, 0x01, 0x00,
+    ];
+    let ops = vec![
+        SwarmOp::Storage(StorageAnswer::new(Kind::Open, 0, 1).arg(4)),
+        SwarmOp::Storage(
+            StorageAnswer::new(Kind::Scan, 4, 0x7b)
+                .arg(1)
+                .list(&[2, 0, 1, 0]),
+        ),
+    ];
+    assert_eq!(SwarmOp::decode_all(&raw), ops);
+    let s = check_swarm(&raw);
+    assert_eq!((s.opened, s.max_downloads), (2, 2), "{s:?}");
+}
+
+/// The first chunk `a` sends of the 10-chunk file, asked and corrupted,
+/// then every other: rejected (and the rest unasked, as `a` is banned).
+fn a_lies_about_the_ten_chunk_file() -> Vec<SwarmOp> {
+    let mut ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(0, swarm_holds(4, true)),
+        swarm_frame(1, swarm_holds(4, true)),
+        swarm_get(4),
+        swarm_frame(
+            0,
+            PeerFrame::Mani {
+                item: 4,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+    ];
+    ops.extend((0..10).map(|chunk| {
+        swarm_frame(
+            0,
+            PeerFrame::Chunk {
+                item: 4,
+                chunk,
+                variant: 1,
+            },
+        )
+    }));
+    ops
+}
+
+/// A peer banned from a download for a chunk that did not verify was
+/// asked again as soon as its index dropped the content and listed it
+/// again (or it reconnected): the holder was forgotten with its ban, and
+/// a liar could go on wasting requests. Fixed in `Download::remove_holder`
+/// (core/src/swarm/download.rs): a banned holder stays, banned, for the
+/// download's life. Found by the `swarm` target ("get 3 of ... to a,
+/// which sent a chunk of it that was rejected"): `a` lied, listed other
+/// content only, then this content again. Corpus files
+/// `regression-ban-index` and `regression-ban-reconnect`.
+#[test]
+fn a_ban_outlives_an_index_that_drops_the_content_and_a_reconnect() {
+    for again in [
+        vec![
+            swarm_frame(0, PeerFrame::Index(vec![])),
+            swarm_frame(0, swarm_holds(4, true)),
+        ],
+        vec![
+            SwarmOp::Disconnect { peer: 0 },
+            SwarmOp::Reconnect { peer: 0 },
+            swarm_frame(0, swarm_holds(4, true)),
+        ],
+    ] {
+        let mut ops = a_lies_about_the_ten_chunk_file();
+        ops.extend(again);
+        let s = check_swarm(&swarm_raw(&ops));
+        assert_eq!(s.rejected, 1, "{s:?}");
+    }
+}
+
+/// A late answer to the scan of partials, after `shutdown`, resumed them:
+/// downloads (and `OpenPartial` ops) came after the node had shut down,
+/// which "does nothing afterwards". Fixed in `Swarm::on_partials_found`
+/// (core/src/swarm/mod.rs), which now starts nothing after shutdown (the
+/// check now also asserts that no storage op comes after it). Found by
+/// the `swarm` target ("downloads after shutdown"); corpus file
+/// `regression-scan-after-shutdown`.
+#[test]
+fn partials_found_after_shutdown_start_nothing() {
+    let ops = vec![
+        SwarmOp::Command(SwarmCmd::Shutdown),
+        SwarmOp::Storage(StorageAnswer::new(Kind::Scan, 0, 0).list(&[0, 4])),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.opened, 0, "{s:?}");
+}
+
+/// Runs the swarm checks on `raw` in a thread: a hang (a `handle_timeout`
+/// that never returns) fails the test instead of stalling it.
+fn swarm_within_30_s(raw: Vec<u8>) -> p2p_fuzz_checks::SwarmSummary {
+    use std::sync::mpsc::{channel, RecvTimeoutError};
+    let (tx, rx) = channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(check_swarm(&raw));
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(30)) {
+        Ok(s) => s,
+        Err(RecvTimeoutError::Timeout) => panic!("hung: handle_timeout did not return in 30 s"),
+        Err(RecvTimeoutError::Disconnected) => panic!("the check panicked (see above)"),
+    }
+}
+
+/// `handle_timeout` never returned once a manifest request timed out and
+/// the next holder was asked: the expired ask of the first holder still
+/// counted in `Download::poll_timeout`, so the swarm was due again at once,
+/// for ever (`Node::handle_timeout` runs until nothing is due). Fixed in
+/// `Download::poll_timeout` (core/src/swarm/download.rs): the manifest
+/// deadline is the latest ask's, the one `ask_manifest` waits for. Found
+/// by the `swarm` target as a timeout (libFuzzer `-timeout=10`): two
+/// holders, a `get`, time to the first deadline. Corpus file
+/// `regression-manifest-ask-hang`.
+#[test]
+fn a_timed_out_manifest_ask_does_not_hang_handle_timeout() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(0, swarm_holds(4, true)),
+        swarm_frame(1, swarm_holds(4, true)),
+        swarm_get(4),
+        SwarmOp::Tick,
+        SwarmOp::Tick,
+        swarm_frame(
+            1,
+            PeerFrame::Mani {
+                item: 4,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+    ];
+    let s = swarm_within_30_s(swarm_raw(&ops));
+    assert_eq!(s.opened, 1, "{s:?}");
 }

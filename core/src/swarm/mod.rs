@@ -201,6 +201,8 @@ pub(crate) struct Swarm {
     offers: BTreeMap<ContentId, OfferIn>,
     /// Offers we made, so that a decline is only reported for those.
     offered: BTreeSet<(ContentId, PeerId)>,
+    /// The node shut down: a late storage answer starts nothing.
+    shut_down: bool,
     pub(crate) out: Outbox,
 }
 
@@ -228,6 +230,7 @@ impl Swarm {
             serving: BTreeMap::new(),
             offers: BTreeMap::new(),
             offered: BTreeSet::new(),
+            shut_down: false,
             out: Outbox::default(),
         }
     }
@@ -680,6 +683,12 @@ impl Swarm {
         all.into_values().collect()
     }
 
+    /// Offers waiting for an answer.
+    #[cfg(feature = "internals")]
+    pub(crate) fn pending_offers(&self) -> usize {
+        self.offers.len()
+    }
+
     /// Downloads in progress.
     pub(crate) fn downloads(&self, now: Instant) -> Vec<DownloadInfo> {
         self.downloads
@@ -1067,7 +1076,15 @@ impl Swarm {
         peers: &Peers,
         rng: &mut ChaCha8Rng,
     ) {
+        if self.shut_down {
+            return;
+        }
         for (bytes, dir) in partials {
+            if self.downloads.len() >= self.cfg.max_downloads {
+                // The rest stay on disk: the next start, or a `/get` of
+                // the id (whose open finds the partial), resumes them.
+                break;
+            }
             let Ok(m) = Manifest::parse(&bytes) else {
                 continue;
             };
@@ -1269,6 +1286,7 @@ impl Swarm {
 
     /// Shutdown: partials are kept for the next run.
     pub(crate) fn shutdown(&mut self) {
+        self.shut_down = true;
         for (id, d) in std::mem::take(&mut self.downloads) {
             // What was fetched since the last checkpoint is kept too.
             if d.manifest.is_some() {

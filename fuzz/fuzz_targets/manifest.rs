@@ -1,0 +1,6 @@
+//! `cargo fuzz run manifest`: see `p2p_fuzz_checks::check_manifest` for what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    p2p_fuzz_checks::check_manifest(data);
+});
