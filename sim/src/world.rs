@@ -606,6 +606,14 @@ impl World {
                 | Input::Opened { .. }
                 | Input::Read { .. }
                 | Input::Flushed { .. } => {}
+                Input::Shared { .. }
+                | Input::ShareFailed { .. }
+                | Input::PartialOpened { .. }
+                | Input::PartialsFound { .. }
+                | Input::ChunkRead { .. }
+                | Input::ChunkReadFailed { .. }
+                | Input::SwarmStorageFailed { .. }
+                | Input::DownloadCommitted { .. } => {}
                 Input::LanPeer { .. } => self.coverage.hit("lan_peer_heard"),
             },
             TapEvent::Output(output) => match output {
