@@ -38,6 +38,9 @@ mod handle;
 mod lan;
 mod mdns;
 mod storage;
+mod swarm_disk;
+mod swarm_mem;
+mod swarm_store;
 mod transport;
 
 use std::time::Duration;
@@ -65,7 +68,7 @@ pub enum TapEvent<'a> {
 pub type Tap = std::sync::Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 pub use lan::{Announcement, Heard, LanDiscovery, LanError, LanSession, SERVICE_TYPE};
 pub use mdns::MdnsLan;
-pub use storage::{numbered, DiskStorage, MemStorage, Storage};
+pub use storage::{numbered, DiskStorage, MemStorage, ReadError, Storage};
 pub use transport::{Listener, TcpTransport, Transport};
 
 /// Configuration of a running node: the core's, plus the driver's own.

@@ -1,5 +1,7 @@
-//! Where incoming files are written and outgoing ones read: the disk, or
-//! memory (for the simulator, where no real file may be touched).
+//! Where incoming files are written and outgoing ones read, and where
+//! swarm content is shared from and downloaded to: the disk, or memory (for
+//! the simulator, where no real file may be touched). The swarm side of
+//! each is in `swarm_disk.rs` and `swarm_mem.rs`.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -9,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
-use p2p_core::TransferId;
+use p2p_core::{ContentId, TransferId};
+
+use crate::swarm_disk::DiskSwarm;
+use crate::swarm_mem::{MemFile, MemSwarm};
 
 /// File operations of the driver. Names handed to `create` and `commit`
 /// were validated by the core as plain file names; implementations still
@@ -40,7 +45,153 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<Bytes>;
     /// Closes an opened file.
     fn close_source(&self, transfer: TransferId);
+
+    // Swarm sharing (`StorageOp::Share` and the ops after it). Each has a
+    // default that fails with `Unsupported` (or does nothing), so that
+    // storage without swarm support still compiles; storage that wraps
+    // another must forward these too.
+
+    /// Hashes the regular file or the directory tree at `path` into the
+    /// canonical manifest of `chunk_size` chunks (see [`p2p_core::Manifest`]) and
+    /// serves [`Storage::read_chunk`] of that content from its files from
+    /// then on (until the files change or [`Storage::unshare`]).
+    ///
+    /// Symbolic links are never followed: a link at `path` itself is
+    /// refused (`InvalidInput`); links, sockets, devices and fifos inside
+    /// a tree are skipped with a warning, and so is every file or
+    /// directory whose path `<top>/<rel>` fails [`p2p_core::check_path`]
+    /// or whose name is not UTF-8 (the share goes on without them; an
+    /// unreadable file or directory fails it instead). A missing `path` is
+    /// `NotFound`; a tree without a file to share is `InvalidInput`, and
+    /// so is one of more than 100 000 files (the manifest limit). Files
+    /// are read once, in manifest order, through one buffer of the chunk
+    /// size; nothing is synced. Storage may keep the manifest with the
+    /// size and modification time of every file, and return it without
+    /// reading them again while all of those still match.
+    fn share(&self, path: &Path, chunk_size: u32) -> io::Result<Bytes> {
+        let _ = (path, chunk_size);
+        Err(unsupported())
+    }
+
+    /// Stops serving `content` from the files it was shared from.
+    fn unshare(&self, content: ContentId) {
+        let _ = content;
+    }
+
+    /// Opens the partial download of `content` (creating it if new) with
+    /// its canonical `manifest` and target directory `dir` (`None`: the
+    /// downloads directory; the newest open's value is kept). Every file
+    /// of the manifest exists afterwards at its size (sparse where new;
+    /// existing data is kept). Returns the chunks its record claims as
+    /// durable, in order (a corrupt record claims none): the caller
+    /// re-reads and verifies them. Chunks written but not checkpointed
+    /// before an earlier close or crash are never claimed.
+    fn open_partial(
+        &self,
+        content: ContentId,
+        manifest: Bytes,
+        dir: Option<String>,
+    ) -> io::Result<Vec<u32>> {
+        let _ = (content, manifest, dir);
+        Err(unsupported())
+    }
+
+    /// Reads chunk `chunk` of shared content (or of a committed download),
+    /// else of an open partial download. A shared file that vanished or
+    /// whose size or modification time differs from what was hashed is a
+    /// [`ReadError`] with `changed` set.
+    fn read_chunk(&self, content: ContentId, chunk: u32) -> Result<Bytes, ReadError> {
+        let _ = (content, chunk);
+        Err(ReadError::from(unsupported()))
+    }
+
+    /// Writes chunk `chunk` (exactly its length) into the open partial
+    /// download; it is not claimed until the next [`Storage::checkpoint`].
+    fn write_chunk(&self, content: ContentId, chunk: u32, data: &[u8]) -> io::Result<()> {
+        let _ = (content, chunk, data);
+        Err(unsupported())
+    }
+
+    /// Makes every chunk written so far durable, then records them as
+    /// held: the data first, then the record that claims it.
+    fn checkpoint(&self, content: ContentId) -> io::Result<()> {
+        let _ = content;
+        Err(unsupported())
+    }
+
+    /// The partial download is complete: makes all of it durable, moves it
+    /// to its target directory under its name, or `name-(1).ext`, ...
+    /// never over anything that exists, deletes what is left of the
+    /// partial, and serves `content` from there like a share. Returns
+    /// where it is now (display form).
+    fn commit_download(&self, content: ContentId) -> io::Result<String> {
+        let _ = content;
+        Err(unsupported())
+    }
+
+    /// Closes the partial download, keeping it (a later
+    /// [`Storage::open_partial`] resumes it).
+    fn close_partial(&self, content: ContentId) {
+        let _ = content;
+    }
+
+    /// Deletes the partial download, open or not.
+    fn discard_partial(&self, content: ContentId) -> io::Result<()> {
+        let _ = content;
+        Err(unsupported())
+    }
+
+    /// The partial downloads kept (by an earlier run): each one's manifest
+    /// and target directory, in content id order. Ones whose manifest does
+    /// not parse or does not match their id are skipped with a warning.
+    fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
+        Vec::new()
+    }
 }
+
+fn unsupported() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this storage does not support swarm sharing",
+    )
+}
+
+/// Why [`Storage::read_chunk`] failed.
+#[derive(Debug)]
+pub struct ReadError {
+    /// The error.
+    pub error: io::Error,
+    /// A shared file changed or vanished since it was hashed (the content
+    /// should be unshared, and shared again if it is still there).
+    pub changed: bool,
+}
+
+impl ReadError {
+    /// A shared file changed or vanished: `what` says how.
+    pub fn changed(what: impl Into<String>) -> Self {
+        ReadError {
+            error: io::Error::other(what.into()),
+            changed: true,
+        }
+    }
+}
+
+impl From<io::Error> for ReadError {
+    fn from(error: io::Error) -> Self {
+        ReadError {
+            error,
+            changed: false,
+        }
+    }
+}
+
+impl std::fmt::Display for ReadError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for ReadError {}
 
 /// Candidate final names: `name`, `name-(1).ext`, `name-(2).ext`, ...
 pub fn numbered(name: &str, k: u32) -> String {
@@ -68,7 +219,7 @@ fn plain(name: &str) -> io::Result<&str> {
         })
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic while holding this lock cannot leave the map inconsistent
     // (each operation is a single insert or remove), so poison is ignored.
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -77,12 +228,15 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// An open part file and its path.
 type PartFile = (PathBuf, BufWriter<File>);
 
-/// Files in a downloads directory.
+/// Files in a downloads directory. Swarm content keeps its state in the
+/// hidden `.p2p` folder there (layout, record format and syncing: see
+/// `net/src/swarm_disk.rs`).
 #[derive(Debug, Clone)]
 pub struct DiskStorage {
     dir: PathBuf,
     open: Arc<Mutex<BTreeMap<TransferId, PartFile>>>,
     sources: Arc<Mutex<BTreeMap<TransferId, File>>>,
+    swarm: Arc<DiskSwarm>,
 }
 
 impl DiskStorage {
@@ -91,6 +245,7 @@ impl DiskStorage {
         let dir = dir.into();
         fs::create_dir_all(&dir)?;
         Ok(DiskStorage {
+            swarm: Arc::new(DiskSwarm::new(&dir)?),
             dir,
             open: Arc::default(),
             sources: Arc::default(),
@@ -224,33 +379,129 @@ impl Storage for DiskStorage {
     fn close_source(&self, transfer: TransferId) {
         lock(&self.sources).remove(&transfer);
     }
+
+    fn share(&self, path: &Path, chunk_size: u32) -> io::Result<Bytes> {
+        self.swarm.share(path, chunk_size)
+    }
+
+    fn unshare(&self, content: ContentId) {
+        self.swarm.unshare(content)
+    }
+
+    fn open_partial(
+        &self,
+        content: ContentId,
+        manifest: Bytes,
+        dir: Option<String>,
+    ) -> io::Result<Vec<u32>> {
+        self.swarm.open_partial(content, manifest, dir)
+    }
+
+    fn read_chunk(&self, content: ContentId, chunk: u32) -> Result<Bytes, ReadError> {
+        self.swarm.read_chunk(content, chunk)
+    }
+
+    fn write_chunk(&self, content: ContentId, chunk: u32, data: &[u8]) -> io::Result<()> {
+        self.swarm.write_chunk(content, chunk, data)
+    }
+
+    fn checkpoint(&self, content: ContentId) -> io::Result<()> {
+        self.swarm.checkpoint(content)
+    }
+
+    fn commit_download(&self, content: ContentId) -> io::Result<String> {
+        self.swarm.commit_download(content)
+    }
+
+    fn close_partial(&self, content: ContentId) {
+        self.swarm.close_partial(content)
+    }
+
+    fn discard_partial(&self, content: ContentId) -> io::Result<()> {
+        self.swarm.discard_partial(content)
+    }
+
+    fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
+        self.swarm.scan_partials()
+    }
 }
 
-/// An in-memory downloads directory plus an in-memory set of files to send.
+/// An in-memory downloads directory plus an in-memory set of files to send
+/// and share: one namespace of paths, where committed swarm downloads land
+/// too (at `name`, or `<dir>/name`, relative: the downloads directory is
+/// the root). Clones share the state, and so does a simulated restart that
+/// reuses it: partial downloads and their records survive
+/// [`Storage::close_partial`] and [`MemStorage::crash`], writes that were
+/// not checkpointed are never claimed again.
 #[derive(Debug, Clone, Default)]
 pub struct MemStorage {
     inner: Arc<Mutex<MemInner>>,
 }
 
 #[derive(Debug, Default)]
-struct MemInner {
-    parts: BTreeMap<TransferId, (String, Vec<u8>)>,
-    files: BTreeMap<String, Arc<Vec<u8>>>,
-    outbox: BTreeMap<PathBuf, Bytes>,
-    sources: BTreeMap<TransferId, Bytes>,
+pub(crate) struct MemInner {
+    pub(crate) parts: BTreeMap<TransferId, (String, Vec<u8>)>,
+    pub(crate) files: BTreeMap<String, Arc<Vec<u8>>>,
+    pub(crate) outbox: BTreeMap<PathBuf, MemFile>,
+    pub(crate) sources: BTreeMap<TransferId, Bytes>,
+    pub(crate) swarm: MemSwarm,
 }
 
 impl MemStorage {
-    /// Makes `data` available to send as `path`.
+    /// Makes `data` available to send and to share as `path`. Replacing a
+    /// file counts as a change: content shared from it stops being served
+    /// ("changed").
     pub fn add_source(&self, path: impl Into<PathBuf>, data: Vec<u8>) {
-        lock(&self.inner)
-            .outbox
-            .insert(path.into(), Bytes::from(data));
+        lock(&self.inner).put_source(path.into(), Bytes::from(data));
+    }
+
+    /// Makes a directory `dir` of `files` (paths relative to it, `/`
+    /// separated; none for an empty directory) available to share.
+    pub fn add_source_dir(&self, dir: impl Into<PathBuf>, files: Vec<(String, Vec<u8>)>) {
+        lock(&self.inner).put_source_dir(dir.into(), files);
+    }
+
+    /// Removes the source file at `path`: content shared from it stops
+    /// being served ("changed"). Returns whether it was there.
+    pub fn remove_source(&self, path: impl AsRef<Path>) -> bool {
+        lock(&self.inner).outbox.remove(path.as_ref()).is_some()
+    }
+
+    /// Test hook for a lying peer: flips the first byte of the source file
+    /// at `path` (or of the first non-empty file under the directory
+    /// `path`) without it counting as a change, so that shared content is
+    /// served corrupt. Returns whether a byte was flipped.
+    pub fn corrupt_source(&self, path: impl AsRef<Path>) -> bool {
+        lock(&self.inner).corrupt_source(path.as_ref())
+    }
+
+    /// Simulates the process dying: drops what lives only in the process
+    /// (open partial downloads with their writes not checkpointed, the
+    /// registry of shared content, open files to send). Everything "on
+    /// disk" stays: sources, committed files, partials and their records.
+    pub fn crash(&self) {
+        lock(&self.inner).crash();
     }
 
     /// Committed files by name.
     pub fn files(&self) -> BTreeMap<String, Arc<Vec<u8>>> {
         lock(&self.inner).files.clone()
+    }
+
+    /// Files of committed swarm downloads by path (`name`, or
+    /// `name-(1)/sub/file`, or `<dir>/name`).
+    pub fn swarm_files(&self) -> BTreeMap<String, Bytes> {
+        lock(&self.inner).swarm_files()
+    }
+
+    /// Content ids of the partial downloads present (open or not).
+    pub fn partial_ids(&self) -> Vec<ContentId> {
+        lock(&self.inner).swarm.partials.keys().copied().collect()
+    }
+
+    /// Content ids served now (shared, or committed downloads).
+    pub fn shared_ids(&self) -> Vec<ContentId> {
+        lock(&self.inner).swarm.shares.keys().copied().collect()
     }
 
     /// Part files still present.
@@ -316,7 +567,7 @@ impl Storage for MemStorage {
         let data = inner
             .outbox
             .get(path)
-            .cloned()
+            .map(|f| f.data.clone())
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no such file"))?;
         let len = data.len() as u64;
         inner.sources.insert(transfer, data);
@@ -339,6 +590,57 @@ impl Storage for MemStorage {
 
     fn close_source(&self, transfer: TransferId) {
         lock(&self.inner).sources.remove(&transfer);
+    }
+
+    fn share(&self, path: &Path, chunk_size: u32) -> io::Result<Bytes> {
+        lock(&self.inner).share(path, chunk_size)
+    }
+
+    fn unshare(&self, content: ContentId) {
+        lock(&self.inner).swarm.shares.remove(&content);
+    }
+
+    fn open_partial(
+        &self,
+        content: ContentId,
+        manifest: Bytes,
+        dir: Option<String>,
+    ) -> io::Result<Vec<u32>> {
+        lock(&self.inner).open_partial(content, manifest, dir)
+    }
+
+    fn read_chunk(&self, content: ContentId, chunk: u32) -> Result<Bytes, ReadError> {
+        lock(&self.inner).read_chunk(content, chunk)
+    }
+
+    fn write_chunk(&self, content: ContentId, chunk: u32, data: &[u8]) -> io::Result<()> {
+        lock(&self.inner).write_chunk(content, chunk, data)
+    }
+
+    fn checkpoint(&self, content: ContentId) -> io::Result<()> {
+        lock(&self.inner).checkpoint(content)
+    }
+
+    fn commit_download(&self, content: ContentId) -> io::Result<String> {
+        lock(&self.inner).commit_download(content)
+    }
+
+    fn close_partial(&self, content: ContentId) {
+        lock(&self.inner).close_partial(content)
+    }
+
+    fn discard_partial(&self, content: ContentId) -> io::Result<()> {
+        lock(&self.inner).swarm.partials.remove(&content);
+        Ok(())
+    }
+
+    fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
+        lock(&self.inner)
+            .swarm
+            .partials
+            .values()
+            .map(|p| (p.bytes.clone(), p.dir.clone()))
+            .collect()
     }
 }
 
