@@ -1208,15 +1208,8 @@ impl Swarm {
         if let Some(d) = self.downloads.get_mut(&id) {
             if d.phase == Phase::Fetching {
                 // Partial holders: ask what they have, now and then.
-                let due = d
-                    .have_asked
-                    .is_none_or(|t| now >= t + self.cfg.have_refresh);
-                let partial = d.partial_holders(now);
-                if due && !partial.is_empty() {
-                    d.have_asked = Some(now);
-                    for p in partial {
-                        send(&mut self.out, peers, &p, &Msg::HaveGet(id));
-                    }
+                for p in d.refresh(now, &self.cfg) {
+                    send(&mut self.out, peers, &p, &Msg::HaveGet(id));
                 }
                 if let Some(pct) = d.progress() {
                     let _ = pct;
