@@ -114,6 +114,9 @@ pub(crate) struct Download {
     /// Requests in flight: chunk to the peers asked and when.
     inflight: BTreeMap<u32, BTreeMap<PeerId, Instant>>,
     pub(crate) holders: BTreeMap<PeerId, Holder>,
+    /// Verified bytes sent in this run by peers that stopped being holders
+    /// (gone, or no longer listing the content).
+    departed: BTreeMap<PeerId, u64>,
     /// Where picking starts (drawn once, from the node's generator).
     start: u32,
     since_checkpoint: u32,
@@ -143,6 +146,7 @@ impl Download {
             to_verify: Vec::new(),
             inflight: BTreeMap::new(),
             holders: BTreeMap::new(),
+            departed: BTreeMap::new(),
             start: 0,
             since_checkpoint: 0,
             last_percent: 0,
@@ -202,6 +206,18 @@ impl Download {
         self.have_count
     }
 
+    /// Verified bytes each peer sent in this run, peers that left since
+    /// included (`DownloadComplete`'s and `/downloads`' `bytes_from`).
+    pub(crate) fn bytes_from(&self) -> BTreeMap<PeerId, u64> {
+        let mut out = self.departed.clone();
+        for (p, h) in &self.holders {
+            if h.bytes > 0 {
+                *out.entry(p.clone()).or_default() += h.bytes;
+            }
+        }
+        out
+    }
+
     /// Peers with requests in flight.
     pub(crate) fn serving_peers(&self) -> usize {
         self.holders
@@ -228,6 +244,9 @@ impl Download {
     /// back to the pool.
     pub(crate) fn remove_holder(&mut self, peer: &PeerId) {
         if let Some(h) = self.holders.remove(peer) {
+            if h.bytes > 0 {
+                *self.departed.entry(peer.clone()).or_default() += h.bytes;
+            }
             for k in h.inflight {
                 self.drop_request(k, peer);
             }
@@ -823,6 +842,31 @@ mod tests {
         let t1 = t0 + cfg.request_timeout;
         timeout_moves_on(&mut d, t1, &cfg);
         assert_eq!(d.poll_timeout(&cfg), Some(t1 + cfg.have_refresh));
+    }
+
+    /// Regression: a peer that sent verified chunks and then left (its
+    /// connection closed, or its index stopped listing the content) was
+    /// missing from `bytes_from`, which then added up to less than what
+    /// was fetched (seen by p2p-sim's swarm scenario on seeds 4 and 6 at
+    /// 8 peers).
+    #[test]
+    fn bytes_from_keeps_the_peers_that_left() {
+        let cfg = SwarmConfig::default();
+        let t0 = Instant::now();
+        let mut d = fetching(t0, &cfg);
+        let (a, b) = (peer('a'), peer('b'));
+        d.add_holder(&a, true);
+        let mut steps = Vec::new();
+        d.pick(t0, &cfg, &mut steps);
+        d.on_chunk(t0, &a, 0, Bytes::from(vec![7u8; 4096]), &cfg, &mut steps);
+        d.remove_holder(&a);
+        d.add_holder(&b, true);
+        d.add_holder(&a, true);
+        d.pick(t0, &cfg, &mut steps);
+        d.on_chunk(t0, &a, 1, Bytes::from(vec![7u8; 4096]), &cfg, &mut steps);
+        assert_eq!(d.bytes, 8192);
+        assert_eq!(d.bytes_from(), BTreeMap::from([(a, 8192)]));
+        assert_eq!(d.phase, Phase::Committing);
     }
 
     /// A partial holder that said it holds none of the content is not

@@ -685,12 +685,7 @@ impl Swarm {
                 },
                 peers: d.serving_peers(),
                 holders: d.usable_holders(now),
-                bytes_from: d
-                    .holders
-                    .iter()
-                    .filter(|(_, h)| h.bytes > 0)
-                    .map(|(p, h)| (p.clone(), h.bytes))
-                    .collect(),
+                bytes_from: d.bytes_from(),
             })
             .collect()
     }
@@ -1101,12 +1096,7 @@ impl Swarm {
         let Some(manifest) = d.manifest.clone() else {
             return;
         };
-        let bytes_from = d
-            .holders
-            .iter()
-            .filter(|(_, h)| h.bytes > 0)
-            .map(|(p, h)| (p.clone(), h.bytes))
-            .collect();
+        let bytes_from = d.bytes_from();
         self.out.event(Event::DownloadComplete {
             id: content,
             name: manifest.name().to_owned(),
