@@ -121,7 +121,7 @@ fn sabotages() -> Vec<(String, String, String, Option<String>)> {
         .take_while(|l| l.starts_with("  "))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
-    assert_eq!(checks.len(), 20, "{out}");
+    assert_eq!(checks.len(), 25, "{out}");
     let list: Vec<(String, String, String, Option<String>)> = section
         .iter()
         .map(|l| {

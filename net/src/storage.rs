@@ -475,6 +475,14 @@ impl MemStorage {
         lock(&self.inner).corrupt_source(path.as_ref())
     }
 
+    /// Test hook for a lying peer that is wrong in chosen chunks: flips the
+    /// byte at `offset` of the source file at `path`, unseen like
+    /// [`MemStorage::corrupt_source`]. Returns whether there was such a
+    /// byte.
+    pub fn corrupt_source_at(&self, path: impl AsRef<Path>, offset: u64) -> bool {
+        lock(&self.inner).corrupt_source_at(path.as_ref(), offset)
+    }
+
     /// Simulates the process dying: drops what lives only in the process
     /// (open partial downloads with their writes not checkpointed, the
     /// registry of shared content, open files to send). Everything "on

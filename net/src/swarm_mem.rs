@@ -104,6 +104,19 @@ impl MemInner {
         true
     }
 
+    pub(crate) fn corrupt_source_at(&mut self, path: &Path, offset: u64) -> bool {
+        let Some(f) = self.outbox.get_mut(path) else {
+            return false;
+        };
+        let Some(at) = usize::try_from(offset).ok().filter(|&i| i < f.data.len()) else {
+            return false;
+        };
+        let mut data = f.data.to_vec();
+        data[at] ^= 0x01;
+        f.data = Bytes::from(data);
+        true
+    }
+
     pub(crate) fn crash(&mut self) {
         self.sources.clear();
         self.swarm.shares.clear();

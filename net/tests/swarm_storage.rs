@@ -792,6 +792,12 @@ fn mem_shares_like_the_disk_and_reports_changes() {
     assert!(mem.corrupt_source("/src/f.bin"));
     let bad = mem.read_chunk(fm.id(), 0).unwrap();
     assert!(!fm.verify(0, &bad));
+    // Or wrong in a chosen chunk only.
+    let second = u64::from(CS) + 5;
+    assert!(mem.corrupt_source_at("/src/f.bin", second));
+    assert!(!fm.verify(1, &mem.read_chunk(fm.id(), 1).unwrap()));
+    assert!(!mem.corrupt_source_at("/src/f.bin", 20_000));
+    assert!(!mem.corrupt_source_at("/src/none", 0));
     // Replaced or removed: changed.
     mem.add_source("/src/f.bin", data(6, 20_000));
     assert!(mem.read_chunk(fm.id(), 0).unwrap_err().changed);

@@ -57,11 +57,23 @@ pub enum Scenario {
     /// deadline and within [`SimConfig::lan_bound`] of the last start, and
     /// no member may dial or be dialed by an outsider.
     Lan,
+    /// Content-addressed sharing (`swarm.rs`): a few holders share a
+    /// seeded file and a directory tree of small files, one lying holder
+    /// shares the same ids with corrupted chunks, partial holders start
+    /// downloading first and are cut off from the complete holders for a
+    /// while, and the other peers download both at seeded times while
+    /// holders crash and restart, downloaders crash mid-download and
+    /// resume from their partials (storage survives a restart here), and
+    /// links flap. Every commit must hash to its id, the liar must be
+    /// caught and never believed, every download must complete, some must
+    /// draw from several peers, and a resumed download must fetch only
+    /// what it lacked.
+    Swarm,
 }
 
 impl Scenario {
     /// Every scenario, in the order the documentation lists them.
-    pub const ALL: [Scenario; 8] = [
+    pub const ALL: [Scenario; 9] = [
         Scenario::Mesh,
         Scenario::Partition,
         Scenario::Churn,
@@ -70,6 +82,7 @@ impl Scenario {
         Scenario::Chat,
         Scenario::Intruders,
         Scenario::Lan,
+        Scenario::Swarm,
     ];
 
     /// The name used on the command line and in reports.
@@ -83,6 +96,7 @@ impl Scenario {
             Scenario::Chat => "chat",
             Scenario::Intruders => "intruders",
             Scenario::Lan => "lan",
+            Scenario::Swarm => "swarm",
         }
     }
 }
@@ -183,11 +197,28 @@ pub enum Sabotage {
     /// listener's own network fingerprint, so that members take the
     /// outsiders for their own network and dial them.
     BlindLan,
+    /// Every host's storage flips a byte of the last chunk it writes into
+    /// a partial download, once: the chunk verified on arrival, but the
+    /// committed content no longer hashes to its id.
+    SwarmFlipWrite,
+    /// The tap loses every `ChunkRejected`: as a node that throws a bad
+    /// chunk away without saying who sent it would look.
+    SwarmHiddenReject,
+    /// One downloader's storage fails every commit of a download.
+    SwarmFailingCommit,
+    /// Storage forgets the record of its partial downloads when it opens
+    /// them again after a restart: what the previous life checkpointed is
+    /// not claimed, so the resumed download starts from nothing.
+    SwarmLostRecord,
+    /// The tap keeps only the largest sender of every
+    /// `DownloadComplete`'s `bytes_from`: as downloads that each drew from
+    /// one peer would look.
+    SwarmSingleSource,
 }
 
 impl Sabotage {
     /// Every planted bug, in the order `--list` shows them.
-    pub const ALL: [Sabotage; 22] = [
+    pub const ALL: [Sabotage; 27] = [
         Sabotage::WrongLocalAddr,
         Sabotage::LostRetire,
         Sabotage::SwappedSnapshot,
@@ -210,6 +241,11 @@ impl Sabotage {
         Sabotage::DeafLan,
         Sabotage::SlowLan,
         Sabotage::BlindLan,
+        Sabotage::SwarmFlipWrite,
+        Sabotage::SwarmHiddenReject,
+        Sabotage::SwarmFailingCommit,
+        Sabotage::SwarmLostRecord,
+        Sabotage::SwarmSingleSource,
     ];
 
     /// Planted slowdowns: they fail no check but make a metric worse, to
@@ -372,6 +408,36 @@ impl Sabotage {
                 Scenario::Lan,
                 "the simulated LAN gives every announcement the listener's own network",
             ),
+            Sabotage::SwarmFlipWrite => (
+                "swarm-flip-write",
+                SWARM_COMMIT_VERIFIED,
+                Scenario::Swarm,
+                "storage flips a byte of the last chunk written into a download, once",
+            ),
+            Sabotage::SwarmHiddenReject => (
+                "swarm-hidden-reject",
+                SWARM_LIAR_DETECTED,
+                Scenario::Swarm,
+                "the tap loses ChunkRejected: bad chunks are dropped without naming their sender",
+            ),
+            Sabotage::SwarmFailingCommit => (
+                "swarm-failing-commit",
+                SWARM_DOWNLOADS_COMPLETE,
+                Scenario::Swarm,
+                "one downloader's storage fails every commit of a download",
+            ),
+            Sabotage::SwarmLostRecord => (
+                "swarm-lost-record",
+                SWARM_RESUME_BOUNDED,
+                Scenario::Swarm,
+                "storage reopens partials without their record: a resumed download claims nothing",
+            ),
+            Sabotage::SwarmSingleSource => (
+                "swarm-single-source",
+                SWARM_MULTI_PEER,
+                Scenario::Swarm,
+                "the tap keeps only the largest sender of each DownloadComplete's bytes_from",
+            ),
             Sabotage::SlowChat => (
                 "slow-chat",
                 "none",
@@ -434,6 +500,14 @@ pub struct SimConfig {
     /// `lan` scenario: the probability that one LAN announcement to one
     /// listener is lost.
     pub lan_loss: f64,
+    /// `swarm` scenario: size in bytes of the shared file.
+    pub swarm_size: usize,
+    /// `swarm` scenario: files in the shared directory tree (0: no tree).
+    pub swarm_files: usize,
+    /// Chunk size of the manifests the nodes build (`swarm.chunk_size`;
+    /// the deployed default is 256 KiB: smaller chunks make a download
+    /// many requests, so that faults land inside downloads).
+    pub chunk_size: u32,
 }
 
 /// The `lan` scenario's default announcement loss (`--lan-loss`).
@@ -458,6 +532,9 @@ impl SimConfig {
             log: false,
             network_key: None,
             lan_loss: DEFAULT_LAN_LOSS,
+            swarm_size: 3 * 1024 * 1024,
+            swarm_files: 40,
+            chunk_size: 64 * 1024,
         }
     }
 
@@ -513,6 +590,15 @@ impl SimConfig {
         if self.lan_loss != d.lan_loss {
             s += &format!(" --lan-loss {}", self.lan_loss);
         }
+        if self.swarm_size != d.swarm_size {
+            s += &format!(" --swarm-size {}", self.swarm_size);
+        }
+        if self.swarm_files != d.swarm_files {
+            s += &format!(" --swarm-files {}", self.swarm_files);
+        }
+        if self.chunk_size != d.chunk_size {
+            s += &format!(" --chunk-size {}", self.chunk_size);
+        }
         if let Some(sab) = self.sabotage {
             s += &format!(" --sabotage {}", sab.name());
         }
@@ -548,6 +634,23 @@ impl SimConfig {
         if !(0.0..=1.0).contains(&self.lan_loss) {
             return Err("--lan-loss must be between 0 and 1".into());
         }
+        if !(4096..=16 * 1024 * 1024).contains(&self.chunk_size) {
+            return Err("--chunk-size must be between 4096 and 16777216".into());
+        }
+        if self.scenario == Scenario::Swarm {
+            if self.peers < crate::swarm::MIN_PEERS {
+                return Err(format!(
+                    "--scenario swarm needs --peers {} or more (holders, a liar, a partial holder and downloaders)",
+                    crate::swarm::MIN_PEERS
+                ));
+            }
+            if self.swarm_size == 0 {
+                return Err("--swarm-size must be at least 1".into());
+            }
+            if self.swarm_files > 10_000 {
+                return Err("--swarm-files above 10000 is not supported".into());
+            }
+        }
         Ok(())
     }
 
@@ -574,6 +677,13 @@ impl SimConfig {
         // Private mode: the static key is left to the node, which draws it
         // from its seed (so its id derives from the seed too).
         c.session.network_key = self.psk();
+        // Swarm: its timers scaled like the others; small chunks and a
+        // checkpoint every few of them, so that a download is many
+        // requests and a crash in its middle leaves a record to resume.
+        c.swarm.request_timeout = self.scaled(c.swarm.request_timeout);
+        c.swarm.have_refresh = self.scaled(c.swarm.have_refresh);
+        c.swarm.chunk_size = self.chunk_size;
+        c.swarm.checkpoint_every = 4;
         c
     }
 
@@ -647,6 +757,12 @@ impl SimConfig {
     /// Outsider `k`'s (lan scenario) start time, node seed and LAN draws.
     pub(crate) fn outsider_seed(&self, k: usize) -> u64 {
         derive(self.seed, &[10, k as u64])
+    }
+
+    /// The swarm scenario's roles and the content of its shares (`k`: 0
+    /// roles, 1 the file, 2 the tree).
+    pub(crate) fn swarm_seed(&self, k: u64) -> u64 {
+        derive(self.seed, &[11, k])
     }
 
     /// How long after the last member's start the `lan` scenario's mesh

@@ -123,6 +123,45 @@ pub const COUNTERS: &[(&str, &str)] = &[
         "lan_other_network_peered",
         "a host of another network on the segment established a peer of its own network (it found one through the LAN)",
     ),
+    ("swarm_shared", "a holder shared content (Event::Shared)"),
+    ("swarm_download_started", "a download started or resumed (Event::DownloadStarted)"),
+    (
+        "swarm_download_resumed",
+        "a download resumed with chunks an earlier life left (DownloadStarted with have > 0)",
+    ),
+    ("swarm_download_completed", "a download was committed (Event::DownloadComplete)"),
+    (
+        "swarm_tree_committed",
+        "a download of the directory tree was committed",
+    ),
+    (
+        "swarm_multi_peer_download",
+        "a completed download drew verified bytes from two peers or more",
+    ),
+    (
+        "swarm_chunk_rejected",
+        "a downloader rejected a chunk that did not verify (Event::ChunkRejected)",
+    ),
+    (
+        "swarm_served_from_partial",
+        "a node sent a chunk of content it was still downloading",
+    ),
+    (
+        "swarm_partial_holder_cut",
+        "a partial holder was cut off from the complete holders while holding part of the content",
+    ),
+    (
+        "swarm_crashed_mid_download",
+        "a downloader was crashed after checkpointing part of a download",
+    ),
+    (
+        "swarm_holder_crashed",
+        "a complete holder was crashed while downloads ran",
+    ),
+    (
+        "swarm_bytes_from_short",
+        "a completed download's bytes_from added up to less than the bytes it fetched in that run (a peer that sent some left before the end)",
+    ),
 ];
 
 /// How often each counter fired.

@@ -45,10 +45,12 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
     if life == 0 && !plan.start_delay.is_zero() {
         tokio::time::sleep(plan.start_delay).await;
     }
-    let mem = MemStorage::default();
-    let (armed, meshed, net, intruders) = {
-        let w = lock(&world);
+    let (mem, armed, meshed, net, intruders) = {
+        let mut w = lock(&world);
         (
+            // A fresh directory per life, but one across lives in the
+            // swarm scenario (its partials and shared files survive).
+            w.swarm_disk(h),
             w.sabotage.clone(),
             w.meshed.clone(),
             TurmoilTransport::new(w.resets.clone()),
@@ -103,14 +105,27 @@ async fn life_with<T: Transport, S: Storage>(
     let tap_world = world.clone();
     let hide_timeouts = cfg.sabotage == Some(Sabotage::HiddenTimeout);
     let lose_retire = cfg.sabotage == Some(Sabotage::LostRetire);
+    let hide_rejects = cfg.sabotage == Some(Sabotage::SwarmHiddenReject);
+    let single_source = cfg.sabotage == Some(Sabotage::SwarmSingleSource);
     net.tap = Some(Arc::new(move |ev| {
         let retire = matches!(
             ev,
             TapEvent::Output(Output::Event(Event::DuplicateRetired { .. }))
         );
-        if (hide_timeouts && is_timeout_removal(ev)) || (lose_retire && retire) {
+        let reject = matches!(
+            ev,
+            TapEvent::Output(Output::Event(Event::ChunkRejected { .. }))
+        );
+        if (hide_timeouts && is_timeout_removal(ev))
+            || (lose_retire && retire)
+            || (hide_rejects && reject)
+        {
             // The planted bug: the event never reaches the world.
             return;
+        }
+        if let (true, Some(trimmed)) = (single_source, largest_sender_only(ev)) {
+            // The planted bug: the world sees one sender only.
+            return lock(&tap_world).on_tap(h, life, &TapEvent::Output(&trimmed));
         }
         lock(&tap_world).on_tap(h, life, ev)
     }));
@@ -130,6 +145,32 @@ async fn life_with<T: Transport, S: Storage>(
     serve(world, cfg.sabotage, h, life, node, events, rx, mem).await
 }
 
+/// `swarm-single-source`: a `DownloadComplete` with only its largest
+/// sender left in `bytes_from`.
+fn largest_sender_only(ev: &TapEvent<'_>) -> Option<Output> {
+    let TapEvent::Output(Output::Event(Event::DownloadComplete {
+        id,
+        name,
+        path,
+        size,
+        bytes_from,
+    })) = ev
+    else {
+        return None;
+    };
+    let top = bytes_from
+        .iter()
+        .max_by_key(|(p, n)| (**n, std::cmp::Reverse((*p).clone())))
+        .map(|(p, n)| (p.clone(), *n));
+    Some(Output::Event(Event::DownloadComplete {
+        id: *id,
+        name: name.clone(),
+        path: path.clone(),
+        size: *size,
+        bytes_from: top.into_iter().collect(),
+    }))
+}
+
 /// A peer dropped for silence (`hidden-timeout` loses these).
 fn is_timeout_removal(ev: &TapEvent<'_>) -> bool {
     matches!(
@@ -139,6 +180,34 @@ fn is_timeout_removal(ev: &TapEvent<'_>) -> bool {
             ..
         }))
     )
+}
+
+/// Asks the node to download `id` until it takes it: it refuses content
+/// it knows no holder of (no index arrived yet, say after a restart), and
+/// answers "already have" once it committed it. Any other refusal is a
+/// failure of the host.
+async fn get_until_taken(
+    world: &Shared,
+    h: usize,
+    life: u32,
+    node: &NodeHandle,
+    id: p2p_core::ContentId,
+) {
+    use p2p_core::CommandError;
+    use p2p_net::NetError;
+    loop {
+        match node.get(&id.to_hex(), None).await {
+            Ok(_) | Err(NetError::Command(CommandError::AlreadyHave(_))) => return,
+            Err(NetError::Command(
+                CommandError::UnknownContent(_) | CommandError::TooManyDownloads(_),
+            )) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(e) => {
+                let detail = format!("downloading {} was refused: {e}", id.short());
+                lock(world).host_failed(h, life, detail);
+                return;
+            }
+        }
+    }
 }
 
 /// Carries out commands and watches the node's own events (the core's
@@ -193,6 +262,19 @@ async fn serve(
                         tokio::task::spawn_local(async move {
                             let r = node.send_file(&outbox_path(&name), Target::All).await;
                             lock(&world).file_send_done(&name, r.map_err(|e| e.to_string()));
+                        });
+                    }
+                    HostCmd::Share(path) => {
+                        tokio::task::spawn_local(async move {
+                            if let Err(e) = node.share(std::path::Path::new(&path)).await {
+                                let detail = format!("sharing {path} was refused: {e}");
+                                lock(&world).host_failed(h, life, detail);
+                            }
+                        });
+                    }
+                    HostCmd::Get(id) => {
+                        tokio::task::spawn_local(async move {
+                            get_until_taken(&world, h, life, &node, id).await;
                         });
                     }
                     HostCmd::Snapshot => {

@@ -91,6 +91,26 @@ pub const CHECKS: &[(&str, &str)] = &[
         OTHER_NETWORK_NEVER_DIALED,
         "(lan) no member dials, or is dialed by, a host of another network announcing on the same segment",
     ),
+    (
+        SWARM_COMMIT_VERIFIED,
+        "(swarm) every shared id is the one the simulator computes for the content, and every committed download re-hashes to its manifest: the same files and sizes, every chunk verifying",
+    ),
+    (
+        SWARM_LIAR_DETECTED,
+        "(swarm) a ChunkRejected never names an honest peer, and the lying holder is named by one at some downloader",
+    ),
+    (
+        SWARM_DOWNLOADS_COMPLETE,
+        "(swarm) every download (each downloader and partial holder, both contents) is committed once the faults stop, within the heal bound; none fails",
+    ),
+    (
+        SWARM_MULTI_PEER,
+        "(swarm) some completed download drew verified bytes from two peers or more (its bytes_from)",
+    ),
+    (
+        SWARM_RESUME_BOUNDED,
+        "(swarm) a resumed download holds at least what its earlier life checkpointed (DownloadStarted's have), and fetches at most size - have plus one chunk per request in flight per peer (bytes_from, and the chunks written)",
+    ),
 ];
 
 /// Safety: one established connection per pair.
@@ -133,6 +153,16 @@ pub const CONVERGED_WITHOUT_BOOTSTRAP: &str = "converged_without_bootstrap";
 pub const CONVERGED_WITHIN_BOUND: &str = "converged_within_bound";
 /// Safety (lan scenario): another network's hosts are never dialed.
 pub const OTHER_NETWORK_NEVER_DIALED: &str = "other_network_never_dialed";
+/// Safety (swarm scenario): shares and commits hash to their ids.
+pub const SWARM_COMMIT_VERIFIED: &str = "swarm_commit_verified";
+/// Safety and liveness (swarm scenario): the liar, and only it, is caught.
+pub const SWARM_LIAR_DETECTED: &str = "swarm_liar_detected";
+/// Liveness (swarm scenario): every download completes.
+pub const SWARM_DOWNLOADS_COMPLETE: &str = "swarm_downloads_complete";
+/// Coverage as a check (swarm scenario): downloads use several peers.
+pub const SWARM_MULTI_PEER: &str = "swarm_multi_peer";
+/// Safety (swarm scenario): a resumed download fetches only what it lacked.
+pub const SWARM_RESUME_BOUNDED: &str = "swarm_resume_bounded";
 
 /// A failed check.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -127,6 +127,9 @@ pub struct Report {
     /// The simulated LAN, for the lan scenario.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lan: Option<LanSummary>,
+    /// Shares, downloads, the liar and resumes, for the swarm scenario.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub swarm: Option<crate::swarm::SwarmSummary>,
     /// The knobs.
     pub settings: Settings,
     /// Arguments of `p2p-sim` that replay this run.
@@ -179,6 +182,7 @@ impl Report {
                 last_start_ms: ms(last_start),
                 stats,
             }),
+            swarm: w.swarm_summary(),
             settings,
             replay: cfg.replay_args(),
             plot: w.series.clone().map(|series| PlotData {
@@ -287,6 +291,9 @@ impl Report {
                 l.last_start_ms
             );
         }
+        if let Some(sw) = &self.swarm {
+            swarm_lines(&mut s, sw);
+        }
         if self.violations.is_empty() {
             let _ = writeln!(s, "  checks    all {} held", CHECKS.len());
         } else {
@@ -341,6 +348,67 @@ impl Report {
             let _ = write!(s, "\n    replay: {}", self.replay_command());
         }
         s
+    }
+}
+
+/// The swarm scenario's lines of the summary.
+fn swarm_lines(s: &mut String, sw: &crate::swarm::SwarmSummary) {
+    let content: Vec<String> = sw
+        .contents
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} ({}, {} files, {} chunks)",
+                c.name,
+                &c.id[..12],
+                human_bytes(c.size),
+                c.files,
+                c.chunks
+            )
+        })
+        .collect();
+    let _ = writeln!(s, "  swarm     {}", content.join("; "));
+    let roles: Vec<String> = sw
+        .roles
+        .iter()
+        .map(|(r, hs)| format!("{r} {}", hs.join(" ")))
+        .collect();
+    let _ = writeln!(s, "  roles     {}", roles.join("; "));
+    let _ = writeln!(
+        s,
+        "  downloads {} wanted, {} committed; {} started, {} completed, {} failed; {} fetched, {} written",
+        sw.downloads_wanted,
+        sw.downloads_committed,
+        sw.downloads_started,
+        sw.downloads_completed,
+        sw.downloads_failed,
+        human_bytes(sw.bytes_fetched),
+        human_bytes(sw.bytes_written)
+    );
+    let _ = writeln!(
+        s,
+        "  sources   {} multi-peer downloads (up to {} peers), {} chunks served from partials; liar: {} chunks rejected by {} downloaders ({} from honest peers)",
+        sw.multi_peer_downloads,
+        sw.max_peers_per_download,
+        sw.served_from_partial,
+        sw.chunks_rejected_liar,
+        sw.liar_caught_by,
+        sw.chunks_rejected_honest
+    );
+    for r in &sw.resumed {
+        let fetched = r.fetched.map_or_else(|| "-".to_owned(), human_bytes);
+        let _ = writeln!(
+            s,
+            "  resumed   {} life {}: {} had {} of {} (checkpointed {}), fetched {}, wrote {}",
+            r.host,
+            r.life,
+            r.content,
+            human_bytes(r.have),
+            human_bytes(r.size),
+            human_bytes(r.recorded),
+            fetched,
+            human_bytes(r.written)
+        );
     }
 }
 

@@ -14,8 +14,9 @@ use crate::config::{Scenario, SimConfig, Timers};
 use crate::faults::Faults;
 use crate::invariants::{
     CONVERGED_WITHIN_BOUND, CONVERGED_WITHOUT_BOOTSTRAP, INTRUDER_REFUSED, MESH_FORMED,
-    MESH_REFORMED, TRANSFERS_COMPLETE,
+    MESH_REFORMED, SWARM_DOWNLOADS_COMPLETE, TRANSFERS_COMPLETE,
 };
+use crate::swarm::Role;
 use crate::world::{lock, HostCmd, Shared, World, CHAT_PREFIX};
 
 /// What a scenario step can touch.
@@ -58,6 +59,7 @@ pub(crate) fn script(scenario: Scenario) -> Box<dyn Script> {
         Scenario::Chat => Box::new(ChatScript::Forming),
         Scenario::Intruders => Box::new(IntrudersScript::default()),
         Scenario::Lan => Box::new(LanScript::default()),
+        Scenario::Swarm => Box::new(SwarmScript::default()),
     }
 }
 
@@ -123,11 +125,13 @@ fn forming(cx: &mut Cx<'_, '_>) -> Option<bool> {
 
 /// Faults are over: waits until `earliest` (so that connections stalled by
 /// a fault have timed out and cannot pass for live ones) and then for the
-/// full mesh and `ready`, failing with a violation past `deadline`.
+/// full mesh and `ready`, failing with a violation past `deadline` (of
+/// `unready` if `ready` still fails).
 fn healing(
     cx: &mut Cx<'_, '_>,
     earliest: Duration,
     deadline: Duration,
+    unready: &'static str,
     ready: impl Fn(&crate::world::World) -> Result<(), String>,
 ) -> Option<bool> {
     let mut w = lock(cx.world);
@@ -145,7 +149,7 @@ fn healing(
             w.violate(MESH_REFORMED, cx.now, None, detail);
         }
         if let Err(why) = ready(&w) {
-            w.violate(TRANSFERS_COMPLETE, cx.now, None, why);
+            w.violate(unready, cx.now, None, why);
         }
         return Some(false);
     }
@@ -294,7 +298,9 @@ impl Script for PartitionScript {
                 }
             }
             PartitionScript::Healing { earliest, deadline } => {
-                if let Some(converged) = healing(cx, *earliest, *deadline, |_| Ok(())) {
+                if let Some(converged) =
+                    healing(cx, *earliest, *deadline, TRANSFERS_COMPLETE, |_| Ok(()))
+                {
                     return Flow::Done { converged };
                 }
             }
@@ -418,7 +424,13 @@ impl Script for ChurnScript {
             let (earliest, deadline) = *self
                 .heal
                 .get_or_insert_with(|| quiet_window(&cx.timers, cx.now));
-            if let Some(converged) = healing(cx, earliest, deadline, transfers_settled) {
+            if let Some(converged) = healing(
+                cx,
+                earliest,
+                deadline,
+                TRANSFERS_COMPLETE,
+                transfers_settled,
+            ) {
                 lock(cx.world).check_files(cx.now);
                 return Flow::Done { converged };
             }
@@ -681,7 +693,13 @@ impl Script for FileScript {
         let (earliest, deadline) = *self
             .heal
             .get_or_insert_with(|| quiet_window(&cx.timers, now));
-        match healing(cx, earliest, deadline, transfers_settled) {
+        match healing(
+            cx,
+            earliest,
+            deadline,
+            TRANSFERS_COMPLETE,
+            transfers_settled,
+        ) {
             None => Flow::Continue,
             Some(converged) => {
                 lock(cx.world).check_files(now);
@@ -874,5 +892,376 @@ impl Script for LanScript {
             w.violate(CONVERGED_WITHIN_BOUND, cx.now, None, detail);
         }
         Flow::Done { converged: full }
+    }
+}
+
+// ----- swarm -----
+
+/// Something the swarm script does at a set time.
+#[derive(Debug, Clone)]
+enum SwarmEvent {
+    /// A host starts downloading every content.
+    Get(usize),
+    /// A partial holder's cut from the complete holders ends.
+    Uncut(usize, Vec<usize>),
+    /// Crash a seeded complete holder (never the last one up).
+    CrashHolder,
+    /// Restart a host.
+    Restart(usize),
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SwarmStage {
+    #[default]
+    Forming,
+    /// Holders share; the downloads start once every share is reported
+    /// (or fail at the deadline).
+    Sharing { deadline: Duration },
+    /// Downloads, crashes and flaps.
+    Running,
+    /// The faults stopped; restarts and the end of cuts still to come.
+    Stopping,
+    /// Every download must complete within the heal bound.
+    Healing {
+        earliest: Duration,
+        deadline: Duration,
+    },
+}
+
+/// The mesh forms with seeded per-link latencies; the holders and the
+/// liar share the content, the liar's copy is then corrupted under it;
+/// partial holders start downloading first and, once they hold part of
+/// the file, are cut off from every complete holder for a while; the other
+/// downloaders start at seeded times. Meanwhile complete holders crash and
+/// restart (one at a time, never the last one up), seeded downloaders are
+/// crashed right after a seeded number of checkpoints and restarted (their
+/// partial must resume), and links flap (stalls, cuts, resets). Once every
+/// download is committed, or after a bound, the faults stop; every
+/// download must then complete within the heal bound (see `swarm.rs` for
+/// the checks).
+#[derive(Default)]
+struct SwarmScript {
+    stage: SwarmStage,
+    /// (time, sequence) -> event; the sequence keeps equal times in order.
+    events: std::collections::BTreeMap<(Duration, u64), SwarmEvent>,
+    seq: u64,
+    /// Partial holders to cut once they hold this many chunks of the file.
+    cut_at: std::collections::BTreeMap<usize, usize>,
+    /// Downloaders to crash once a download of theirs made this many
+    /// checkpoints in their current life.
+    crash_at: std::collections::BTreeMap<usize, u32>,
+    /// Complete holders down now.
+    holders_down: std::collections::BTreeSet<usize>,
+    /// Link flaps in force: (end, a, b, cut).
+    flaps: Vec<(Duration, usize, usize, bool)>,
+    next_flap: Duration,
+    /// Flaps and crashes stop by then at the latest.
+    until: Duration,
+    window: usize,
+}
+
+impl SwarmScript {
+    fn at(&mut self, t: Duration, e: SwarmEvent) {
+        self.seq += 1;
+        self.events.insert((t, self.seq), e);
+    }
+
+    fn fire_due(&mut self, cx: &mut Cx<'_, '_>) {
+        while let Some((&key, _)) = self.events.first_key_value() {
+            if key.0 > cx.now {
+                break;
+            }
+            if let Some(e) = self.events.remove(&key) {
+                self.fire(cx, e);
+            }
+        }
+    }
+
+    /// Everything after the shares: the liar lies, downloads, crashes and
+    /// flaps are planned.
+    fn plan(&mut self, cx: &mut Cx<'_, '_>) {
+        let now = cx.now;
+        let (partials, downloaders, holders, file_chunks) = {
+            let w = lock(cx.world);
+            let s = &w.swarm;
+            (
+                s.hosts(Role::Partial),
+                s.hosts(Role::Downloader),
+                s.hosts(Role::Holder),
+                s.contents[0].manifest.chunks() as usize,
+            )
+        };
+        let phase = cx.rng.next_u32();
+        lock(cx.world).swarm_corrupt_liar(phase, now);
+        for &p in &partials {
+            self.at(now + ms(50), SwarmEvent::Get(p));
+            // A fifth to three fifths of the file before the cut.
+            let lo = (file_chunks / 5).max(1);
+            let hi = (file_chunks * 3 / 5).max(lo);
+            self.cut_at.insert(p, lo + below(cx.rng, hi - lo + 1));
+        }
+        for &d in &downloaders {
+            let t = now + between(cx.rng, ms(300), ms(3000));
+            self.at(t, SwarmEvent::Get(d));
+        }
+        // Half the downloaders and partial holders (one at least) crash
+        // mid-download, after one to three checkpoints.
+        let mut fetchers: Vec<usize> = partials.iter().chain(&downloaders).copied().collect();
+        shuffle(cx.rng, &mut fetchers);
+        let crashing = fetchers.len().div_ceil(2).max(1);
+        for &d in &fetchers[..crashing] {
+            self.crash_at.insert(d, 1 + below(cx.rng, 3) as u32);
+        }
+        let rounds = holders.len().min(3);
+        for _ in 0..rounds {
+            let t = now + between(cx.rng, ms(200), ms(4000));
+            self.at(t, SwarmEvent::CrashHolder);
+        }
+        self.until = now + ms(15_000);
+        self.next_flap = now + ms(100);
+        self.window = cx.faults.open_window("flaps", self.next_flap);
+    }
+
+    fn fire(&mut self, cx: &mut Cx<'_, '_>, e: SwarmEvent) {
+        let p = cx.timers.peer_timeout;
+        match e {
+            SwarmEvent::Get(h) => {
+                let mut w = lock(cx.world);
+                for c in 0..w.swarm.contents.len() {
+                    w.swarm_want(h, c);
+                    let id = w.swarm.contents[c].id;
+                    w.command(h, HostCmd::Get(id), cx.now);
+                }
+            }
+            SwarmEvent::Uncut(h, from) => {
+                for o in from {
+                    cx.faults.uncut(cx.sim, cx.world, cx.now, h, o);
+                }
+            }
+            SwarmEvent::CrashHolder => {
+                let up: Vec<usize> = {
+                    let w = lock(cx.world);
+                    w.swarm
+                        .hosts(Role::Holder)
+                        .into_iter()
+                        .filter(|h| w.hosts[*h].alive)
+                        .collect()
+                };
+                if up.len() < 2 || !self.holders_down.is_empty() {
+                    // One down at a time, never the last honest copy.
+                    let later = cx.now + between(cx.rng, ms(300), ms(1000));
+                    if later < self.until {
+                        self.at(later, SwarmEvent::CrashHolder);
+                    }
+                    return;
+                }
+                let h = up[below(cx.rng, up.len())];
+                let silent = chance(cx.rng, 50);
+                lock(cx.world).coverage.hit("swarm_holder_crashed");
+                cx.faults.crash(cx.sim, cx.world, cx.now, h, silent);
+                self.holders_down.insert(h);
+                let downtime = between(cx.rng, ms(500), p / 5);
+                self.at(cx.now + downtime, SwarmEvent::Restart(h));
+            }
+            SwarmEvent::Restart(h) => {
+                self.holders_down.remove(&h);
+                cx.faults.restart(cx.sim, cx.world, cx.now, h);
+            }
+        }
+    }
+
+    /// Partial holders that hold enough are cut off; downloaders that
+    /// checkpointed enough are crashed.
+    fn triggers(&mut self, cx: &mut Cx<'_, '_>) {
+        let p = cx.timers.peer_timeout;
+        let due: Vec<(usize, bool, Vec<usize>)> = {
+            let w = lock(cx.world);
+            let s = &w.swarm;
+            let mut v = Vec::new();
+            for (&h, &need) in &self.cut_at {
+                if s.done(h) || s.held(h, 0) >= need {
+                    // Cut off from every complete holder and the liar.
+                    let from = s
+                        .hosts(Role::Holder)
+                        .into_iter()
+                        .chain(s.hosts(Role::Liar))
+                        .collect();
+                    v.push((h, !s.done(h) && w.hosts[h].alive, from));
+                }
+            }
+            v
+        };
+        for (h, cut, from) in due {
+            self.cut_at.remove(&h);
+            if !cut {
+                continue;
+            }
+            lock(cx.world).coverage.hit("swarm_partial_holder_cut");
+            for &o in &from {
+                cx.faults.cut(cx.sim, cx.world, cx.now, h, o);
+            }
+            let len = between(cx.rng, ms(1500), ms(3000));
+            self.at(cx.now + len, SwarmEvent::Uncut(h, from));
+        }
+        let crash: Vec<(usize, bool)> = {
+            let w = lock(cx.world);
+            self.crash_at
+                .iter()
+                .filter_map(|(&h, &need)| {
+                    let host = &w.hosts[h];
+                    if w.swarm.done(h) {
+                        return Some((h, false));
+                    }
+                    let ready = host.alive && w.swarm.checkpoints(h, host.life()) >= need;
+                    ready.then_some((h, true))
+                })
+                .collect()
+        };
+        for (h, now) in crash {
+            self.crash_at.remove(&h);
+            if !now {
+                continue;
+            }
+            let silent = chance(cx.rng, 50);
+            lock(cx.world).coverage.hit("swarm_crashed_mid_download");
+            cx.faults.crash(cx.sim, cx.world, cx.now, h, silent);
+            let downtime = between(cx.rng, ms(300), p / 6);
+            self.at(cx.now + downtime, SwarmEvent::Restart(h));
+        }
+    }
+
+    /// Ends flaps that are due, and starts the next one.
+    fn flap(&mut self, cx: &mut Cx<'_, '_>) {
+        let now = cx.now;
+        let mut i = 0;
+        while i < self.flaps.len() {
+            let (end, a, b, cut) = self.flaps[i];
+            if end <= now {
+                if cut {
+                    cx.faults.uncut(cx.sim, cx.world, now, a, b);
+                } else {
+                    cx.faults.release(cx.sim, cx.world, now, a, b);
+                }
+                self.flaps.swap_remove(i);
+            } else {
+                i += 1;
+            }
+        }
+        if now < self.next_flap {
+            return;
+        }
+        let n = cx.cfg.peers;
+        let a = below(cx.rng, n);
+        let b = (a + 1 + below(cx.rng, n - 1)) % n;
+        self.next_flap = now + between(cx.rng, ms(30), ms(250));
+        if chance(cx.rng, 12) {
+            cx.faults.reset(cx.world, now, a, b);
+            return;
+        }
+        let cut = chance(cx.rng, 50);
+        let len = between(cx.rng, ms(20), ms(400));
+        if cut {
+            cx.faults.cut(cx.sim, cx.world, now, a, b);
+        } else {
+            cx.faults.hold(cx.sim, cx.world, now, a, b);
+        }
+        self.flaps.push((now + len, a, b, cut));
+    }
+}
+
+impl Script for SwarmScript {
+    fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
+        match self.stage {
+            SwarmStage::Forming => match forming(cx) {
+                None => {}
+                Some(false) => return Flow::Done { converged: false },
+                Some(true) => {
+                    let mut w = lock(cx.world);
+                    let sharers: Vec<usize> = (0..cx.cfg.peers)
+                        .filter(|&h| w.swarm.roles[h].shares())
+                        .collect();
+                    let paths: Vec<String> =
+                        w.swarm.contents.iter().map(|c| c.path.clone()).collect();
+                    for h in sharers {
+                        for p in &paths {
+                            w.command(h, HostCmd::Share(p.clone()), cx.now);
+                        }
+                    }
+                    self.stage = SwarmStage::Sharing {
+                        deadline: cx.now + ms(10_000),
+                    };
+                }
+            },
+            SwarmStage::Sharing { deadline } => {
+                let done = {
+                    let w = lock(cx.world);
+                    let lives: Vec<(usize, u32)> = (0..cx.cfg.peers)
+                        .filter(|&h| w.swarm.roles[h].shares())
+                        .map(|h| (h, w.hosts[h].life()))
+                        .collect();
+                    w.swarm.all_shared(&lives)
+                };
+                if done {
+                    self.plan(cx);
+                    self.stage = SwarmStage::Running;
+                } else if cx.now > deadline {
+                    let mut w = lock(cx.world);
+                    let detail = "the holders did not all report their shares within 10 s".into();
+                    w.violate(SWARM_DOWNLOADS_COMPLETE, cx.now, None, detail);
+                    return Flow::Done { converged: false };
+                }
+            }
+            SwarmStage::Running => {
+                self.fire_due(cx);
+                self.triggers(cx);
+                let active = {
+                    let w = lock(cx.world);
+                    let all_done = (0..cx.cfg.peers)
+                        .filter(|&h| w.swarm.roles[h].downloads())
+                        .all(|h| w.swarm.done(h));
+                    let gets = self
+                        .events
+                        .values()
+                        .any(|e| matches!(e, SwarmEvent::Get(_)));
+                    cx.now < self.until && (gets || !all_done)
+                };
+                if active {
+                    self.flap(cx);
+                    return Flow::Continue;
+                }
+                // The faults stop: flaps end, no more crashes; the cuts
+                // and restarts planned still run their course.
+                for (_, a, b, cut) in std::mem::take(&mut self.flaps) {
+                    if cut {
+                        cx.faults.uncut(cx.sim, cx.world, cx.now, a, b);
+                    } else {
+                        cx.faults.release(cx.sim, cx.world, cx.now, a, b);
+                    }
+                }
+                self.cut_at.clear();
+                self.crash_at.clear();
+                self.events
+                    .retain(|_, e| !matches!(e, SwarmEvent::CrashHolder));
+                self.stage = SwarmStage::Stopping;
+            }
+            SwarmStage::Stopping => {
+                self.fire_due(cx);
+                if self.events.is_empty() {
+                    cx.faults.close_window(self.window, cx.now);
+                    let (earliest, deadline) = quiet_window(&cx.timers, cx.now);
+                    self.stage = SwarmStage::Healing { earliest, deadline };
+                }
+            }
+            SwarmStage::Healing { earliest, deadline } => {
+                let ready = |w: &crate::world::World| w.swarm_downloads_done();
+                if let Some(converged) =
+                    healing(cx, earliest, deadline, SWARM_DOWNLOADS_COMPLETE, ready)
+                {
+                    lock(cx.world).swarm_final(cx.now);
+                    return Flow::Done { converged };
+                }
+            }
+        }
+        Flow::Continue
     }
 }

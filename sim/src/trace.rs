@@ -57,6 +57,11 @@ impl Trace {
                     let _ = write!(HashWriter(h), "recv {conn} {} ", data.len());
                     h.update(data);
                 }
+                Input::ChunkRead { read, data } => {
+                    // Raw, not as Debug: a chunk is hundreds of KiB.
+                    let _ = write!(HashWriter(h), "chunk-read {read} {} ", data.len());
+                    h.update(data);
+                }
                 other => {
                     let _ = write!(HashWriter(h), "in {other:?}");
                 }
@@ -68,6 +73,18 @@ impl Trace {
                 }
                 Output::Storage(StorageOp::Write { transfer, data }) => {
                     let _ = write!(HashWriter(h), "write {transfer} {} ", data.len());
+                    h.update(data);
+                }
+                Output::Storage(StorageOp::WriteChunk {
+                    content,
+                    chunk,
+                    data,
+                }) => {
+                    let _ = write!(
+                        HashWriter(h),
+                        "write-chunk {content} {chunk} {} ",
+                        data.len()
+                    );
                     h.update(data);
                 }
                 other => {

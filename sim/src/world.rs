@@ -56,6 +56,11 @@ pub(crate) enum HostCmd {
     SendFile(String),
     /// Report the node's peer table.
     Snapshot,
+    /// Share a file or tree of the host's storage (swarm).
+    Share(String),
+    /// Download content by id, asking again until the node takes it
+    /// (swarm: it knows no holder until an index arrives).
+    Get(p2p_core::ContentId),
 }
 
 /// One simulated host across its lives.
@@ -219,6 +224,8 @@ pub(crate) struct World {
     pub(crate) intruders: crate::intruder::Intruders,
     /// The lan scenario's hosts of another network (see `outsider.rs`).
     pub(crate) outsiders: crate::outsider::Outsiders,
+    /// The swarm scenario's content, roles and record (see `swarm.rs`).
+    pub(crate) swarm: crate::swarm::Swarm,
 }
 
 impl World {
@@ -273,6 +280,7 @@ impl World {
             last_input: Vec::new(),
             intruders: crate::intruder::Intruders::default(),
             outsiders: crate::outsider::Outsiders::default(),
+            swarm: crate::swarm::Swarm::new(cfg),
         }
     }
 
@@ -377,6 +385,9 @@ impl World {
             .filter(|(_, host)| id.as_ref().is_some_and(|id| host.peers.contains(id)))
             .count();
         self.entries_good += newly_good;
+        for cmd in self.swarm_standing(h) {
+            self.command(h, cmd, at);
+        }
         debug_assert!({
             let (total, good) = (self.entries_total, self.entries_good);
             self.recount_mesh();
@@ -391,6 +402,7 @@ impl World {
         if !self.hosts[h].alive {
             return;
         }
+        self.swarm_crashed(h);
         let host = &mut self.hosts[h];
         host.alive = false;
         host.cmds = None;
@@ -456,7 +468,7 @@ impl World {
                         key,
                     }));
             }
-            HostCmd::Snapshot => {}
+            HostCmd::Snapshot | HostCmd::Share(_) | HostCmd::Get(_) => {}
         }
         self.hosts[h]
             .cmds
@@ -613,7 +625,7 @@ impl World {
                 | Input::ChunkRead { .. }
                 | Input::ChunkReadFailed { .. }
                 | Input::SwarmStorageFailed { .. }
-                | Input::DownloadCommitted { .. } => {}
+                | Input::DownloadCommitted { .. } => self.swarm_input(h, input, at),
                 Input::LanPeer { .. } => self.coverage.hit("lan_peer_heard"),
             },
             TapEvent::Output(output) => match output {
@@ -714,6 +726,7 @@ impl World {
         }
         let (key, side, remote, established) =
             (t.key, t.side, t.remote_host, t.established.is_some());
+        self.swarm_sent(h, &frames);
         if established {
             if let Some(r) = remote {
                 self.note_sent_payloads(r, key, &frames);
@@ -850,7 +863,7 @@ impl World {
                 }
                 self.hosts[h].commit_names.insert(*transfer, name.clone());
             }
-            _ => {}
+            _ => self.swarm_storage(h, op, at),
         }
     }
 
@@ -909,6 +922,7 @@ impl World {
             }
         }
         self.intruder_event(h, e, at);
+        self.swarm_event(h, e, at);
         if self.log && !e.is_debug() {
             eprintln!(
                 "{:>9.3} s  {:<5} {e:?}",

@@ -37,7 +37,9 @@ const EXIT_REGRESSION: u8 = 3;
 #[command(name = "p2p-sim", version)]
 struct Args {
     /// Scenario: mesh, partition, churn, latency, file, chat, intruders
-    /// (needs --network-key) or lan (no bootstrap: a simulated LAN only).
+    /// (needs --network-key), lan (no bootstrap: a simulated LAN only) or
+    /// swarm (content-addressed sharing: holders, a liar, resumed
+    /// downloads; 5 peers or more).
     #[arg(long, default_value = "mesh", value_parser = parse_scenario)]
     scenario: Scenario,
     /// Number of simulated peers.
@@ -132,6 +134,16 @@ struct Args {
     /// lost, 0 to 1 [default: 0.2].
     #[arg(long, value_name = "P")]
     lan_loss: Option<f64>,
+    /// swarm: size in bytes of the shared file [default: 3145728].
+    #[arg(long, value_name = "BYTES")]
+    swarm_size: Option<usize>,
+    /// swarm: files in the shared directory tree, 0 for none [default: 40].
+    #[arg(long, value_name = "N")]
+    swarm_files: Option<usize>,
+    /// Chunk size of the manifests the nodes build (swarm), 4096 to
+    /// 16777216 [default: 65536].
+    #[arg(long, value_name = "BYTES")]
+    chunk_size: Option<u32>,
     /// List the scenarios, checks, planted bugs and coverage counters, then exit.
     #[arg(long)]
     list: bool,
@@ -200,6 +212,15 @@ impl Args {
         c.network_key = self.network_key.clone();
         if let Some(v) = self.lan_loss {
             c.lan_loss = v;
+        }
+        if let Some(v) = self.swarm_size {
+            c.swarm_size = v;
+        }
+        if let Some(v) = self.swarm_files {
+            c.swarm_files = v;
+        }
+        if let Some(v) = self.chunk_size {
+            c.chunk_size = v;
         }
         c
     }

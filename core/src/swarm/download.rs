@@ -117,6 +117,9 @@ pub(crate) struct Download {
     /// Requests in flight: chunk to the peers asked and when.
     inflight: BTreeMap<u32, BTreeMap<PeerId, Instant>>,
     pub(crate) holders: BTreeMap<PeerId, Holder>,
+    /// Verified bytes sent in this run by peers that stopped being holders
+    /// (gone, or no longer listing the content).
+    departed: BTreeMap<PeerId, u64>,
     /// Where picking starts (drawn once, from the node's generator).
     start: u32,
     since_checkpoint: u32,
@@ -147,6 +150,7 @@ impl Download {
             to_verify: Vec::new(),
             inflight: BTreeMap::new(),
             holders: BTreeMap::new(),
+            departed: BTreeMap::new(),
             start: 0,
             since_checkpoint: 0,
             last_percent: 0,
@@ -206,6 +210,18 @@ impl Download {
         self.have_count
     }
 
+    /// Verified bytes each peer sent in this run, peers that left since
+    /// included (`DownloadComplete`'s and `/downloads`' `bytes_from`).
+    pub(crate) fn bytes_from(&self) -> BTreeMap<PeerId, u64> {
+        let mut out = self.departed.clone();
+        for (p, h) in &self.holders {
+            if h.bytes > 0 {
+                *out.entry(p.clone()).or_default() += h.bytes;
+            }
+        }
+        out
+    }
+
     /// Peers with requests in flight.
     pub(crate) fn serving_peers(&self) -> usize {
         self.holders
@@ -244,6 +260,9 @@ impl Download {
             return;
         }
         if let Some(h) = self.holders.remove(peer) {
+            if h.bytes > 0 {
+                *self.departed.entry(peer.clone()).or_default() += h.bytes;
+            }
             for k in h.inflight {
                 self.drop_request(k, peer);
             }
@@ -455,6 +474,27 @@ impl Download {
         self.pick(now, cfg, steps);
     }
 
+    /// The partial holders to ask what they hold now: every usable one,
+    /// once `have_refresh` passed since the last ask (or at once the first
+    /// time). A refresh that is due is re-armed even when no partial holder
+    /// is usable (all resting), so that its deadline never stays in the
+    /// past: [`Download::poll_timeout`] would keep returning it and the
+    /// driver would spin.
+    pub(crate) fn refresh(&mut self, now: Instant, cfg: &SwarmConfig) -> Vec<PeerId> {
+        if self.phase != Phase::Fetching {
+            return Vec::new();
+        }
+        let due = self.have_asked.is_none_or(|t| now >= t + cfg.have_refresh);
+        if !due {
+            return Vec::new();
+        }
+        let partial = self.partial_holders(now);
+        if !partial.is_empty() || self.have_asked.is_some() {
+            self.have_asked = Some(now);
+        }
+        partial
+    }
+
     /// Partial holders whose bitfield should be asked for now.
     pub(crate) fn partial_holders(&self, now: Instant) -> Vec<PeerId> {
         self.holders
@@ -658,15 +698,22 @@ impl Download {
     /// end, or the next `have` refresh.
     pub(crate) fn poll_timeout(&self, cfg: &SwarmConfig) -> Option<Instant> {
         let requests = self.inflight.values().flat_map(|a| a.values().copied());
-        // The latest ask is the one waited for (`ask_manifest`): an
-        // earlier one that timed out is due no more.
-        let manifest = (self.phase == Phase::Manifest)
-            .then(|| self.holders.values().filter_map(|h| h.manifest_asked).max())
-            .flatten()
+        // Only the latest ask is outstanding: an earlier one that timed
+        // out was followed by an ask of the next holder (its time stays,
+        // to order the next pick, but it is not a deadline any more).
+        let manifest = self
+            .holders
+            .values()
+            .filter(|_| self.phase == Phase::Manifest)
+            .filter_map(|h| h.manifest_asked)
+            .max()
             .map(|t| t + cfg.request_timeout);
         let rests = self.holders.values().filter_map(|h| h.resting);
         let refresh = (self.phase == Phase::Fetching
-            && self.holders.values().any(|h| !h.complete && !h.banned))
+            && self
+                .holders
+                .values()
+                .any(|h| !h.complete && !h.banned && !h.gone))
         .then(|| self.have_asked.map(|t| t + cfg.have_refresh))
         .flatten();
         requests.chain(manifest).chain(rests).chain(refresh).min()
@@ -720,5 +767,143 @@ impl Download {
             self.last_percent = pct;
             pct
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use rand_core::SeedableRng;
+
+    use super::*;
+    use crate::swarm::manifest::{chunk_hash, ManifestFile};
+
+    fn peer(c: char) -> PeerId {
+        PeerId::parse(&c.to_string().repeat(32)).unwrap()
+    }
+
+    /// A two-chunk file of 4 KiB chunks, resumed with nothing on disk:
+    /// fetching.
+    fn fetching(now: Instant, cfg: &SwarmConfig) -> Download {
+        let data = vec![7u8; 8192];
+        let hashes = data.chunks(4096).map(chunk_hash).collect();
+        let files = vec![ManifestFile {
+            path: "f.bin".into(),
+            size: 8192,
+        }];
+        let m = Manifest::new(4096, files, hashes).unwrap();
+        let bytes = m.encode();
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut d = Download::resumed(m, bytes, None, &mut rng);
+        let mut steps = Vec::new();
+        d.on_opened(now, Vec::new(), cfg, &mut steps);
+        assert_eq!(d.phase, Phase::Fetching);
+        d
+    }
+
+    /// What the component does when a download's deadline is due
+    /// (`Swarm::handle_timeout`, then `Swarm::run`); the deadline must
+    /// then be in the future, or the driver, which calls it again while
+    /// `poll_timeout` is not after now, spins.
+    fn timeout_moves_on(d: &mut Download, now: Instant, cfg: &SwarmConfig) {
+        assert!(d.poll_timeout(cfg).is_some_and(|t| t <= now), "not due");
+        let mut steps = Vec::new();
+        d.handle_timeout(now, cfg, &mut steps);
+        d.refresh(now, cfg);
+        let next = d.poll_timeout(cfg);
+        assert!(
+            next.is_none_or(|t| t > now),
+            "{next:?} is not after {now:?}"
+        );
+    }
+
+    /// Regression: once a manifest request timed out and the next holder
+    /// was asked, the first ask's deadline stayed in `poll_timeout`, in the
+    /// past, until the second one was answered or timed out: the driver
+    /// spun (the simulator, whose clock only moves between steps, hung).
+    #[test]
+    fn a_timed_out_manifest_ask_is_no_deadline_any_more() {
+        let cfg = SwarmConfig::default();
+        let t0 = Instant::now();
+        let mut d = Download::new(ContentId([1; 32]), None);
+        d.add_holder(&peer('a'), true);
+        d.add_holder(&peer('b'), true);
+        let mut steps = Vec::new();
+        d.ask_manifest(t0, &cfg, &mut steps);
+        assert_eq!(steps.len(), 1);
+        let t1 = t0 + cfg.request_timeout;
+        timeout_moves_on(&mut d, t1, &cfg);
+        assert_eq!(d.poll_timeout(&cfg), Some(t1 + cfg.request_timeout));
+    }
+
+    /// Regression: a `have` refresh that fell due while no partial holder
+    /// could be asked (all resting after a timeout) was not re-armed, so
+    /// its deadline stayed in the past until a rest ended: the driver spun
+    /// (`p2p-sim --scenario swarm --peers 8 --seed 4 --swarm-size 524288
+    /// --swarm-files 24 --chunk-size 16384` hung at 6.8 s simulated).
+    #[test]
+    fn a_refresh_with_every_partial_holder_resting_is_re_armed() {
+        let cfg = SwarmConfig {
+            have_refresh: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+            ..SwarmConfig::default()
+        };
+        let t0 = Instant::now();
+        let mut d = fetching(t0, &cfg);
+        let p = peer('p');
+        d.add_holder(&p, false);
+        assert_eq!(d.refresh(t0, &cfg), vec![p.clone()]);
+        let mut steps = Vec::new();
+        d.on_have(t0, &p, Bytes::from_static(&[0xc0]), &cfg, &mut steps);
+        assert!(steps
+            .iter()
+            .any(|s| matches!(s, Step::Send(_, Msg::Get(..)))));
+        // Its requests time out: it rests for a request timeout, and the
+        // refresh, due since t0 + 2 s, finds nobody to ask.
+        let t1 = t0 + cfg.request_timeout;
+        timeout_moves_on(&mut d, t1, &cfg);
+        assert_eq!(d.poll_timeout(&cfg), Some(t1 + cfg.have_refresh));
+    }
+
+    /// Regression: a peer that sent verified chunks and then left (its
+    /// connection closed, or its index stopped listing the content) was
+    /// missing from `bytes_from`, which then added up to less than what
+    /// was fetched (seen by p2p-sim's swarm scenario on seeds 4 and 6 at
+    /// 8 peers).
+    #[test]
+    fn bytes_from_keeps_the_peers_that_left() {
+        let cfg = SwarmConfig::default();
+        let t0 = Instant::now();
+        let mut d = fetching(t0, &cfg);
+        let (a, b) = (peer('a'), peer('b'));
+        d.add_holder(&a, true);
+        let mut steps = Vec::new();
+        d.pick(t0, &cfg, &mut steps);
+        d.on_chunk(t0, &a, 0, Bytes::from(vec![7u8; 4096]), &cfg, &mut steps);
+        d.remove_holder(&a);
+        d.add_holder(&b, true);
+        d.add_holder(&a, true);
+        d.pick(t0, &cfg, &mut steps);
+        d.on_chunk(t0, &a, 1, Bytes::from(vec![7u8; 4096]), &cfg, &mut steps);
+        assert_eq!(d.bytes, 8192);
+        assert_eq!(d.bytes_from(), BTreeMap::from([(a, 8192)]));
+        assert_eq!(d.phase, Phase::Committing);
+    }
+
+    /// A partial holder that said it holds none of the content is not
+    /// asked again, and is no reason for a refresh deadline.
+    #[test]
+    fn a_gone_partial_holder_sets_no_refresh_deadline() {
+        let cfg = SwarmConfig::default();
+        let t0 = Instant::now();
+        let mut d = fetching(t0, &cfg);
+        let p = peer('p');
+        d.add_holder(&p, false);
+        assert_eq!(d.refresh(t0, &cfg), vec![p.clone()]);
+        let mut steps = Vec::new();
+        d.on_none_content(t0, &p, &cfg, &mut steps);
+        assert_eq!(d.poll_timeout(&cfg), None);
+        assert!(d.refresh(t0 + cfg.have_refresh, &cfg).is_empty());
     }
 }

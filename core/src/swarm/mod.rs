@@ -708,12 +708,7 @@ impl Swarm {
                 peers: d.serving_peers(),
                 requests: d.requests(),
                 holders: d.usable_holders(now),
-                bytes_from: d
-                    .holders
-                    .iter()
-                    .filter(|(_, h)| h.bytes > 0)
-                    .map(|(p, h)| (p.clone(), h.bytes))
-                    .collect(),
+                bytes_from: d.bytes_from(),
             })
             .collect()
     }
@@ -1129,12 +1124,7 @@ impl Swarm {
         let Some(manifest) = d.manifest.clone() else {
             return;
         };
-        let bytes_from = d
-            .holders
-            .iter()
-            .filter(|(_, h)| h.bytes > 0)
-            .map(|(p, h)| (p.clone(), h.bytes))
-            .collect();
+        let bytes_from = d.bytes_from();
         self.out.event(Event::DownloadComplete {
             id: content,
             name: manifest.name().to_owned(),
@@ -1236,16 +1226,8 @@ impl Swarm {
         if let Some(d) = self.downloads.get_mut(&id) {
             if d.phase == Phase::Fetching {
                 // Partial holders: ask what they have, now and then.
-                let due = d
-                    .have_asked
-                    .is_none_or(|t| now >= t + self.cfg.have_refresh);
-                if due {
-                    // Set even with nobody to ask now: the refresh deadline
-                    // must move, or handle_timeout would find it due forever.
-                    d.have_asked = Some(now);
-                    for p in d.partial_holders(now) {
-                        send(&mut self.out, peers, &p, &Msg::HaveGet(id));
-                    }
+                for p in d.refresh(now, &self.cfg) {
+                    send(&mut self.out, peers, &p, &Msg::HaveGet(id));
                 }
                 if let Some(pct) = d.progress() {
                     let _ = pct;
