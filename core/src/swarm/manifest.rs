@@ -215,8 +215,7 @@ impl Manifest {
             if single && files.len() != 1 {
                 return Err(ManifestError::Malformed("a file manifest lists one file"));
             }
-            if !single && f.path.split('/').next() != Some(top) || !single && !f.path.contains('/')
-            {
+            if !(single || f.path.split('/').next() == Some(top) && f.path.contains('/')) {
                 return Err(ManifestError::Malformed(
                     "directory paths must share their first component",
                 ));
