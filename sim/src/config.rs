@@ -677,12 +677,16 @@ impl SimConfig {
         // Private mode: the static key is left to the node, which draws it
         // from its seed (so its id derives from the seed too).
         c.session.network_key = self.psk();
-        // Swarm: its timers scaled like the others; small chunks and a
-        // checkpoint every few of them, so that a download is many
-        // requests and a crash in its middle leaves a record to resume.
+        // Swarm: its timers scaled like the others; small chunks, two
+        // requests in flight per peer instead of 16 (turmoil's links have
+        // no bandwidth: a download lasts as many round trips as it needs),
+        // and a checkpoint every few chunks, so that a download is many
+        // rounds of requests and a crash in its middle leaves a record to
+        // resume.
         c.swarm.request_timeout = self.scaled(c.swarm.request_timeout);
         c.swarm.have_refresh = self.scaled(c.swarm.have_refresh);
         c.swarm.chunk_size = self.chunk_size;
+        c.swarm.requests_per_peer = 2;
         c.swarm.checkpoint_every = 4;
         c
     }

@@ -73,11 +73,18 @@ pub(crate) async fn run(world: Shared, cfg: Arc<SimConfig>, plan: HostPlan) -> t
             intruders,
         },
     );
+    let swarm_target = lock(&world).swarm.target();
     match bug {
         Sabotage::CorruptCommit
         | Sabotage::EscapeDownloads
         | Sabotage::FailingCommit
-        | Sabotage::PanicWrite => {
+        | Sabotage::PanicWrite
+        | Sabotage::SwarmFlipWrite
+        | Sabotage::SwarmLostRecord => {
+            let storage = BuggyStorage::new(mem.clone(), bug, armed);
+            life_with(world, &cfg, plan, life, transport, storage, mem).await
+        }
+        Sabotage::SwarmFailingCommit if h == swarm_target => {
             let storage = BuggyStorage::new(mem.clone(), bug, armed);
             life_with(world, &cfg, plan, life, transport, storage, mem).await
         }

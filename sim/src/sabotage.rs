@@ -4,7 +4,7 @@
 //! Most act once (a corrupted file committed, a corrupted line sent, a
 //! chat line lost) and then behave like the piece they wrap.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -13,8 +13,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
-use p2p_core::{Addr, TransferId};
-use p2p_net::{MemStorage, Storage, Transport};
+use bytes::Bytes;
+use p2p_core::{Addr, ContentId, TransferId};
+use p2p_net::{MemStorage, ReadError, Storage, Transport};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::config::{Sabotage, PORT};
@@ -31,7 +32,14 @@ pub(crate) const TARGET: usize = 1;
 ///   transfer aborted by a flapping link does not defuse it);
 /// - `escape-downloads` saves committed files one directory up;
 /// - `failing-commit` fails every commit;
-/// - `panic-write` panics on the first write.
+/// - `panic-write` panics on the first write;
+/// - `swarm-flip-write` flips a byte of the chunk that completes a partial
+///   download, once in the run, after the core verified it;
+/// - `swarm-failing-commit` fails every commit of a download;
+/// - `swarm-lost-record` opens every partial download claiming nothing.
+///
+/// Every other operation, the swarm ones included, goes to the memory
+/// storage as it is.
 #[derive(Debug, Clone)]
 pub(crate) struct BuggyStorage {
     mem: MemStorage,
@@ -40,7 +48,13 @@ pub(crate) struct BuggyStorage {
     armed: Arc<AtomicBool>,
     /// `corrupt-commit`: transfers of this host with a flipped byte.
     tainted: Arc<Mutex<BTreeSet<TransferId>>>,
+    /// `swarm-flip-write`: per open partial, its chunk count and the
+    /// chunks claimed or written.
+    held: Arc<Mutex<Held>>,
 }
+
+/// Per open partial: its chunk count and the chunks claimed or written.
+type Held = BTreeMap<ContentId, (u32, BTreeSet<u32>)>;
 
 impl BuggyStorage {
     pub(crate) fn new(mem: MemStorage, bug: Sabotage, armed: Arc<AtomicBool>) -> Self {
@@ -49,12 +63,17 @@ impl BuggyStorage {
             bug,
             armed,
             tainted: Arc::default(),
+            held: Arc::default(),
         }
     }
 
     fn tainted(&self) -> std::sync::MutexGuard<'_, BTreeSet<TransferId>> {
         // Poison cannot leave a set half-updated.
         self.tainted.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, Held> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -114,12 +133,86 @@ impl Storage for BuggyStorage {
         self.mem.open_source(transfer, path)
     }
 
-    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<bytes::Bytes> {
+    fn read(&self, transfer: TransferId, offset: u64, len: usize) -> io::Result<Bytes> {
         self.mem.read(transfer, offset, len)
     }
 
     fn close_source(&self, transfer: TransferId) {
         self.mem.close_source(transfer)
+    }
+
+    fn share(&self, path: &Path, chunk_size: u32) -> io::Result<Bytes> {
+        self.mem.share(path, chunk_size)
+    }
+
+    fn unshare(&self, content: ContentId) {
+        self.mem.unshare(content)
+    }
+
+    fn open_partial(
+        &self,
+        content: ContentId,
+        manifest: Bytes,
+        dir: Option<String>,
+    ) -> io::Result<Vec<u32>> {
+        let chunks = p2p_core::Manifest::parse(&manifest).map(|m| m.chunks());
+        let claimed = self.mem.open_partial(content, manifest, dir)?;
+        match self.bug {
+            Sabotage::SwarmLostRecord => Ok(Vec::new()),
+            Sabotage::SwarmFlipWrite => {
+                if let Ok(n) = chunks {
+                    let have = claimed.iter().copied().collect();
+                    self.held().insert(content, (n, have));
+                }
+                Ok(claimed)
+            }
+            _ => Ok(claimed),
+        }
+    }
+
+    fn read_chunk(&self, content: ContentId, chunk: u32) -> Result<Bytes, ReadError> {
+        self.mem.read_chunk(content, chunk)
+    }
+
+    fn write_chunk(&self, content: ContentId, chunk: u32, data: &[u8]) -> io::Result<()> {
+        if self.bug == Sabotage::SwarmFlipWrite && !data.is_empty() {
+            let last = self.held().get_mut(&content).is_some_and(|(n, have)| {
+                have.insert(chunk);
+                have.len() as u32 == *n
+            });
+            if last && self.armed.swap(false, Ordering::Relaxed) {
+                let mut bad = data.to_vec();
+                bad[data.len() / 2] ^= 0x01;
+                return self.mem.write_chunk(content, chunk, &bad);
+            }
+        }
+        self.mem.write_chunk(content, chunk, data)
+    }
+
+    fn checkpoint(&self, content: ContentId) -> io::Result<()> {
+        self.mem.checkpoint(content)
+    }
+
+    fn commit_download(&self, content: ContentId) -> io::Result<String> {
+        if self.bug == Sabotage::SwarmFailingCommit {
+            return Err(io::Error::other("planted bug (swarm-failing-commit)"));
+        }
+        self.held().remove(&content);
+        self.mem.commit_download(content)
+    }
+
+    fn close_partial(&self, content: ContentId) {
+        self.held().remove(&content);
+        self.mem.close_partial(content)
+    }
+
+    fn discard_partial(&self, content: ContentId) -> io::Result<()> {
+        self.held().remove(&content);
+        self.mem.discard_partial(content)
+    }
+
+    fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
+        self.mem.scan_partials()
     }
 }
 

@@ -912,11 +912,15 @@ enum SwarmEvent {
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum SwarmStage {
+    /// Seeded per-link latencies.
     #[default]
+    Setup,
     Forming,
     /// Holders share; the downloads start once every share is reported
     /// (or fail at the deadline).
-    Sharing { deadline: Duration },
+    Sharing {
+        deadline: Duration,
+    },
     /// Downloads, crashes and flaps.
     Running,
     /// The faults stopped; restarts and the end of cuts still to come.
@@ -1172,6 +1176,24 @@ impl SwarmScript {
 impl Script for SwarmScript {
     fn step(&mut self, cx: &mut Cx<'_, '_>) -> Flow {
         match self.stage {
+            SwarmStage::Setup => {
+                // Per link 5-40 ms and up to 20 ms of jitter: a download's
+                // rounds of requests take time, so that faults land in it.
+                let ips = cx.faults.ips().to_vec();
+                for a in 0..ips.len() {
+                    for b in a + 1..ips.len() {
+                        let base = between(cx.rng, ms(5), ms(40));
+                        let jitter = between(cx.rng, ms(0), ms(20));
+                        cx.sim.set_link_latency(ips[a], ips[b], base);
+                        cx.sim
+                            .set_link_max_message_latency(ips[a], ips[b], base + jitter);
+                    }
+                }
+                lock(cx.world)
+                    .trace
+                    .note(cx.now, format_args!("latency set"));
+                self.stage = SwarmStage::Forming;
+            }
             SwarmStage::Forming => match forming(cx) {
                 None => {}
                 Some(false) => return Flow::Done { converged: false },

@@ -256,18 +256,28 @@ fn stock(disk: &MemStorage, c: &Content) {
 /// Flips the byte at `offset` of the source file at `path`, keeping its
 /// size (and whatever the storage takes for its modification time): the
 /// lying holder's copy.
-fn flip(disk: &MemStorage, path: &str, offset: u64) {
-    // Needs MemStorage's swarm support (branch swarm-storage).
-    let _ = (disk, path, offset);
+fn flip(disk: &MemStorage, path: &str, offset: u64) -> bool {
+    disk.corrupt_source_at(path, offset)
 }
 
 /// What the storage holds at `path` after a commit: the file (an empty
 /// relative path) or every file under the directory (paths relative to
 /// it), with their bytes.
 fn committed(disk: &MemStorage, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
-    // Needs MemStorage's swarm support (branch swarm-storage).
-    let _ = (disk, path);
-    None
+    let below = format!("{path}/");
+    let files: Vec<(String, Vec<u8>)> = disk
+        .swarm_files()
+        .into_iter()
+        .filter_map(|(k, d)| {
+            let rel = if k == path {
+                Some(String::new())
+            } else {
+                k.strip_prefix(&below).map(str::to_owned)
+            };
+            rel.map(|r| (r, d.to_vec()))
+        })
+        .collect();
+    (!files.is_empty()).then_some(files)
 }
 
 /// The chunks of `c` the liar's copy gets wrong: every third one (seeded
@@ -471,11 +481,10 @@ impl Swarm {
             .unwrap_or(0)
     }
 
-    /// Whether every download of `h` the scenario wants is committed.
+    /// Whether `h` was asked to download and committed all of it.
     pub(crate) fn done(&self, h: usize) -> bool {
-        self.wanted
-            .range((h, 0)..=(h, usize::MAX))
-            .all(|k| self.committed.contains_key(k))
+        let mut wanted = self.wanted.range((h, 0)..=(h, usize::MAX)).peekable();
+        wanted.peek().is_some() && wanted.all(|k| self.committed.contains_key(k))
     }
 
     /// Whether every holder and the liar shared everything in its life.
@@ -523,8 +532,7 @@ impl World {
                 // The chunk's first byte, in whichever file holds it.
                 if let Some((i, off, _)) = c.manifest.segments(k).first().cloned() {
                     let path = format!("{SHARE_DIR}/{}", c.files[i].0);
-                    flip(&disk, &path, off);
-                    total += 1;
+                    total += usize::from(flip(&disk, &path, off));
                 }
             }
         }
@@ -563,6 +571,11 @@ impl World {
     /// A crash of `h`: what its partials wrote since their last
     /// checkpoint is not claimed any more.
     pub(crate) fn swarm_crashed(&mut self, h: usize) {
+        if let Some(disk) = self.swarm.disks.get(&h) {
+            // The process dies: open partials and the share registry go,
+            // what is "on disk" stays.
+            disk.crash();
+        }
         for ((_, _), p) in self.swarm.partials.range_mut((h, 0)..=(h, usize::MAX)) {
             p.pending.clear();
         }

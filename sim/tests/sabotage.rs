@@ -167,3 +167,28 @@ fn converged_within_bound_fires_on_slow_lan() {
 fn other_network_never_dialed_fires_on_blind_lan() {
     fires_with_detail(Sabotage::BlindLan, 4, "of another network");
 }
+
+#[test]
+fn swarm_commit_verified_fires_on_swarm_flip_write() {
+    fires_with_detail(Sabotage::SwarmFlipWrite, 6, "does not verify");
+}
+
+#[test]
+fn swarm_liar_detected_fires_on_swarm_hidden_reject() {
+    fires_with_detail(Sabotage::SwarmHiddenReject, 6, "no downloader rejected");
+}
+
+#[test]
+fn swarm_downloads_complete_fires_on_swarm_failing_commit() {
+    fires_with_detail(Sabotage::SwarmFailingCommit, 6, "swarm-failing-commit");
+}
+
+#[test]
+fn swarm_resume_bounded_fires_on_swarm_lost_record() {
+    fires_with_detail(Sabotage::SwarmLostRecord, 6, "checkpointed before");
+}
+
+#[test]
+fn swarm_multi_peer_fires_on_swarm_single_source() {
+    fires_only_its_check(Sabotage::SwarmSingleSource, 6);
+}

@@ -302,6 +302,112 @@ fn churn_sweep_twenty_seeds() {
     assert!(total("host_crashed_silently") > 0 && total("host_crashed_loudly") > 0);
 }
 
+// ----- swarm -----
+
+/// Holders share a 3 MiB file and a tree of 40 small files, a liar shares
+/// them with every third chunk wrong, partial holders are cut off, holders
+/// and downloaders crash, links flap: every download completes, from
+/// several peers, the liar is caught and never believed, and a resumed
+/// download fetches exactly what it lacked.
+#[test]
+fn swarm_downloads_complete_and_catch_the_liar() {
+    let reports = sweep(Scenario::Swarm, 8, 1..4);
+    assert_all_pass(&reports);
+    let total = |k: &str| reports.iter().map(|r| r.coverage.get(k)).sum::<u64>();
+    for r in &reports {
+        let s = r.swarm.as_ref().expect("swarm numbers");
+        assert_eq!(s.contents.len(), 2, "seed {}", r.seed);
+        assert_eq!(s.contents[0].size, 3 << 20);
+        assert_eq!(s.contents[1].files, 40);
+        let fetchers = s.roles["partial"].len() + s.roles["downloader"].len();
+        assert_eq!(s.downloads_wanted as usize, 2 * fetchers, "seed {}", r.seed);
+        assert_eq!(s.downloads_committed, s.downloads_wanted, "seed {}", r.seed);
+        assert_eq!(s.roles["liar"].len(), 1);
+        assert!(s.chunks_rejected_liar > 0, "seed {}", r.seed);
+        assert_eq!(s.chunks_rejected_honest, 0, "seed {}", r.seed);
+        assert!(s.multi_peer_downloads > 0, "seed {}", r.seed);
+        assert!(
+            !s.resumed.is_empty(),
+            "seed {}: no download resumed",
+            r.seed
+        );
+        for x in &s.resumed {
+            // Storage runs inline here, so nothing is fetched while the
+            // record is verified: exactly what it lacked, to the byte.
+            assert!(x.have > 0 && x.have >= x.recorded, "seed {}: {x:?}", r.seed);
+            if let Some(fetched) = x.fetched {
+                assert_eq!(fetched, x.size - x.have, "seed {}: {x:?}", r.seed);
+                assert_eq!(x.written, fetched, "seed {}: {x:?}", r.seed);
+            }
+        }
+        assert_eq!(
+            r.coverage.get("swarm_bytes_from_short"),
+            0,
+            "seed {}",
+            r.seed
+        );
+        assert!(r.faults.crashes > 0 && r.faults.restarts == r.faults.crashes);
+    }
+    for k in [
+        "swarm_partial_holder_cut",
+        "swarm_served_from_partial",
+        "swarm_crashed_mid_download",
+        "swarm_holder_crashed",
+        "swarm_download_resumed",
+        "swarm_tree_committed",
+        "connection_reset",
+        "link_cut",
+        "link_held",
+    ] {
+        assert!(total(k) > 0, "{k} never reached");
+    }
+}
+
+#[test]
+fn the_same_seed_gives_the_same_swarm_run() {
+    let mut cfg = SimConfig::new(Scenario::Swarm, 6, 2);
+    cfg.swarm_size = 1 << 20;
+    cfg.chunk_size = 16 * 1024;
+    assert_replays_exactly(&cfg);
+    // Restarts reuse a storage and crash it: nothing of that may depend
+    // on tokio's process-wide task ids either.
+    let alone = run(&cfg).unwrap().trace_hash;
+    let threads: Vec<_> = (0..2)
+        .map(|_| {
+            let cfg = cfg.clone();
+            std::thread::spawn(move || run(&cfg).unwrap().trace_hash)
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap(), alone);
+    }
+    cfg.seed = 3;
+    assert_ne!(run(&cfg).unwrap().trace_hash, alone);
+}
+
+/// The smallest mesh, and a file without a tree.
+#[test]
+fn swarm_at_five_peers_and_without_a_tree() {
+    let mut cfg = SimConfig::new(Scenario::Swarm, 5, 1);
+    cfg.swarm_files = 0;
+    let r = run(&cfg).unwrap();
+    assert!(r.passed(), "{}", r.summary());
+    let s = r.swarm.as_ref().unwrap();
+    assert_eq!(s.contents.len(), 1);
+    assert_eq!(s.downloads_committed, 2);
+    assert!(
+        r.summary().contains("swarm     swarm-file.bin"),
+        "{}",
+        r.summary()
+    );
+    assert!(r.replay.ends_with("--swarm-files 0"), "{}", r.replay);
+    let v = serde_json::to_value(&r).unwrap();
+    assert_eq!(v["swarm"]["downloads_committed"], 2, "{v}");
+    assert!(run(&SimConfig::new(Scenario::Swarm, 4, 1)).is_err());
+    cfg.chunk_size = 1024;
+    assert!(run(&cfg).is_err());
+}
+
 // ----- the checks can fail -----
 
 #[test]
