@@ -456,7 +456,11 @@ fn ids_are_typed_as_unique_prefixes() {
         .filter(|e| matches!(e, Event::Shared { .. }))
         .count();
     assert_eq!((said, m.nodes[0].storage.swarm.shared.len()), (2, shares));
-    assert_eq!(m.trace.matches("0 Storage(Share {").count(), 1, "hashed twice");
+    assert_eq!(
+        m.trace.matches("0 Storage(Share {").count(),
+        1,
+        "hashed twice"
+    );
     // What we share is not downloaded again.
     let n0 = &mut m.nodes[0].node;
     assert!(matches!(
