@@ -607,3 +607,42 @@ fn a_timed_out_manifest_ask_does_not_hang_handle_timeout() {
     let s = swarm_within_30_s(swarm_raw(&ops));
     assert_eq!(s.opened, 1, "{s:?}");
 }
+
+/// `handle_timeout` never returned once the only partial holder of a
+/// download could not be asked what it has (resting after a timeout, or
+/// gone: it answered `none` for the content) when the next `have` round
+/// was due: the round asked nobody and left its deadline in the past,
+/// which `Download::poll_timeout` kept reporting. Fixed in `Swarm::run`
+/// (core/src/swarm/mod.rs): a due round moves the deadline even if it asks
+/// nobody. Found by the `swarm` target as timeouts (libFuzzer
+/// `-timeout=10`; one input: `a` turns partial, times out and rests, `b`
+/// sends chunks, time passes); here the `none` case, corpus file
+/// `regression-have-round-hang`.
+#[test]
+fn a_have_round_with_nobody_to_ask_does_not_hang_handle_timeout() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(0, swarm_holds(4, false)),
+        swarm_frame(1, swarm_holds(4, true)),
+        swarm_get(4),
+        swarm_frame(
+            1,
+            PeerFrame::Mani {
+                item: 4,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+        swarm_frame(
+            0,
+            PeerFrame::None {
+                item: 4,
+                chunk: 0xffff,
+            },
+        ),
+        SwarmOp::Advance { centis: 300 },
+        SwarmOp::Tick,
+    ];
+    let s = swarm_within_30_s(swarm_raw(&ops));
+    assert_eq!(s.opened, 1, "{s:?}");
+}

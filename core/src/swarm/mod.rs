@@ -1229,7 +1229,12 @@ impl Swarm {
                     .have_asked
                     .is_none_or(|t| now >= t + self.cfg.have_refresh);
                 let partial = d.partial_holders(now);
-                if due && !partial.is_empty() {
+                // Once asked, a round is due every `have_refresh` even if
+                // none of them may be asked now (resting, or gone): a
+                // round that asked nobody still moves the deadline, which
+                // `poll_timeout` reports as long as a partial holder is
+                // left.
+                if due && (!partial.is_empty() || d.have_asked.is_some()) {
                     d.have_asked = Some(now);
                     for p in partial {
                         send(&mut self.out, peers, &p, &Msg::HaveGet(id));
