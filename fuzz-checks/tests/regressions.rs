@@ -646,3 +646,29 @@ fn a_have_round_with_nobody_to_ask_does_not_hang_handle_timeout() {
     let s = swarm_within_30_s(swarm_raw(&ops));
     assert_eq!(s.opened, 1, "{s:?}");
 }
+
+/// A chunk a peer asked for on one connection was sent on its next one:
+/// the storage read of a peer that left stayed in the swarm's reads, and
+/// its answer went to the peer's new connection, unasked, and was counted
+/// against that connection's reads in flight. Fixed in
+/// `Swarm::on_peer_gone` (core/src/swarm/mod.rs): a departed peer's reads
+/// are dropped. Found by the `swarm` target ("chunk 0 of ... to a, which
+/// has no get for it outstanding"): `a` asked, 123 s passed (the node
+/// dropped it, silent), `a` came back, the read was answered. Here it
+/// leaves by itself; corpus file `regression-read-after-reconnect`.
+#[test]
+fn a_read_for_a_peer_that_left_is_not_sent_on_its_next_connection() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        SwarmOp::Command(SwarmCmd::Share { path: 0 }),
+        swarm_answer(Kind::Share, 0),
+        swarm_frame(0, PeerFrame::Get { item: 0, chunk: 2 }),
+        SwarmOp::Disconnect { peer: 0 },
+        SwarmOp::Reconnect { peer: 0 },
+        swarm_answer(Kind::Read, 0),
+        swarm_frame(0, PeerFrame::Get { item: 0, chunk: 1 }),
+        swarm_answer(Kind::Read, 0),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.chunks_served, 1, "{s:?}");
+}

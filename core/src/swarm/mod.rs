@@ -316,6 +316,11 @@ impl Swarm {
         self.speakers.remove(peer);
         self.index.remove(peer);
         self.serving.remove(peer);
+        // Its reads at the storage are answered into the void: a chunk it
+        // asked on this connection is not sent on its next one, and does
+        // not count against that one's reads.
+        self.reads
+            .retain(|_, r| !matches!(r, Read::Serve { peer: p, .. } if p == peer));
         self.offers.retain(|_, o| &o.from != peer);
         self.offered.retain(|(_, p)| p != peer);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
