@@ -672,3 +672,21 @@ fn a_read_for_a_peer_that_left_is_not_sent_on_its_next_connection() {
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!(s.chunks_served, 1, "{s:?}");
 }
+
+/// `unshare` after `shutdown` still told the storage to forget the files
+/// (`StorageOp::Unshare`, and an `Unshared` event), though the node "does
+/// nothing afterwards" and `share` is refused then. Fixed in
+/// `Node::unshare` (core/src/node.rs): refused with `ShutDown`. Found by
+/// the `swarm` target ("a storage op after shutdown: Unshare"); corpus
+/// file `regression-unshare-after-shutdown`.
+#[test]
+fn unshare_after_shutdown_is_refused() {
+    let ops = vec![
+        SwarmOp::Command(SwarmCmd::Share { path: 0 }),
+        swarm_answer(Kind::Share, 0),
+        SwarmOp::Command(SwarmCmd::Shutdown),
+        SwarmOp::Command(SwarmCmd::Unshare(IdSel { item: 0, form: 1 })),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.shared, 1, "{s:?}");
+}
