@@ -690,3 +690,29 @@ fn unshare_after_shutdown_is_refused() {
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!(s.shared, 1, "{s:?}");
 }
+
+/// A request the peer cancelled whose storage read then failed was
+/// answered `none <id>` (no chunk): "holds nothing of it", so that peer's
+/// download stopped asking us for any chunk of that content. The code
+/// meant to leave out the chunk index of a cancelled request (`u32::MAX`
+/// marks it) and left out the chunk altogether. Fixed in
+/// `Swarm::on_chunk_read_failed` (core/src/swarm/mod.rs): a cancelled
+/// request gets no answer. Found by the `swarm` target ("none of ... to
+/// a, which did not ask for it in this step"): an unasked `Shared` of the
+/// 3-chunk file, `a` asks chunk 2 and cancels, the read fails; corpus
+/// file `regression-cancel-then-read-fails`.
+#[test]
+fn a_cancelled_request_whose_read_fails_gets_no_answer() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        SwarmOp::Command(SwarmCmd::Share { path: 0 }),
+        swarm_answer(Kind::Share, 0),
+        swarm_frame(0, PeerFrame::Get { item: 0, chunk: 0 }),
+        swarm_frame(0, PeerFrame::Cancel { item: 0, chunk: 0 }),
+        swarm_answer(Kind::Read, 5),
+        swarm_frame(0, PeerFrame::Get { item: 0, chunk: 1 }),
+        swarm_answer(Kind::Read, 0),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.chunks_served, 1, "{s:?}");
+}

@@ -1027,12 +1027,16 @@ impl Swarm {
                 if let Some(s) = self.serving.get_mut(&peer) {
                     s.reading = s.reading.saturating_sub(1);
                 }
-                send(
-                    &mut self.out,
-                    peers,
-                    &peer,
-                    &Msg::None(content, Some(chunk).filter(|c| *c != u32::MAX)),
-                );
+                // A cancelled request (`u32::MAX`) gets no answer; `none`
+                // without a chunk would say that we hold none of it.
+                if chunk != u32::MAX {
+                    send(
+                        &mut self.out,
+                        peers,
+                        &peer,
+                        &Msg::None(content, Some(chunk)),
+                    );
+                }
                 if changed {
                     // Hashed again if it is still there: a new id.
                     if let Some(path) = self.drop_share(content, UnshareReason::Changed, peers) {
