@@ -1121,6 +1121,15 @@ impl Swarm {
     }
 
     pub(crate) fn on_committed(&mut self, content: ContentId, path: String, peers: &Peers) {
+        if self
+            .downloads
+            .get(&content)
+            .is_none_or(|d| d.phase != Phase::Committing)
+        {
+            // A late answer: the download it was for failed or was
+            // cancelled since, and this one (if any) did not ask.
+            return;
+        }
         let Some(d) = self.downloads.remove(&content) else {
             return;
         };
