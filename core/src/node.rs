@@ -610,8 +610,9 @@ impl Node {
     }
 
     /// Stops sharing content (`id`: 64 hex digits or a unique prefix of 8
-    /// or more).
+    /// or more). Refused after [`Node::shutdown`], like `share`.
     pub fn unshare(&mut self, id: &str) -> Result<ContentId, CommandError> {
+        self.refuse_if_shut_down()?;
         let r = self.swarm.unshare(id, &self.peers);
         self.collect();
         r

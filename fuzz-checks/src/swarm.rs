@@ -69,6 +69,10 @@
 //!   per swarm peer; no deadline at or before now survives
 //!   `handle_timeout`; after `shutdown`, no download and no storage op
 //!   (a late storage answer starts nothing); no panic.
+//!
+//! A `handle_timeout` that never returns (a deadline that stays due) is a
+//! hang the check cannot report itself: run the fuzzer with `-timeout=10`
+//! (two such hangs were found so; see `tests/regressions.rs`).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::OnceLock;

@@ -318,6 +318,11 @@ impl Swarm {
         self.speakers.remove(peer);
         self.index.remove(peer);
         self.serving.remove(peer);
+        // Its reads at the storage are answered into the void: a chunk it
+        // asked on this connection is not sent on its next one, and does
+        // not count against that one's reads.
+        self.reads
+            .retain(|_, r| !matches!(r, Read::Serve { peer: p, .. } if p == peer));
         self.offers.retain(|_, o| &o.from != peer);
         self.offered.retain(|(_, p)| p != peer);
         let ids: Vec<ContentId> = self.downloads.keys().copied().collect();
@@ -1028,12 +1033,16 @@ impl Swarm {
                 if let Some(s) = self.serving.get_mut(&peer) {
                     s.reading = s.reading.saturating_sub(1);
                 }
-                send(
-                    &mut self.out,
-                    peers,
-                    &peer,
-                    &Msg::None(content, Some(chunk).filter(|c| *c != u32::MAX)),
-                );
+                // A cancelled request (`u32::MAX`) gets no answer; `none`
+                // without a chunk would say that we hold none of it.
+                if chunk != u32::MAX {
+                    send(
+                        &mut self.out,
+                        peers,
+                        &peer,
+                        &Msg::None(content, Some(chunk)),
+                    );
+                }
                 if changed {
                     // Hashed again if it is still there: a new id.
                     if let Some(path) = self.drop_share(content, UnshareReason::Changed, peers) {
@@ -1118,6 +1127,15 @@ impl Swarm {
     }
 
     pub(crate) fn on_committed(&mut self, content: ContentId, path: String, peers: &Peers) {
+        if self
+            .downloads
+            .get(&content)
+            .is_none_or(|d| d.phase != Phase::Committing)
+        {
+            // A late answer: the download it was for failed or was
+            // cancelled since, and this one (if any) did not ask.
+            return;
+        }
         let Some(d) = self.downloads.remove(&content) else {
             return;
         };
