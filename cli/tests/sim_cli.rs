@@ -147,7 +147,10 @@ fn sabotages() -> Vec<(String, String, String, Option<String>)> {
 #[test]
 fn every_listed_sabotage_fails_its_check_on_seeds_1_to_3() {
     for (name, check, scenario, needs) in sabotages() {
-        let small = if scenario == "file" { "6" } else { "5" };
+        let small = match scenario.as_str() {
+            "file" | "swarm" => "6",
+            _ => "5",
+        };
         let peers = needs.as_deref().unwrap_or(small);
         let mut args = vec![
             "--scenario",

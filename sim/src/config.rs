@@ -640,12 +640,17 @@ impl SimConfig {
         if self.scenario == Scenario::Swarm {
             if self.peers < crate::swarm::MIN_PEERS {
                 return Err(format!(
-                    "--scenario swarm needs --peers {} or more (holders, a liar, a partial holder and downloaders)",
+                    "--scenario swarm needs --peers {} or more (two holders, a liar, a partial holder, two downloaders)",
                     crate::swarm::MIN_PEERS
                 ));
             }
-            if self.swarm_size == 0 {
-                return Err("--swarm-size must be at least 1".into());
+            let least = crate::swarm::MIN_CHUNKS * self.chunk_size as usize;
+            if self.swarm_size < least {
+                return Err(format!(
+                    "--swarm-size must be at least {} chunks ({least} bytes at --chunk-size {}): downloads must be able to draw from several peers and ask the liar",
+                    crate::swarm::MIN_CHUNKS,
+                    self.chunk_size
+                ));
             }
             if self.swarm_files > 10_000 {
                 return Err("--swarm-files above 10000 is not supported".into());

@@ -97,7 +97,7 @@ pub const CHECKS: &[(&str, &str)] = &[
     ),
     (
         SWARM_LIAR_DETECTED,
-        "(swarm) a ChunkRejected never names an honest peer, and the lying holder is named by one at some downloader",
+        "(swarm) a ChunkRejected never names an honest peer, and every wrong chunk of the lying holder that reaches a downloader with its request outstanding is rejected, naming the liar, before the step ends (in private mode, where frames are unreadable: the liar is named once at least)",
     ),
     (
         SWARM_DOWNLOADS_COMPLETE,

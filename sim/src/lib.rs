@@ -36,7 +36,25 @@
 //! spread of connections across peers and the mesh's traffic ([`plot`]).
 //!
 //! Scenarios ([`Scenario`]): `mesh`, `partition`, `churn`, `latency`,
-//! `file`, `chat`, `intruders`, `lan`; see the variants for what each does.
+//! `file`, `chat`, `intruders`, `lan`, `swarm`; see the variants for what
+//! each does.
+//!
+//! # Content-addressed sharing
+//!
+//! The `swarm` scenario runs the core's swarm component over
+//! [`p2p_net::MemStorage`]'s swarm support. There each host keeps one
+//! storage across its lives: a crash calls [`p2p_net::MemStorage::crash`]
+//! (open partials and the share registry go, what is "on disk" stays), so
+//! a restarted holder shares the same files again and a restarted
+//! downloader resumes its partial from what it checkpointed. The
+//! simulator builds the content's manifests itself and judges every
+//! `Shared` id, every chunk written and every commit against them; the
+//! lying holder's copy is corrupted under it after it shared
+//! ([`p2p_net::MemStorage::corrupt_source_at`]), so it serves the right
+//! ids with wrong chunks. turmoil's links have no bandwidth, so the
+//! scenario gives its links 5–40 ms of latency and its nodes two requests
+//! in flight per peer: a download then lasts rounds of requests, and the
+//! crashes, cuts and resets land inside it.
 //!
 //! # LAN discovery
 //!
@@ -156,5 +174,5 @@ pub use invariants::Violation;
 pub use metrics::Metrics;
 pub use report::{ChatSummary, LanSummary, PlotData, Report, Settings};
 pub use runner::{run, SimError};
-pub use swarm::{ContentSummary, Resumed, Role, SwarmSummary};
+pub use swarm::{ContentSummary, Resumed, SwarmSummary};
 pub use world::Series;

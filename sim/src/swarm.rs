@@ -24,7 +24,11 @@
 //!   chunk; every committed download re-hashes to its manifest (the same
 //!   files and sizes, every chunk verifying);
 //! - [`SWARM_LIAR_DETECTED`]: no `ChunkRejected` names an honest peer, and
-//!   by the end one names the liar;
+//!   every wrong chunk of the liar that reaches a downloader with its
+//!   request outstanding (by the `get` and `cancel` frames the downloader
+//!   sent the liar; a rejection bans the liar from that download, which
+//!   drops the rest of its requests) is rejected, naming the liar, within
+//!   the step it arrived in;
 //! - [`SWARM_DOWNLOADS_COMPLETE`]: no download fails, and every one the
 //!   scenario started is committed after the faults stop;
 //! - [`SWARM_MULTI_PEER`]: some completed download's `bytes_from` lists two
@@ -55,8 +59,13 @@ use crate::invariants::{
 use crate::world::World;
 
 /// The smallest mesh with every role: two holders, the liar, a partial
-/// holder and a downloader.
-pub(crate) const MIN_PEERS: usize = 5;
+/// holder and two downloaders (with one, a seed in a few has none of its
+/// downloads draw from two peers: a holder down, the liar banned).
+pub(crate) const MIN_PEERS: usize = 6;
+
+/// The fewest chunks the file may have: enough for a download to draw
+/// from several peers and to ask the liar for some.
+pub(crate) const MIN_CHUNKS: usize = 16;
 
 /// Where a holder's storage keeps the shared content.
 const SHARE_DIR: &str = "/share";
@@ -64,7 +73,7 @@ const SHARE_DIR: &str = "/share";
 /// What a host does in the scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Role {
+pub(crate) enum Role {
     /// Shares both contents, honestly.
     Holder,
     /// Shares both, then serves corrupted chunks of them.
@@ -247,10 +256,21 @@ pub(crate) fn contents(cfg: &SimConfig) -> Vec<Content> {
 
 /// Puts `c` in a holder's storage at its path.
 fn stock(disk: &MemStorage, c: &Content) {
-    for (p, d) in &c.files {
-        // `swarm-tree/a/b` under `/share`: `/share/swarm-tree/a/b`.
-        disk.add_source(format!("{SHARE_DIR}/{p}"), d.as_ref().clone());
+    if !c.is_tree() {
+        disk.add_source(&c.path, c.files[0].1.as_ref().clone());
+        return;
     }
+    // `swarm-tree/a/b` is `a/b` in the directory `/share/swarm-tree`.
+    let below = format!("{}/", c.name);
+    let files = c
+        .files
+        .iter()
+        .map(|(p, d)| {
+            let rel = p.strip_prefix(&below).unwrap_or(p);
+            (rel.to_owned(), d.as_ref().clone())
+        })
+        .collect();
+    disk.add_source_dir(&c.path, files);
 }
 
 /// Flips the byte at `offset` of the source file at `path`, keeping its
@@ -278,6 +298,34 @@ fn committed(disk: &MemStorage, path: &str) -> Option<Vec<(String, Vec<u8>)>> {
         })
         .collect();
     (!files.is_empty()).then_some(files)
+}
+
+/// The swarm frames the world follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Get,
+    Cancel,
+    Chunk,
+}
+
+/// A `get`, `cancel` or `chunk` frame: its kind, content and chunk.
+fn swarm_frame(f: &Frame) -> Option<(Kind, ContentId, u32)> {
+    let Frame::Bytes(b) = f else {
+        return None;
+    };
+    let rest = b.strip_prefix(b"P2PX/swarm\n")?;
+    let (kind, rest) = [
+        (Kind::Get, &b"get "[..]),
+        (Kind::Cancel, b"cancel "),
+        (Kind::Chunk, b"chunk "),
+    ]
+    .into_iter()
+    .find_map(|(kind, head)| rest.strip_prefix(head).map(|r| (kind, r)))?;
+    let id = ContentId::parse(std::str::from_utf8(rest.get(..64)?).ok()?)?;
+    let rest = rest.get(65..)?;
+    let end = rest.iter().position(|&c| c == b'\n')?;
+    let k = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+    Some((kind, id, k))
 }
 
 /// The chunks of `c` the liar's copy gets wrong: every third one (seeded
@@ -364,6 +412,9 @@ pub struct SwarmSummary {
     pub chunks_rejected_liar: u64,
     /// `ChunkRejected` events naming anyone else.
     pub chunks_rejected_honest: u64,
+    /// Wrong chunks of the liar that reached a downloader that had asked
+    /// for them (each must be rejected).
+    pub liar_chunks_received: u64,
     /// Downloaders that rejected a chunk of the liar.
     pub liar_caught_by: u64,
     /// Completed downloads whose `bytes_from` lists two peers or more.
@@ -391,11 +442,17 @@ pub struct ContentSummary {
     pub chunks: u32,
 }
 
+/// One chunk of one download: (host, life, content, chunk).
+type Fetch = (usize, u32, usize, u32);
+
 /// The world's record of the swarm scenario.
 #[derive(Debug, Default)]
 pub(crate) struct Swarm {
     /// Whether this run is the swarm scenario.
     pub(crate) on: bool,
+    /// Private mode: frames cannot be read off the wire, so the liar's
+    /// wrong chunks are not followed one by one (it must be caught once).
+    private: bool,
     pub(crate) contents: Vec<Content>,
     by_id: BTreeMap<ContentId, usize>,
     pub(crate) roles: Vec<Role>,
@@ -413,10 +470,22 @@ pub(crate) struct Swarm {
     pub(crate) wanted: BTreeSet<(usize, usize)>,
     /// (host, life, content): shared, by its `Shared` event.
     shared: BTreeSet<(usize, u32, usize)>,
-    /// The liar's id in each life.
+    /// The liar's ids (it is never crashed: one).
     liar_ids: BTreeSet<PeerId>,
     /// Downloaders (host) that rejected a chunk of the liar.
     caught_by: BTreeSet<usize>,
+    /// Per content, the chunks the liar's copy gets wrong.
+    lies: Vec<BTreeSet<u32>>,
+    /// Chunk requests to the liar outstanding, by the frames the
+    /// downloaders sent it: (host, life, content, chunk).
+    asked: BTreeSet<Fetch>,
+    /// Wrong chunks of the liar that arrived with their request
+    /// outstanding: the downloader must have rejected them by the end of
+    /// the step. With when, the read they came in (a sequence number) and
+    /// their place in it.
+    owed: BTreeMap<Fetch, (Duration, u64, usize)>,
+    /// Reads of the liar's frames so far.
+    reads: u64,
     /// The last failure of each (host, content), for the report.
     failures: BTreeMap<(usize, usize), String>,
     stats: SwarmSummary,
@@ -436,6 +505,7 @@ impl Swarm {
             .collect();
         Swarm {
             on: true,
+            private: cfg.network_key.is_some(),
             contents,
             by_id,
             roles: roles(cfg),
@@ -527,15 +597,22 @@ impl World {
             return;
         };
         let mut total = 0;
+        let mut all = Vec::new();
         for c in &self.swarm.contents {
+            let mut wrong = BTreeSet::new();
             for k in lies(c, phase) {
                 // The chunk's first byte, in whichever file holds it.
                 if let Some((i, off, _)) = c.manifest.segments(k).first().cloned() {
                     let path = format!("{SHARE_DIR}/{}", c.files[i].0);
-                    total += usize::from(flip(&disk, &path, off));
+                    if flip(&disk, &path, off) {
+                        total += 1;
+                        wrong.insert(k);
+                    }
                 }
             }
+            all.push(wrong);
         }
+        self.swarm.lies = all;
         self.trace.note(
             at,
             format_args!("swarm liar {liar} corrupted {total} chunks"),
@@ -805,6 +882,18 @@ impl World {
                 if self.swarm.liar_ids.contains(peer) {
                     self.swarm.stats.chunks_rejected_liar += 1;
                     self.swarm.caught_by.insert(h);
+                    if let Some(c) = name_of(self, id) {
+                        // Banned from this download: what is still asked
+                        // of it is dropped without a cancel, and so are
+                        // its chunks after this one in the same read.
+                        let dl = (h, life, c);
+                        if let Some((_, read, at)) = self.swarm.owed.remove(&(h, life, c, *chunk)) {
+                            self.swarm.owed.retain(|&(x, l, y, _), &mut (_, r, i)| {
+                                (x, l, y) != dl || r != read || i < at
+                            });
+                        }
+                        self.swarm.asked.retain(|&(x, l, y, _)| (x, l, y) != dl);
+                    }
                 } else {
                     self.swarm.stats.chunks_rejected_honest += 1;
                     let who = self
@@ -820,29 +909,39 @@ impl World {
         }
     }
 
-    /// Frames host `h` transmitted: chunks it serves of content it is
-    /// still downloading count as served from a partial.
-    pub(crate) fn swarm_sent(&mut self, h: usize, frames: &[Frame]) {
+    /// The host that lies, if any.
+    fn liar(&self) -> Option<usize> {
+        self.swarm.roles.iter().position(|r| *r == Role::Liar)
+    }
+
+    /// Frames host `h` transmitted to host `remote`: chunks it serves of
+    /// content it is still downloading count as served from a partial;
+    /// chunk requests to the liar and their cancels are followed.
+    pub(crate) fn swarm_sent(&mut self, h: usize, remote: Option<usize>, frames: &[Frame]) {
         if !self.swarm.on {
             return;
         }
-        const HEAD: &[u8] = b"P2PX/swarm\nchunk ";
         let life = self.hosts[h].life();
+        let to_liar = remote.is_some() && remote == self.liar();
         for f in frames {
-            let Frame::Bytes(b) = f else { continue };
-            let Some(rest) = b.strip_prefix(HEAD) else {
-                continue;
-            };
-            let Some(id) = rest
-                .get(..64)
-                .and_then(|hex| std::str::from_utf8(hex).ok())
-                .and_then(ContentId::parse)
-            else {
+            let Some((kind, id, k)) = swarm_frame(f) else {
                 continue;
             };
             let Some(&c) = self.swarm.by_id.get(&id) else {
                 continue;
             };
+            match kind {
+                Kind::Get if to_liar => {
+                    self.swarm.asked.insert((h, life, c, k));
+                    continue;
+                }
+                Kind::Cancel if to_liar => {
+                    self.swarm.asked.remove(&(h, life, c, k));
+                    continue;
+                }
+                Kind::Chunk => {}
+                _ => continue,
+            }
             let downloading = self
                 .swarm
                 .runs
@@ -853,6 +952,52 @@ impl World {
                 self.coverage.hit("swarm_served_from_partial");
                 self.swarm.stats.served_from_partial += 1;
             }
+        }
+    }
+
+    /// Frames host `h` received from host `remote`: a wrong chunk of the
+    /// liar that arrives with its request outstanding is owed a rejection.
+    pub(crate) fn swarm_received(
+        &mut self,
+        h: usize,
+        remote: Option<usize>,
+        frames: &[Frame],
+        at: Duration,
+    ) {
+        if !self.swarm.on || remote.is_none() || remote != self.liar() {
+            return;
+        }
+        let life = self.hosts[h].life();
+        self.swarm.reads += 1;
+        let read = self.swarm.reads;
+        for (i, f) in frames.iter().enumerate() {
+            let Some((Kind::Chunk, id, k)) = swarm_frame(f) else {
+                continue;
+            };
+            let Some(&c) = self.swarm.by_id.get(&id) else {
+                continue;
+            };
+            let key = (h, life, c, k);
+            if self.swarm.asked.remove(&key) && self.swarm.lies[c].contains(&k) {
+                self.swarm.stats.liar_chunks_received += 1;
+                self.swarm.owed.insert(key, (at, read, i));
+            }
+        }
+    }
+
+    /// After every step: each node handled what it received, so every
+    /// wrong chunk of the liar it had asked for must have been rejected.
+    pub(crate) fn swarm_end_step(&mut self, now: Duration) {
+        if self.swarm.owed.is_empty() {
+            return;
+        }
+        for ((h, _, c, k), (at, _, _)) in std::mem::take(&mut self.swarm.owed) {
+            let detail = format!(
+                "received chunk {k} of {} from the liar at {} ms, asked for and wrong, and did not reject it",
+                self.swarm.contents[c].name,
+                at.as_millis()
+            );
+            self.violate(SWARM_LIAR_DETECTED, now, Some(h), detail);
         }
     }
 
@@ -868,9 +1013,8 @@ impl World {
                 if let Some(why) = s.failures.get(&(h, c)) {
                     m += &format!(" (failed: {why})");
                 }
-                if let Some(d) = self.swarm_progress(h, c) {
-                    m += &format!(" ({d})");
-                }
+                let n = s.contents[c].manifest.chunks();
+                m += &format!(" ({} of {n} chunks written)", s.held(h, c));
                 m
             })
             .collect();
@@ -890,21 +1034,16 @@ impl World {
         Err(why)
     }
 
-    fn swarm_progress(&self, h: usize, c: usize) -> Option<String> {
-        let held = self.swarm.held(h, c);
-        let n = self.swarm.contents[c].manifest.chunks();
-        Some(format!("{held} of {n} chunks written"))
-    }
-
     /// The checks at the end of the run.
     pub(crate) fn swarm_final(&mut self, at: Duration) {
         if !self.swarm.on {
             return;
         }
-        if self.swarm.caught_by.is_empty() {
+        let s = &self.swarm.stats;
+        if self.swarm.caught_by.is_empty() && (s.liar_chunks_received > 0 || self.swarm.private) {
             let detail = format!(
-                "no downloader rejected a chunk of the liar ({} chunks rejected in all)",
-                self.swarm.stats.chunks_rejected_honest
+                "no downloader rejected a chunk of the liar ({} of its wrong chunks arrived asked for)",
+                s.liar_chunks_received
             );
             self.violate(SWARM_LIAR_DETECTED, at, None, detail);
         }

@@ -726,7 +726,7 @@ impl World {
         }
         let (key, side, remote, established) =
             (t.key, t.side, t.remote_host, t.established.is_some());
-        self.swarm_sent(h, &frames);
+        self.swarm_sent(h, remote, &frames);
         if established {
             if let Some(r) = remote {
                 self.note_sent_payloads(r, key, &frames);
@@ -773,7 +773,8 @@ impl World {
             Ok(f) => (f, None),
             Err(e) => (Vec::new(), Some(e)),
         };
-        let (key, side) = (t.key, t.side);
+        let (key, side, remote) = (t.key, t.side, t.remote_host);
+        self.swarm_received(h, remote, &frames, at);
         let sender = 1 - side;
         let mut problem = None;
         if let Some(pair) = key.and_then(|k| self.pairs.get_mut(&k)) {
@@ -1308,6 +1309,7 @@ impl World {
                 self.violate(STALE_PEER_REMOVED, now, Some(h), detail);
             }
         }
+        self.swarm_end_step(now);
         self.mesh_full = self.full_mesh();
         if self.mesh_full && self.first_mesh_at.is_none() {
             self.first_mesh_at = Some(self.last_peer_change);

@@ -175,7 +175,7 @@ fn swarm_commit_verified_fires_on_swarm_flip_write() {
 
 #[test]
 fn swarm_liar_detected_fires_on_swarm_hidden_reject() {
-    fires_with_detail(Sabotage::SwarmHiddenReject, 6, "no downloader rejected");
+    fires_with_detail(Sabotage::SwarmHiddenReject, 6, "did not reject it");
 }
 
 #[test]

@@ -324,6 +324,11 @@ fn swarm_downloads_complete_and_catch_the_liar() {
         assert_eq!(s.downloads_committed, s.downloads_wanted, "seed {}", r.seed);
         assert_eq!(s.roles["liar"].len(), 1);
         assert!(s.chunks_rejected_liar > 0, "seed {}", r.seed);
+        assert!(
+            s.liar_chunks_received >= s.chunks_rejected_liar,
+            "seed {}",
+            r.seed
+        );
         assert_eq!(s.chunks_rejected_honest, 0, "seed {}", r.seed);
         assert!(s.multi_peer_downloads > 0, "seed {}", r.seed);
         assert!(
@@ -387,14 +392,14 @@ fn the_same_seed_gives_the_same_swarm_run() {
 
 /// The smallest mesh, and a file without a tree.
 #[test]
-fn swarm_at_five_peers_and_without_a_tree() {
-    let mut cfg = SimConfig::new(Scenario::Swarm, 5, 1);
+fn swarm_at_six_peers_and_without_a_tree() {
+    let mut cfg = SimConfig::new(Scenario::Swarm, 6, 1);
     cfg.swarm_files = 0;
     let r = run(&cfg).unwrap();
     assert!(r.passed(), "{}", r.summary());
     let s = r.swarm.as_ref().unwrap();
     assert_eq!(s.contents.len(), 1);
-    assert_eq!(s.downloads_committed, 2);
+    assert_eq!(s.downloads_committed, 3);
     assert!(
         r.summary().contains("swarm     swarm-file.bin"),
         "{}",
@@ -402,10 +407,12 @@ fn swarm_at_five_peers_and_without_a_tree() {
     );
     assert!(r.replay.ends_with("--swarm-files 0"), "{}", r.replay);
     let v = serde_json::to_value(&r).unwrap();
-    assert_eq!(v["swarm"]["downloads_committed"], 2, "{v}");
-    assert!(run(&SimConfig::new(Scenario::Swarm, 4, 1)).is_err());
+    assert_eq!(v["swarm"]["downloads_committed"], 3, "{v}");
+    assert!(run(&SimConfig::new(Scenario::Swarm, 5, 1)).is_err());
     cfg.chunk_size = 1024;
-    assert!(run(&cfg).is_err());
+    assert!(run(&cfg).is_err(), "chunks under 4 KiB");
+    cfg.chunk_size = 256 * 1024;
+    assert!(run(&cfg).is_err(), "a file of 12 chunks");
 }
 
 // ----- the checks can fail -----

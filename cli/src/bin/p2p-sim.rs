@@ -39,7 +39,7 @@ struct Args {
     /// Scenario: mesh, partition, churn, latency, file, chat, intruders
     /// (needs --network-key), lan (no bootstrap: a simulated LAN only) or
     /// swarm (content-addressed sharing: holders, a liar, resumed
-    /// downloads; 5 peers or more).
+    /// downloads; 6 peers or more, a file of 16 chunks or more).
     #[arg(long, default_value = "mesh", value_parser = parse_scenario)]
     scenario: Scenario,
     /// Number of simulated peers.
@@ -543,7 +543,7 @@ fn print_list() {
     println!("sabotages:");
     for b in Sabotage::ALL {
         println!(
-            "  {:<18} {:<24} {:<9} {}",
+            "  {:<21} {:<24} {:<9} {}",
             b.name(),
             b.check(),
             b.scenario().name(),
@@ -553,7 +553,7 @@ fn print_list() {
     println!("slowdowns (--sabotage, fail no check, make a metric worse for --compare):");
     for b in Sabotage::SLOWDOWNS {
         println!(
-            "  {:<18} {:<9} {}",
+            "  {:<21} {:<9} {}",
             b.name(),
             b.scenario().name(),
             b.description()
