@@ -4,6 +4,8 @@
 //! `benches/scripts/swarmget.py`.
 //!
 //! `cargo run --release -p p2p-benches --example swarm_get -- DIR SIZE_MIB HOLDERS`
+//! (env: `TRACE=1` prints progress, `REQS=N` / `TOTAL=N` set the requests in
+//! flight per peer / per download, `NO_TUNE=1` leaves the allocator untuned)
 
 use std::time::Instant;
 
@@ -19,6 +21,15 @@ async fn node(
     cfg.core.name = Some(name.into());
     cfg.seed = name.bytes().map(u64::from).sum();
     cfg.debug_events = true;
+    // REQS=N: chunk requests in flight per peer (SwarmConfig's default
+    // otherwise), for trying the pipeline depth.
+    if let Some(n) = std::env::var("REQS").ok().and_then(|v| v.parse().ok()) {
+        cfg.core.swarm.requests_per_peer = n;
+    }
+    // TOTAL=N: requests in flight per download.
+    if let Some(n) = std::env::var("TOTAL").ok().and_then(|v| v.parse().ok()) {
+        cfg.core.swarm.requests_per_download = n;
+    }
     if let Some(b) = boot {
         cfg.bootstrap.push(b.to_string());
     }
@@ -44,6 +55,10 @@ async fn until(events: &mut Events, mut f: impl FnMut(&Event) -> bool) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    // As p2p-node does (NO_TUNE=1 measures without it).
+    if std::env::var_os("NO_TUNE").is_none() {
+        p2p_net::tune_allocator();
+    }
     let args: Vec<String> = std::env::args().collect();
     let root = std::path::PathBuf::from(&args[1]);
     let mib: usize = args[2].parse().expect("size");

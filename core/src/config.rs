@@ -78,6 +78,10 @@ pub struct SwarmConfig {
     /// Chunk requests in flight per peer and download: 32 x 256 KiB (8 MiB)
     /// keeps a loopback link and the holder's read queue busy.
     pub requests_per_peer: usize,
+    /// Chunk requests in flight per download, shared among its peers (each
+    /// gets at most `requests_per_peer`): 48 keeps three holders as fast as
+    /// one on loopback (BENCHMARKS.md, "swarm").
+    pub requests_per_download: usize,
     /// A request unanswered for this long is moved to another peer, and the
     /// peer is not asked again for a while.
     pub request_timeout: Duration,
@@ -103,6 +107,7 @@ impl Default for SwarmConfig {
             enabled: true,
             chunk_size: 256 * 1024,
             requests_per_peer: 32,
+            requests_per_download: 48,
             request_timeout: Duration::from_secs(10),
             max_serving_per_peer: 64,
             max_manifest: 8 * 1024 * 1024,

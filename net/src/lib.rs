@@ -36,6 +36,7 @@ mod disk;
 mod driver;
 mod handle;
 mod lan;
+mod malloc;
 mod mdns;
 mod storage;
 mod swarm_disk;
@@ -67,6 +68,7 @@ pub enum TapEvent<'a> {
 /// A hook that observes the driver (the simulator hashes and checks it).
 pub type Tap = std::sync::Arc<dyn Fn(&TapEvent<'_>) + Send + Sync>;
 pub use lan::{Announcement, Heard, LanDiscovery, LanError, LanSession, SERVICE_TYPE};
+pub use malloc::tune_allocator;
 pub use mdns::MdnsLan;
 pub use storage::{numbered, DiskStorage, MemStorage, ReadError, Storage};
 pub use transport::{Listener, TcpTransport, Transport};

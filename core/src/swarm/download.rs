@@ -620,10 +620,18 @@ impl Download {
         if n == 0 {
             return;
         }
+        // The download's requests are shared among the peers it can ask:
+        // more in flight than a loopback link needs only costs memory and
+        // cache (3 holders at 32 each were slower than at 16 each).
+        let usable = self.holders.values().filter(|h| h.usable(now)).count();
+        let depth = cfg
+            .requests_per_peer
+            .min(cfg.requests_per_download.div_ceil(usable.max(1)))
+            .max(1);
         let peers: Vec<PeerId> = self
             .holders
             .iter()
-            .filter(|(_, h)| h.usable(now) && h.inflight.len() < cfg.requests_per_peer)
+            .filter(|(_, h)| h.usable(now) && h.inflight.len() < depth)
             .map(|(p, _)| p.clone())
             .collect();
         for p in peers {
@@ -631,7 +639,7 @@ impl Download {
                 let full = self
                     .holders
                     .get(&p)
-                    .is_none_or(|h| h.inflight.len() >= cfg.requests_per_peer);
+                    .is_none_or(|h| h.inflight.len() >= depth);
                 if full {
                     break;
                 }
@@ -654,6 +662,17 @@ impl Download {
     /// after the first candidate from the start point.
     fn next_for(&mut self, peer: &PeerId, n: u32) -> Option<u32> {
         let h = self.holders.get(peer)?;
+        let counted = |o: &&Holder| !o.banned && !o.gone;
+        // No chunk is rarer than the complete holders make it: the first
+        // candidate that rare is the pick (later ones cannot be rarer), so
+        // a mesh of complete holders does not scan the window per request.
+        let floor = self
+            .holders
+            .values()
+            .filter(counted)
+            .filter(|o| o.complete)
+            .count()
+            .max(1);
         let mut best: Option<(usize, u32)> = None;
         let mut seen = 0;
         for i in 0..n {
@@ -668,13 +687,14 @@ impl Download {
             let avail = self
                 .holders
                 .values()
-                .filter(|o| !o.banned && !o.gone && o.has(k))
+                .filter(counted)
+                .filter(|o| o.has(k))
                 .count();
             if best.is_none_or(|(a, _)| avail < a) {
                 best = Some((avail, k));
             }
             seen += 1;
-            if seen >= PICK_WINDOW || avail <= 1 {
+            if seen >= PICK_WINDOW || avail <= floor {
                 break;
             }
         }
