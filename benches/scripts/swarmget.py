@@ -134,16 +134,33 @@ def sha_pass():
     return time.monotonic() - t0
 
 
-gets, shas, rsss = [], [], []
+def openssl_pass():
+    """The same pass with OpenSSL's SHA-256 (SHA-NI where the CPU has it):
+    coreutils' sha256sum does not use it and is several times slower."""
+    if TREE or shutil.which("openssl") is None:
+        return None
+    t0 = time.monotonic()
+    subprocess.run(["openssl", "dgst", "-sha256", src], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+gets, shas, ossls, rsss = [], [], [], []
 for r in range(RUNS):
     took, rss, frm = one()
     s = sha_pass()
+    o = openssl_pass()
     gets.append(took); shas.append(s); rsss.append(rss)
+    if o is not None:
+        ossls.append(o)
     print(f"run {r}: get {took:.3f} s ({TOTAL / 1e9 / took:.2f} GB/s), "
-          f"baseline {s:.3f} s, downloader peak RSS {rss / 1024:.1f} MiB, from {sorted(frm.values())}")
+          f"baseline {s:.3f} s, openssl {o if o is None else round(o, 3)} s, "
+          f"downloader peak RSS {rss / 1024:.1f} MiB, from {sorted(frm.values())}")
 g, s = statistics.median(gets), statistics.median(shas)
 gb = TOTAL / 1e9
 print(f"median get {g:.3f} s = {gb / g:.2f} GB/s (min {min(gets):.3f}, max {max(gets):.3f}); "
       f"median baseline ({'cp -r + sha256sum' if TREE else 'sha256sum'}) {s:.3f} s = {gb / s:.2f} GB/s; "
       f"baseline time / get time = {s / g:.2f}; "
       f"peak RSS median {statistics.median(rsss) / 1024:.1f} MiB (max {max(rsss) / 1024:.1f})")
+if ossls:
+    o = statistics.median(ossls)
+    print(f"median openssl dgst -sha256 {o:.3f} s = {gb / o:.2f} GB/s; openssl time / get time = {o / g:.2f}")
