@@ -1,6 +1,7 @@
 //! `p2p-node` processes sharing content by id on loopback: two holders
 //! serving one download, a directory tree, a download resumed after its
-//! node was killed, offers declined and accepted, and the commands' errors.
+//! node was killed, shares kept across a restart, offers declined and
+//! accepted, and the commands' errors.
 
 mod util;
 
@@ -276,6 +277,36 @@ fn a_killed_download_continues_where_it_was_at_the_next_start() {
     assert!(have >= durable * CHUNK, "{started}");
     assert_eq!(sha256_file(&c.downloads.join("big.bin")), want);
     assert!(!partial.exists(), "the partial outlived the commit");
+}
+
+#[test]
+fn a_share_made_at_the_prompt_is_shared_again_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (one, two) = (dir.path().join("one.bin"), dir.path().join("two.bin"));
+    random_file(&one, MIB, 31);
+    random_file(&two, MIB, 32);
+    let mut a = Proc::start("alice", dir.path(), None, &[]);
+    let id = share(&mut a, &one);
+    // Killed: nothing is written at the stop, the list was kept at the share.
+    a.kill();
+
+    let mut a = Proc::start("alice", dir.path(), None, &[]);
+    assert_eq!(shared_id(&mut a, "one.bin"), id, "shared again, same id");
+    let mut b = Proc::start("bob", dir.path(), Some(a.port), &[]);
+    wait_listed(&mut b, &id, 1);
+    ask(&mut a, &format!("/unshare {id}"), "unshared");
+    a.kill();
+
+    // Unshared: not shared at the next start. Storage answers in order, so
+    // a share of another file ends after whatever the start shared again.
+    let mut a = Proc::start("alice", dir.path(), None, &[]);
+    share(&mut a, &two);
+    assert_eq!(
+        a.count(|e| e["type"] == "shared" && e["id"] == id),
+        0,
+        "{:#?}",
+        a.seen
+    );
 }
 
 #[test]

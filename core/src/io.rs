@@ -108,10 +108,15 @@ pub enum Input {
         /// Chunk indices the record lists.
         claimed: Vec<u32>,
     },
-    /// [`StorageOp::ScanPartials`]: partial downloads of an earlier run.
+    /// [`StorageOp::ScanPartials`]: what an earlier run left: partial
+    /// downloads to resume and the paths it shared, to share again.
     PartialsFound {
         /// Each one's manifest and target directory.
         partials: Vec<(Bytes, Option<String>)>,
+        /// Paths shared when the earlier run ended (by `share` or as a
+        /// committed download); each is shared again, hashed only if its
+        /// files changed.
+        shares: Vec<String>,
     },
     /// A [`StorageOp::ReadChunk`] completed.
     ChunkRead {

@@ -381,9 +381,9 @@ impl Node {
                 self.swarm
                     .on_partial_opened(now, content, claimed, &self.peers, &mut self.rng)
             }
-            Input::PartialsFound { partials } => {
+            Input::PartialsFound { partials, shares } => {
                 self.swarm
-                    .on_partials_found(now, partials, &self.peers, &mut self.rng)
+                    .on_partials_found(now, partials, shares, &self.peers, &mut self.rng)
             }
             Input::ChunkRead { read, data } => {
                 self.swarm

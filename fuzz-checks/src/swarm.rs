@@ -1842,7 +1842,10 @@ impl Harness {
                 (bytes, dir)
             })
             .collect();
-        Input::PartialsFound { partials }
+        Input::PartialsFound {
+            partials,
+            shares: Vec::new(),
+        }
     }
 
     fn stray(&mut self, a: &StorageAnswer) {

@@ -175,6 +175,7 @@ impl<S: Storage> Executor<S> {
             }
             StorageOp::ScanPartials => Some(Input::PartialsFound {
                 partials: self.storage.scan_partials(),
+                shares: self.storage.scan_shares(),
             }),
             other => {
                 // `StorageOp` is non-exhaustive: an op added to the core
@@ -427,8 +428,9 @@ mod tests {
         }
         assert!(x.execute(StorageOp::Checkpoint { content }).is_none());
         match x.execute(StorageOp::ScanPartials) {
-            Some(Input::PartialsFound { partials }) => {
-                assert_eq!(partials, vec![(manifest.clone(), None)])
+            Some(Input::PartialsFound { partials, shares }) => {
+                assert_eq!(partials, vec![(manifest.clone(), None)]);
+                assert!(shares.is_empty(), "memory keeps none: {shares:?}");
             }
             other => panic!("{other:?}"),
         }

@@ -147,6 +147,14 @@ pub trait Storage: Clone + Send + Sync + 'static {
     fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
         Vec::new()
     }
+
+    /// The paths shared when the earlier run ended, to share again: kept
+    /// from each successful `share` (and each committed download) until
+    /// its `unshare`, or until sharing it fails. Storage that keeps
+    /// nothing across runs (the default, and [`MemStorage`]) has none.
+    fn scan_shares(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 fn unsupported() -> io::Error {
@@ -423,6 +431,10 @@ impl Storage for DiskStorage {
 
     fn scan_partials(&self) -> Vec<(Bytes, Option<String>)> {
         self.swarm.scan_partials()
+    }
+
+    fn scan_shares(&self) -> Vec<String> {
+        self.swarm.scan_shares()
     }
 }
 

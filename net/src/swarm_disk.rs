@@ -7,6 +7,8 @@
 //!   built from that path, with the modification time of each of its files
 //!   (the sizes are in the manifest). A later share of the same path whose
 //!   files all still match returns it without reading them.
+//! - `shares.list`: the canonical path of everything shared, one per line,
+//!   replaced whole at each change; the next run shares them again.
 //! - `partial/<content id, hex>/`: one partial download: `manifest` (its
 //!   canonical bytes), `dir` (the target directory, absent for the
 //!   downloads directory), `record` (the chunks that are durable) and
@@ -68,6 +70,8 @@ struct SourceFile {
 struct Source {
     manifest: Manifest,
     files: Vec<SourceFile>,
+    /// The canonical path it was shared from, as `shares.list` has it.
+    top: PathBuf,
 }
 
 /// A file found by a share's walk.
@@ -97,6 +101,8 @@ struct Partial {
 struct State {
     shares: BTreeMap<ContentId, Arc<Source>>,
     partials: BTreeMap<ContentId, Partial>,
+    /// `shares.list`, once read.
+    listed: Option<BTreeSet<String>>,
 }
 
 /// The swarm side of a [`DiskStorage`](crate::DiskStorage).
@@ -107,6 +113,9 @@ pub(crate) struct DiskSwarm {
     p2p: PathBuf,
     state: Mutex<State>,
 }
+
+/// The list of shared paths in `.p2p`.
+const LIST: &str = "shares.list";
 
 fn mtime_ns(m: &fs::Metadata) -> i128 {
     i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec())
@@ -290,6 +299,18 @@ impl DiskSwarm {
     }
 
     pub(crate) fn share(&self, path: &Path, chunk_size: u32) -> io::Result<Bytes> {
+        let shared = self.hash_share(path, chunk_size);
+        let mut state = lock(&self.state);
+        match &shared {
+            Ok((top, _)) => self.relist(&mut state, Some(top), None),
+            // A listed path that cannot be shared any more is forgotten:
+            // the failure is reported once, not at every start.
+            Err(_) => self.relist(&mut state, None, Some(path)),
+        }
+        shared.map(|(_, bytes)| bytes)
+    }
+
+    fn hash_share(&self, path: &Path, chunk_size: u32) -> io::Result<(PathBuf, Bytes)> {
         check_chunk_size(chunk_size)?;
         let started = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -323,11 +344,68 @@ impl DiskSwarm {
         let source = Source {
             manifest,
             files: walked.into_iter().map(|w| w.file).collect(),
+            top: top.clone(),
         };
         lock(&self.state)
             .shares
             .insert(ContentId::of(&bytes), Arc::new(source));
-        Ok(bytes)
+        Ok((top, bytes))
+    }
+
+    /// Adds `add` to `shares.list` and takes `remove` out, rewriting it if
+    /// that changed it. A path that is not UTF-8 is not listed (the core's
+    /// paths are strings); a list that cannot be written is a warning, the
+    /// share goes on.
+    fn relist(&self, state: &mut State, add: Option<&Path>, remove: Option<&Path>) {
+        let listed = state.listed.get_or_insert_with(|| self.read_list());
+        let mut changed = false;
+        if let Some(p) = add.and_then(Path::to_str) {
+            changed |= listed.insert(p.to_owned());
+        }
+        if let Some(p) = remove.and_then(Path::to_str) {
+            changed |= listed.remove(p);
+        }
+        if !changed {
+            return;
+        }
+        let mut text = String::new();
+        for p in listed.iter() {
+            text.push_str(p);
+            text.push('\n');
+        }
+        let written = fs::create_dir_all(&self.p2p)
+            .and_then(|()| write_durably(&self.p2p, LIST, text.as_bytes()));
+        if let Err(e) = written {
+            tracing::warn!(
+                "could not keep the list of shares in {}: {e}",
+                self.p2p.display()
+            );
+        }
+    }
+
+    /// `shares.list` as on disk; lines that are not absolute paths (or
+    /// hold a NUL) are skipped.
+    fn read_list(&self) -> BTreeSet<String> {
+        let text = match fs::read(self.p2p.join(LIST)) {
+            Ok(t) => t,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::NotFound {
+                    tracing::warn!("cannot read the list of shares: {e}");
+                }
+                return BTreeSet::new();
+            }
+        };
+        String::from_utf8_lossy(&text)
+            .lines()
+            .filter(|l| l.starts_with('/') && !l.contains('\0'))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    pub(crate) fn scan_shares(&self) -> Vec<String> {
+        let mut state = lock(&self.state);
+        let listed = state.listed.get_or_insert_with(|| self.read_list());
+        listed.iter().cloned().collect()
     }
 
     /// The canonical top path and its files in manifest order.
@@ -419,7 +497,10 @@ impl DiskSwarm {
     }
 
     pub(crate) fn unshare(&self, content: ContentId) {
-        lock(&self.state).shares.remove(&content);
+        let mut state = lock(&self.state);
+        if let Some(source) = state.shares.remove(&content) {
+            self.relist(&mut state, None, Some(&source.top));
+        }
     }
 
     pub(crate) fn open_partial(
@@ -630,8 +711,10 @@ impl DiskSwarm {
                     Arc::new(Source {
                         manifest: p.manifest,
                         files,
+                        top: top.clone(),
                     }),
                 );
+                self.relist(&mut state, Some(&top), None);
             }
             Err(e) => tracing::warn!("{} is not served: {e}", top.display()),
         }

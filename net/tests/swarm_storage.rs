@@ -849,3 +849,52 @@ fn mem_commit_never_overwrites() {
     s.discard_partial(m.id()).unwrap();
     assert!(s.partial_ids().is_empty());
 }
+
+#[test]
+fn disk_remembers_what_it_shares_for_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dl = tmp.path().join("dl");
+    let s = DiskStorage::new(&dl).unwrap();
+    let top = tmp.path().join("t");
+    write_tree(&top, &tree());
+    let one = tmp.path().join("one.bin");
+    fs::write(&one, data(9, 50_000)).unwrap();
+    let canon = |p: &Path| fs::canonicalize(p).unwrap().display().to_string();
+    assert!(s.scan_shares().is_empty(), "a fresh downloads dir");
+
+    file_manifest(&s, &top);
+    // A relative spelling is listed as its canonical path.
+    let rel = PathBuf::from(format!("{}/../one.bin", top.display()));
+    let (_, m1) = file_manifest(&s, &rel);
+    let mut both = vec![canon(&top), canon(&one)];
+    both.sort();
+    // Another storage over the same directory: the next run.
+    assert_eq!(DiskStorage::new(&dl).unwrap().scan_shares(), both);
+
+    // Unshared: forgotten; a share that fails: forgotten too.
+    s.unshare(m1.id());
+    assert_eq!(
+        DiskStorage::new(&dl).unwrap().scan_shares(),
+        vec![canon(&top)]
+    );
+    let next = DiskStorage::new(&dl).unwrap();
+    fs::rename(&top, tmp.path().join("moved")).unwrap();
+    let listed = next.scan_shares();
+    assert_eq!(listed.len(), 1);
+    let e = next.share(Path::new(&listed[0]), CS).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(DiskStorage::new(&dl).unwrap().scan_shares().is_empty());
+
+    // A committed download is served, so it is listed as well.
+    let src = DiskStorage::new(tmp.path().join("src-dl")).unwrap();
+    let (bytes, _) = file_manifest(&src, &one);
+    let path = download(&src, &next, &bytes, None);
+    assert_eq!(DiskStorage::new(&dl).unwrap().scan_shares(), vec![path]);
+
+    // A list someone edited: lines that are not absolute paths are skipped.
+    fs::write(dl.join(".p2p/shares.list"), "relative/x\n/abs/y\n\n").unwrap();
+    assert_eq!(
+        DiskStorage::new(&dl).unwrap().scan_shares(),
+        vec!["/abs/y".to_owned()]
+    );
+}

@@ -1077,11 +1077,18 @@ impl Swarm {
         &mut self,
         now: Instant,
         partials: Vec<(Bytes, Option<String>)>,
+        shares: Vec<String>,
         peers: &Peers,
         rng: &mut ChaCha8Rng,
     ) {
         if self.shut_down {
             return;
+        }
+        for path in shares {
+            // As if shared again by hand: a path also given at start
+            // (`--share`) is hashed once, and one that is gone is reported
+            // by a `ShareFailed` (the storage then forgets it).
+            let _ = self.share(&path, None, peers);
         }
         for (bytes, dir) in partials {
             if self.downloads.len() >= self.cfg.max_downloads {

@@ -268,6 +268,36 @@ fn a_restarted_downloader_fetches_only_what_it_lacked() {
 }
 
 #[test]
+fn a_restarted_holder_shares_again_what_its_storage_kept() {
+    let mut m = mesh(2);
+    let files = one_file(20 * CS as usize, 8);
+    let id = share(&mut m, 0, "/srv/f", &files);
+    m.crash(0);
+    m.run_for(SEC);
+    // The storage kept the list of shared paths; one of them is gone now.
+    m.nodes[0].storage.swarm.listed = vec!["/srv/f".into(), "/srv/gone".into()];
+    m.restart(0);
+    m.bootstrap(1, 0);
+    m.run_for(2 * SEC);
+    let shared = m
+        .events(0)
+        .filter(|e| matches!(e, Event::Shared { id: s, .. } if *s == id))
+        .count();
+    assert_eq!(shared, 2, "once by hand, once on restart");
+    assert!(
+        m.events(0)
+            .any(|e| matches!(e, Event::ShareFailed { path, .. } if path == "/srv/gone")),
+        "a listed path that is gone is reported"
+    );
+    // The mesh sees it again and can fetch it.
+    let l = m.nodes[1].node.files();
+    assert_eq!((l.len(), l[0].id, l[0].complete), (1, id, 1), "{l:?}");
+    get(&mut m, 1, id);
+    run_until_complete(&mut m, 1, id, 30 * SEC);
+    assert_eq!(m.nodes[1].storage.swarm.committed["data.bin"], files[0].1);
+}
+
+#[test]
 fn a_record_that_lies_is_caught_by_verification() {
     let mut m = mesh(2);
     let files = one_file(50 * CS as usize, 7);

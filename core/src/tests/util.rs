@@ -75,6 +75,8 @@ pub struct SwarmStore {
     pub lying_record: Option<Vec<u32>>,
     /// Chunk reads answered.
     pub reads: usize,
+    /// Paths an earlier run shared, as `ScanPartials` reports them.
+    pub listed: Vec<String>,
 }
 
 /// One partial download in memory.
@@ -548,7 +550,10 @@ impl Mesh {
                     .values()
                     .map(|p| (p.manifest.encode(), p.dir.clone()))
                     .collect();
-                Some(Input::PartialsFound { partials })
+                Some(Input::PartialsFound {
+                    partials,
+                    shares: st.listed.clone(),
+                })
             }
             other => unreachable!("not a swarm op: {other:?}"),
         };
