@@ -24,7 +24,9 @@
 //! system of the partial (cheaper than thousands of fsyncs, and it reports
 //! writeback errors since Linux 5.8). A commit does the same over every
 //! file of the download (per-file `fsync` plus their directories, or one
-//! `syncfs`), then syncs the target directory after the move.
+//! `syncfs`), then syncs the target directory after the move. A target on
+//! another file system is copied to first (`<target>/.p2p-incoming-<id>`,
+//! synced the same way), and that copy is renamed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsStr;
@@ -649,21 +651,36 @@ impl DiskSwarm {
             None => self.downloads.clone(),
         };
         let name = p.manifest.name().to_owned();
-        let from = p.root.join("data").join(&name);
+        let data = p.root.join("data").join(&name);
+        // A target on another file system cannot take a rename: the files
+        // are copied beside it first, and that copy is what is moved.
+        let staged = if fs::metadata(&p.root)?.dev() == fs::metadata(&target)?.dev() {
+            None
+        } else {
+            Some(stage_across(p, content, &target)?)
+        };
+        let from = staged.clone().unwrap_or(data);
         let mut placed = None;
         for k in 0..10_000 {
             let candidate = numbered(&name, k);
             match move_noreplace(&from, &target.join(&candidate), p.manifest.is_dir()) {
                 Ok(()) => {
-                    placed = Some(candidate);
+                    placed = Some(Ok(candidate));
                     break;
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(e),
+                Err(e) => {
+                    placed = Some(Err(e));
+                    break;
+                }
             }
         }
-        let candidate =
-            placed.ok_or_else(|| io::Error::new(io::ErrorKind::AlreadyExists, "no free name"))?;
+        let placed = placed
+            .unwrap_or_else(|| Err(io::Error::new(io::ErrorKind::AlreadyExists, "no free name")));
+        if let (Err(_), Some(s)) = (&placed, &staged) {
+            remove_any(s);
+        }
+        let candidate = placed?;
         let p = state.partials.remove(&content).expect("looked up above");
         // The move is done: its content is in place under its name, so a
         // failure to sync the name is reported, not the commit undone.
@@ -847,6 +864,57 @@ impl Partial {
 
 /// Reads chunk `chunk` of shared content from its files, refusing any that
 /// changed since they were hashed.
+/// Copies the files of partial `p` into a hidden folder (or file) in
+/// `target`, on the target's file system, made durable there; returns its
+/// path. A copy left by an earlier attempt is replaced; a failed copy is
+/// removed. Memory stays flat: `io::copy` streams (`copy_file_range`).
+fn stage_across(p: &Partial, content: ContentId, target: &Path) -> io::Result<PathBuf> {
+    let staging = target.join(format!(".p2p-incoming-{}", &content.to_hex()[..16]));
+    remove_any(&staging);
+    let files = p.manifest.files();
+    let copy = || -> io::Result<()> {
+        if p.manifest.is_dir() {
+            fs::create_dir(&staging)?;
+        }
+        let mut dirs = BTreeSet::from([target.to_path_buf()]);
+        for f in files {
+            let dst = match below_top(&f.path) {
+                Some(rel) => staging.join(rel),
+                None => staging.clone(),
+            };
+            if let Some(parent) = dst.parent() {
+                fs::create_dir_all(parent)?;
+                dirs.insert(parent.to_path_buf());
+            }
+            let mut from = File::open(p.root.join("data").join(&f.path))?;
+            let mut to = OpenOptions::new().write(true).create_new(true).open(&dst)?;
+            io::copy(&mut from, &mut to)?;
+            if files.len() <= SYNC_EACH_MAX {
+                to.sync_all()?;
+            }
+        }
+        if files.len() > SYNC_EACH_MAX {
+            syncfs(&staging)
+        } else {
+            dirs.iter().try_for_each(|d| sync_dir(d))
+        }
+    };
+    copy().inspect_err(|_| remove_any(&staging))?;
+    Ok(staging)
+}
+
+/// Deletes a file or a tree, if it is there (a leftover of ours).
+fn remove_any(path: &Path) {
+    let removed = match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
+        Ok(_) => fs::remove_file(path),
+        Err(_) => return,
+    };
+    if let Err(e) = removed {
+        tracing::warn!("could not delete {}: {e}", path.display());
+    }
+}
+
 fn read_source(source: &Source, chunk: u32) -> Result<Bytes, ReadError> {
     if chunk >= source.manifest.chunks() {
         return Err(invalid(format!("no chunk {chunk}")).into());

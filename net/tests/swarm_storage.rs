@@ -898,3 +898,60 @@ fn disk_remembers_what_it_shares_for_the_next_run() {
         vec!["/abs/y".to_owned()]
     );
 }
+
+#[test]
+fn disk_commits_into_a_directory_on_another_file_system() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let Ok(other) = tempfile::tempdir_in("/dev/shm") else {
+        eprintln!("skipped: no /dev/shm");
+        return;
+    };
+    let dl = tmp.path().join("dl");
+    let s = DiskStorage::new(&dl).unwrap();
+    if fs::metadata(&dl).unwrap().dev() == fs::metadata(other.path()).unwrap().dev() {
+        eprintln!("skipped: /dev/shm is on the same file system as the temp dir");
+        return;
+    }
+    let src = DiskStorage::new(tmp.path().join("src-dl")).unwrap();
+    let top = tmp.path().join("t");
+    write_tree(&top, &tree());
+    let (tree_bytes, _) = file_manifest(&src, &top);
+    let one = tmp.path().join("one.bin");
+    fs::write(&one, data(9, 50_000)).unwrap();
+    let (one_bytes, _) = file_manifest(&src, &one);
+    let target = other.path().join("incoming");
+    let dir = Some(target.display().to_string());
+
+    // A tree and a file, each twice: the second lands beside the first.
+    for round in 0..2 {
+        let got = download(&src, &s, &tree_bytes, dir.clone());
+        let name = if round == 0 { "t" } else { "t-(1)" };
+        assert_eq!(
+            PathBuf::from(&got),
+            fs::canonicalize(target.join(name)).unwrap()
+        );
+        for (rel, bytes) in tree() {
+            assert_eq!(&fs::read(target.join(name).join(rel)).unwrap(), &bytes);
+        }
+        let got = download(&src, &s, &one_bytes, dir.clone());
+        let name = if round == 0 { "one.bin" } else { "one-(1).bin" };
+        assert_eq!(
+            PathBuf::from(&got),
+            fs::canonicalize(target.join(name)).unwrap()
+        );
+        assert_eq!(fs::read(&got).unwrap(), data(9, 50_000));
+    }
+    // Nothing staged is left, no partial either; and what landed is served.
+    let mut left: Vec<_> = fs::read_dir(&target)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["one-(1).bin", "one.bin", "t", "t-(1)"]);
+    assert_eq!(fs::read_dir(dl.join(".p2p/partial")).unwrap().count(), 0);
+    let id = ContentId::of(&one_bytes);
+    assert!(Manifest::parse(&one_bytes)
+        .unwrap()
+        .verify(0, &s.read_chunk(id, 0).unwrap()));
+}
