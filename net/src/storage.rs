@@ -201,15 +201,26 @@ impl std::fmt::Display for ReadError {
 
 impl std::error::Error for ReadError {}
 
-/// Candidate final names: `name`, `name-(1).ext`, `name-(2).ext`, ...
+/// Candidate final names: `name`, `name-(1).ext`, `name-(2).ext`, ...;
+/// the stem is cut (at a character boundary) where the number would make
+/// the name longer than the 255 bytes a file name may have.
 pub fn numbered(name: &str, k: u32) -> String {
+    const MAX: usize = 255;
     if k == 0 {
         return name.to_owned();
     }
-    match name.rsplit_once('.') {
-        Some((stem, ext)) if !stem.is_empty() => format!("{stem}-({k}).{ext}"),
-        _ => format!("{name}-({k})"),
+    let suffix = format!("-({k})");
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() && ext.len() + 1 + suffix.len() < MAX => {
+            (stem, format!(".{ext}"))
+        }
+        _ => (name, String::new()),
+    };
+    let mut end = stem.len().min(MAX - suffix.len() - ext.len());
+    while !stem.is_char_boundary(end) {
+        end -= 1;
     }
+    format!("{}{suffix}{ext}", &stem[..end])
 }
 
 fn plain(name: &str) -> io::Result<&str> {
@@ -708,5 +719,24 @@ mod tests {
         assert_eq!(numbered("a.tar.gz", 2), "a.tar-(2).gz");
         assert_eq!(numbered("README", 1), "README-(1)");
         assert_eq!(numbered(".hidden", 1), ".hidden-(1)");
+    }
+
+    #[test]
+    fn numbering_a_name_at_the_limit_stays_within_it() {
+        let long = format!("{}.iso", "x".repeat(251));
+        let n = numbered(&long, 12);
+        assert_eq!(n.len(), 255);
+        assert!(n.ends_with("-(12).iso") && n.starts_with("xxx"), "{n}");
+        assert!(p2p_core::check_file_name(&n).is_ok());
+        // Cut at a character boundary: 'é' is two bytes.
+        let accents = "é".repeat(127);
+        let n = numbered(&accents, 1);
+        assert!(n.len() <= 255 && n.ends_with("é-(1)"), "{n}");
+        // An extension too long to keep is part of the stem.
+        let ext = format!("a.{}", "e".repeat(252));
+        let n = numbered(&ext, 3);
+        assert_eq!((n.len(), n.ends_with("-(3)")), (255, true), "{n}");
+        // Distinct numbers stay distinct names.
+        assert_ne!(numbered(&long, 1), numbered(&long, 2));
     }
 }

@@ -166,6 +166,8 @@ enum Read {
 struct OfferIn {
     from: PeerId,
     entry: Entry,
+    /// When it came, in arrival order: the oldest is dropped first.
+    seq: u64,
 }
 
 /// Requests of one peer waiting to be served.
@@ -199,6 +201,8 @@ pub(crate) struct Swarm {
     next_read: u64,
     serving: BTreeMap<PeerId, Serving>,
     offers: BTreeMap<ContentId, OfferIn>,
+    /// Offers received so far (their arrival order).
+    offer_seq: u64,
     /// Offers we made, so that a decline is only reported for those.
     offered: BTreeSet<(ContentId, PeerId)>,
     /// The node shut down: a late storage answer starts nothing.
@@ -229,6 +233,7 @@ impl Swarm {
             next_read: 0,
             serving: BTreeMap::new(),
             offers: BTreeMap::new(),
+            offer_seq: 0,
             offered: BTreeSet::new(),
             shut_down: false,
             out: Outbox::default(),
@@ -887,13 +892,20 @@ impl Swarm {
             AcceptOffers::All => true,
             AcceptOffers::From(set) => set.contains(peer),
         };
+        // The same content offered again replaces its offer, as the newest.
+        self.offers.remove(&id);
         while self.offers.len() >= self.cfg.max_offers.max(1) {
-            // Oldest by id order is arbitrary; drop the first.
-            let Some(first) = self.offers.keys().next().copied() else {
+            let Some(oldest) = self
+                .offers
+                .iter()
+                .min_by_key(|(_, o)| o.seq)
+                .map(|(k, _)| *k)
+            else {
                 break;
             };
-            self.offers.remove(&first);
+            self.offers.remove(&oldest);
         }
+        self.offer_seq += 1;
         self.out.event(Event::Offer {
             id,
             from: peer.clone(),
@@ -907,6 +919,7 @@ impl Swarm {
             OfferIn {
                 from: peer.clone(),
                 entry,
+                seq: self.offer_seq,
             },
         );
         if accepted {

@@ -473,6 +473,40 @@ fn offers_are_declined_with_word_back_or_accepted_unattended() {
 }
 
 #[test]
+fn the_oldest_pending_offer_is_dropped_first() {
+    let mut m = Mesh::new(2, |i, c| {
+        c.swarm.chunk_size = CS;
+        if i == 1 {
+            c.swarm.max_offers = 2;
+        }
+    });
+    m.bootstrap(1, 0);
+    converge(&mut m, 5 * SEC);
+    let mut ids: Vec<(ContentId, String)> = (0..3)
+        .map(|k| {
+            let path = format!("f{k}");
+            let id = share(&mut m, 0, &path, &one_file(1000 + k, 20 + k as u8));
+            (id, path)
+        })
+        .collect();
+    // Offered from the largest id down, so that age and id order disagree.
+    ids.sort();
+    ids.reverse();
+    for (_, path) in &ids {
+        m.nodes[0].node.offer(path, Target::All).unwrap();
+        m.run_for(SEC);
+    }
+    let n = &mut m.nodes[1].node;
+
+    assert!(
+        n.decline(&ids[0].0.to_hex()).is_err(),
+        "the first offer was dropped"
+    );
+    n.decline(&ids[1].0.to_hex()).unwrap();
+    n.decline(&ids[2].0.to_hex()).unwrap();
+}
+
+#[test]
 fn ids_are_typed_as_unique_prefixes() {
     let mut m = mesh(2);
     let id = share(&mut m, 0, "f", &one_file(1000, 10));
