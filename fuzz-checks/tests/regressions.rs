@@ -775,3 +775,17 @@ fn a_late_commit_does_not_end_the_next_download_of_the_content() {
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!((s.opened, s.completed), (2, 1), "{s:?}");
 }
+
+/// The check's model lagged the core: sharing a path that is shared
+/// already tells its `Shared` again at once (so that the application
+/// shows the id), without a storage answer, and the check took that for
+/// a `Shared` from nowhere. Found by the `swarm` target; the check now
+/// accepts it for content held, in a `share` step only. Corpus file
+/// `regression-reshare-told-again`.
+#[test]
+fn sharing_a_shared_path_again_tells_its_id_again() {
+    let share = SwarmOp::Command(SwarmCmd::Share { path: 0 });
+    let ops = vec![share.clone(), swarm_answer(Kind::Share, 0), share];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!(s.shared, 2, "{s:?}");
+}
