@@ -789,3 +789,31 @@ fn sharing_a_shared_path_again_tells_its_id_again() {
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!(s.shared, 2, "{s:?}");
 }
+
+/// A shutdown checkpointed and closed every download with a manifest,
+/// also one whose commit was already queued (and one still opening, which
+/// has nothing to keep): the storage, which runs the commit first, was
+/// then asked to checkpoint a partial that is gone. Found by the `swarm`
+/// target ("Checkpoint of ..., which is not open"): an empty file commits
+/// as soon as its partial opens. Fixed in `Swarm::shutdown`
+/// (core/src/swarm/mod.rs): only a fetching download is checkpointed.
+/// Corpus file `regression-shutdown-while-committing`.
+#[test]
+fn a_shutdown_does_not_checkpoint_a_download_that_is_committing() {
+    let ops = vec![
+        swarm_answer(Kind::Scan, 0),
+        swarm_frame(1, swarm_holds(3, true)),
+        swarm_get(3),
+        swarm_frame(
+            1,
+            PeerFrame::Mani {
+                item: 3,
+                variant: 0,
+            },
+        ),
+        swarm_answer(Kind::Open, 0),
+        SwarmOp::Command(SwarmCmd::Shutdown),
+    ];
+    let s = check_swarm(&swarm_raw(&ops));
+    assert_eq!((s.opened, s.completed), (1, 0), "{s:?}");
+}

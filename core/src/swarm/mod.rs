@@ -1308,13 +1308,22 @@ impl Swarm {
     pub(crate) fn shutdown(&mut self) {
         self.shut_down = true;
         for (id, d) in std::mem::take(&mut self.downloads) {
-            // What was fetched since the last checkpoint is kept too.
-            if d.manifest.is_some() {
-                self.out
-                    .push(Output::Storage(StorageOp::Checkpoint { content: id }));
+            // What was fetched since the last checkpoint is kept too. Only
+            // an open partial has any: one still opening has fetched
+            // nothing, and one committing is the storage's (its commit is
+            // queued ahead; a checkpoint or close after it finds nothing).
+            match d.phase {
+                Phase::Fetching => {
+                    self.out
+                        .push(Output::Storage(StorageOp::Checkpoint { content: id }));
+                    self.out
+                        .push(Output::Storage(StorageOp::ClosePartial { content: id }));
+                }
+                Phase::Opening => self
+                    .out
+                    .push(Output::Storage(StorageOp::ClosePartial { content: id })),
+                Phase::Manifest | Phase::Committing => {}
             }
-            self.out
-                .push(Output::Storage(StorageOp::ClosePartial { content: id }));
             self.out.event(Event::DownloadFailed {
                 id,
                 error: DownloadFailure::Shutdown,
