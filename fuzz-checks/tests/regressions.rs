@@ -448,6 +448,22 @@ fn swarm_get(item: u8) -> SwarmOp {
     })
 }
 
+/// Peer `peer`'s manifest of `item`, as asked.
+fn swarm_mani(peer: u8, item: u8) -> SwarmOp {
+    swarm_frame(peer, PeerFrame::Mani { item, variant: 0 })
+}
+
+/// `peer` holds `item`; it is got, its manifest arrives, its partial
+/// opens empty.
+fn swarm_opened(peer: u8, item: u8) -> [SwarmOp; 4] {
+    [
+        swarm_frame(peer, swarm_holds(item, true)),
+        swarm_get(item),
+        swarm_mani(peer, item),
+        swarm_answer(Kind::Open, 0),
+    ]
+}
+
 fn swarm_answer(kind: Kind, mode: u8) -> SwarmOp {
     SwarmOp::Storage(StorageAnswer::new(kind, 0, mode))
 }
@@ -730,48 +746,27 @@ fn a_cancelled_request_whose_read_fails_gets_no_answer() {
 /// `regression-late-commit`.
 #[test]
 fn a_late_commit_does_not_end_the_next_download_of_the_content() {
-    let ops = vec![
-        swarm_answer(Kind::Scan, 0),
-        swarm_frame(0, swarm_holds(2, true)),
-        swarm_get(2),
-        swarm_frame(
-            0,
-            PeerFrame::Mani {
-                item: 2,
-                variant: 0,
-            },
-        ),
-        swarm_answer(Kind::Open, 0),
-        swarm_frame(
-            0,
-            PeerFrame::Chunk {
-                item: 2,
-                chunk: 0,
-                variant: 0,
-            },
-        ),
+    let chunk = swarm_frame(
+        0,
+        PeerFrame::Chunk {
+            item: 2,
+            chunk: 0,
+            variant: 0,
+        },
+    );
+    let mut ops = vec![swarm_answer(Kind::Scan, 0)];
+    ops.extend(swarm_opened(0, 2));
+    ops.extend([
+        chunk.clone(),
         // No share is pending: a `SwarmStorageFailed` of the 12-byte file.
         SwarmOp::Storage(StorageAnswer::new(Kind::Share, 0, 2).arg(2)),
         swarm_get(2),
         swarm_answer(Kind::Commit, 0),
-        swarm_frame(
-            0,
-            PeerFrame::Mani {
-                item: 2,
-                variant: 0,
-            },
-        ),
+        swarm_mani(0, 2),
         swarm_answer(Kind::Open, 0),
-        swarm_frame(
-            0,
-            PeerFrame::Chunk {
-                item: 2,
-                chunk: 0,
-                variant: 0,
-            },
-        ),
+        chunk,
         swarm_answer(Kind::Commit, 0),
-    ];
+    ]);
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!((s.opened, s.completed), (2, 1), "{s:?}");
 }
@@ -800,20 +795,9 @@ fn sharing_a_shared_path_again_tells_its_id_again() {
 /// Corpus file `regression-shutdown-while-committing`.
 #[test]
 fn a_shutdown_does_not_checkpoint_a_download_that_is_committing() {
-    let ops = vec![
-        swarm_answer(Kind::Scan, 0),
-        swarm_frame(1, swarm_holds(3, true)),
-        swarm_get(3),
-        swarm_frame(
-            1,
-            PeerFrame::Mani {
-                item: 3,
-                variant: 0,
-            },
-        ),
-        swarm_answer(Kind::Open, 0),
-        SwarmOp::Command(SwarmCmd::Shutdown),
-    ];
+    let mut ops = vec![swarm_answer(Kind::Scan, 0)];
+    ops.extend(swarm_opened(1, 3));
+    ops.push(SwarmOp::Command(SwarmCmd::Shutdown));
     let s = check_swarm(&swarm_raw(&ops));
     assert_eq!((s.opened, s.completed), (1, 0), "{s:?}");
 }
