@@ -1687,9 +1687,8 @@ mod console_tests {
         }
     }
 
-    /// A download of 1000 bytes that started with 100 on disk at `t0`,
-    /// then reported 300 at t0 + 1 s and 500 at t0 + 2 s.
-    fn fetching(c: &mut Console, t0: Instant) {
+    /// The download of `fetching` starts at `t0` with 100 bytes on disk.
+    fn started(c: &mut Console, t0: Instant) {
         core(
             c,
             Event::DownloadStarted {
@@ -1701,6 +1700,12 @@ mod console_tests {
             },
             t0,
         );
+    }
+
+    /// A download of 1000 bytes that started with 100 on disk at `t0`,
+    /// then reported 300 at t0 + 1 s and 500 at t0 + 2 s.
+    fn fetching(c: &mut Console, t0: Instant) {
+        started(c, t0);
         for (s, bytes) in [(1, 300), (2, 500)] {
             core(
                 c,
@@ -1722,17 +1727,7 @@ mod console_tests {
         let infos = [info(0xab, 500, 1000), info(0xcd, 0, 1000)];
         assert!(c.download_statuses(&infos)[0].rate_bps.is_none());
         // Started: one sample, no rate.
-        core(
-            &mut c,
-            Event::DownloadStarted {
-                id: cid(0xab),
-                name: "big.iso".into(),
-                size: 1000,
-                files: 1,
-                have: 100,
-            },
-            t0,
-        );
+        started(&mut c, t0);
         let st = c.download_statuses(&infos);
         assert_eq!((st[0].rate_bps, st[0].eta_s), (None, None));
         let (mut c, _cap) = console(true);

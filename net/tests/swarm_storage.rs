@@ -954,4 +954,31 @@ fn disk_commits_into_a_directory_on_another_file_system() {
     assert!(Manifest::parse(&one_bytes)
         .unwrap()
         .verify(0, &s.read_chunk(id, 0).unwrap()));
+
+    // A copy left by a crash mid-copy is replaced, not taken for a name.
+    let staging = target.join(format!(".p2p-incoming-{}", &id.to_hex()[..16]));
+    fs::write(&staging, b"half a copy").unwrap();
+    let got = download(&src, &s, &one_bytes, dir.clone());
+    assert_eq!(fs::read(&got).unwrap(), data(9, 50_000));
+    assert!(got.ends_with("one-(2).bin"), "{got}");
+    assert!(!staging.exists());
+
+    // A copy that fails half way (the tree's last file is gone) leaves no
+    // staging behind, and the partial stays.
+    let tid = ContentId::of(&tree_bytes);
+    s.open_partial(tid, tree_bytes.clone(), dir.clone())
+        .unwrap();
+    let m = Manifest::parse(&tree_bytes).unwrap();
+    for k in 0..m.chunks() {
+        s.write_chunk(tid, k, &src.read_chunk(tid, k).unwrap())
+            .unwrap();
+    }
+    let partial = dl.join(".p2p/partial").join(tid.to_hex());
+    fs::remove_file(partial.join("data/t/z")).unwrap();
+    let e = s.commit_download(tid).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    let tstaging = target.join(format!(".p2p-incoming-{}", &tid.to_hex()[..16]));
+    assert!(!tstaging.exists(), "a failed copy is removed");
+    assert!(partial.join("manifest").exists(), "the partial is kept");
+    assert!(!target.join("t-(2)").exists());
 }
